@@ -1,0 +1,83 @@
+// Socket plumbing every model and the load generator share: resolving, listening,
+// connecting, accepting with errors classified. Nothing here prints or exits: a
+// failure returns an invalid result and fills an error string for the caller.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "net/fd.hpp"
+
+namespace cb::net {
+
+/// One resolved socket address (IPv4 or IPv6).
+struct Address {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  int family() const { return storage.ss_family; }
+  uint16_t port() const;
+  /// "127.0.0.1:9000" or "[::1]:9000".
+  std::string to_string() const;
+  /// True for 127.0.0.0/8 and ::1.
+  bool is_loopback() const;
+};
+
+/// Resolves a numeric address or host name with a port. Fails with a message
+/// naming the host when it cannot be resolved.
+std::optional<Address> resolve(std::string_view host, uint16_t port, std::string& error);
+
+/// Creates a listening TCP socket (SO_REUSEADDR, close-on-exec, non-blocking when
+/// asked) bound to `address`. Port 0 lets the kernel pick. Fails with a message such
+/// as "127.0.0.1:9000: address already in use".
+Fd listen_tcp(const Address& address, int backlog, bool nonblocking, std::string& error,
+              bool reuse_port = false);
+
+/// Connects a blocking TCP socket to `address` (TCP_NODELAY on). Fails with a message.
+Fd connect_tcp(const Address& address, std::string& error);
+
+/// The address a socket is bound to, or nullopt.
+std::optional<Address> local_address(int fd);
+
+bool set_nonblocking(int fd, bool on);
+bool set_nodelay(int fd, bool on);
+
+/// What one accept() call came to.
+enum class AcceptStatus {
+  kAccepted,  ///< a connection, in AcceptResult::fd
+  kRetry,     ///< nothing to do now: EAGAIN, EINTR, ECONNABORTED, EPROTO, ENETDOWN...
+  kShed,      ///< out of descriptors: one pending connection was accepted and closed
+  kFatal,     ///< the listening socket is unusable (EBADF, EINVAL, ENOTSOCK...)
+};
+
+struct AcceptResult {
+  AcceptStatus status;
+  Fd fd;
+  int error = 0;  ///< errno behind kRetry, kShed or kFatal
+};
+
+/// Accepts connections and survives EMFILE/ENFILE: it keeps one spare descriptor,
+/// and when the process runs out it frees the spare, accepts and closes the pending
+/// connection (so the client sees a close rather than hanging in the backlog), and
+/// takes the spare again. Accepted sockets are close-on-exec and non-blocking when
+/// asked. One Acceptor per thread.
+class Acceptor {
+ public:
+  explicit Acceptor(bool nonblocking_connections);
+  AcceptResult accept(int listen_fd);
+
+ private:
+  Fd spare_;
+  bool nonblocking_;
+};
+
+/// Raises the soft RLIMIT_NOFILE to at least `wanted` (at most the hard limit).
+/// Returns the soft limit now in force.
+uint64_t raise_fd_limit(uint64_t wanted);
+
+}  // namespace cb::net
