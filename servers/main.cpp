@@ -1,0 +1,117 @@
+// echo-server: parses the command line, binds and announces the listening socket,
+// then hands it to the chosen concurrency model until SIGINT/SIGTERM.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "net/socket.hpp"
+#include "servers/model.hpp"
+
+namespace {
+
+constexpr int kUsageError = 2;
+constexpr int kBacklog = 4096;  // the kernel caps it at net.core.somaxconn
+
+std::string model_list() {
+  std::string text;
+  for (const auto& model : cb::servers::all_models()) {
+    text += "  " + std::string(model.name);
+    text.append(model.name.size() < 12 ? 12 - model.name.size() : 1, ' ');
+    text += std::string(model.summary) + "\n";
+  }
+  return text;
+}
+
+int fail(int code, const std::string& message) {
+  std::cerr << "echo-server: " << message << "\n";
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace cb;
+  servers::ServerOptions options;
+  std::string model_name = "libuv";
+  bool list_models = false;
+  uint64_t buffer_bytes = options.buffer_bytes;
+
+  std::vector<std::string> names;
+  for (const auto& model : servers::all_models()) names.emplace_back(model.name);
+
+  CLI::App app{"An echo server (RFC 862, TCP) built on one of several concurrency models.\n"
+               "Prints 'listening on HOST:PORT model=NAME' when ready; on SIGINT/SIGTERM\n"
+               "closes every connection and prints one summary line.\n\nModels:\n" +
+                   model_list(),
+               "echo-server"};
+  app.set_version_flag("--version", std::string("echo-server ") + CB_VERSION);
+  app.add_option("-m,--model", model_name, "Concurrency model (see --list-models)")
+      ->check(CLI::IsMember(names))
+      ->capture_default_str();
+  app.add_option("--host", options.host, "Address or name to bind (IPv4 or IPv6)")
+      ->capture_default_str();
+  app.add_option("-p,--port", options.port, "TCP port to bind; 0 picks a free one")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_flag("--list-models", list_models, "Print each model's name and summary, then exit");
+  app.add_option("--buffer-size", buffer_bytes,
+                 "Bytes read per call, also the most a blocking model holds per connection "
+                 "(units: b, k, KiB, m; 1 B to 16 MiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{1}, uint64_t{16} << 20))
+      ->capture_default_str();
+  app.add_option("--max-connections", options.max_connections,
+                 "Most connections served at once; beyond it a new one is closed at once and "
+                 "counted as refused (0: as many as the system allows)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(kUsageError, std::string(e.what()) + " (see --help)");
+  }
+  options.buffer_bytes = static_cast<size_t>(buffer_bytes);
+
+  if (list_models) {
+    std::cout << model_list();
+    return 0;
+  }
+  const servers::Model* model = servers::find_model(model_name);
+  if (model == nullptr) return fail(kUsageError, "unknown model '" + model_name + "'");
+
+  std::string error;
+  auto address = net::resolve(options.host, options.port, error);
+  if (!address) return fail(kUsageError, "--host: " + error);
+
+  // Thousands of clients need thousands of descriptors: take all the hard limit allows.
+  net::raise_fd_limit(UINT64_MAX);
+
+  try {
+    servers::StopSignal stop;
+    stop.install_handlers();
+    net::Fd listener = net::listen_tcp(*address, kBacklog, /*nonblocking=*/true, error);
+    if (!listener) return fail(kUsageError, "cannot listen on " + error);
+    auto bound = net::local_address(listener.get());
+    if (!bound) return fail(1, "getsockname failed on the listening socket");
+
+    std::cout << "listening on " << bound->to_string() << " model=" << model->name << std::endl;
+
+    servers::ServerStats& stats = servers::make_shared_stats();
+    servers::ServeContext ctx{listener, *bound, options, stop, stats};
+    int rc = model->serve(ctx, error);
+    listener.reset();
+    std::cout << "stopped model=" << model->name << " " << stats.summary() << std::endl;
+    if (rc != 0) return fail(1, error);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(1, e.what());
+  }
+}

@@ -1,0 +1,36 @@
+#include "servers/stats.hpp"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <new>
+#include <system_error>
+
+namespace cb::servers {
+
+void ServerStats::on_open() {
+  accepted.fetch_add(1, std::memory_order_relaxed);
+  uint64_t now = active.fetch_add(1, std::memory_order_relaxed) + 1;
+  uint64_t peak = peak_active.load(std::memory_order_relaxed);
+  while (now > peak && !peak_active.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+void ServerStats::on_close() { active.fetch_sub(1, std::memory_order_relaxed); }
+
+std::string ServerStats::summary() const {
+  return "accepted=" + std::to_string(accepted.load()) +
+         " refused=" + std::to_string(refused.load()) +
+         " peak_concurrent=" + std::to_string(peak_active.load()) +
+         " bytes_echoed=" + std::to_string(bytes_echoed.load()) +
+         " errors=" + std::to_string(errors.load());
+}
+
+ServerStats& make_shared_stats() {
+  void* memory = ::mmap(nullptr, sizeof(ServerStats), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+  return *new (memory) ServerStats();
+}
+
+}  // namespace cb::servers

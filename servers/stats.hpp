@@ -1,0 +1,38 @@
+// Counters every model keeps for its exit summary. They live in anonymous shared
+// memory so that the fork model's children can count into the parent's copy;
+// every field is a lock-free atomic, safe from any thread or process.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace cb::servers {
+
+struct ServerStats {
+  std::atomic<uint64_t> accepted{0};      ///< connections taken and served
+  std::atomic<uint64_t> refused{0};       ///< closed at once: over --max-connections, no
+                                          ///< thread/process to spare, out of descriptors
+  std::atomic<uint64_t> active{0};        ///< open now
+  std::atomic<uint64_t> peak_active{0};   ///< most open at once
+  std::atomic<uint64_t> bytes_echoed{0};  ///< bytes written back to clients
+  std::atomic<uint64_t> errors{0};        ///< connections ended by a reset or I/O error
+
+  /// Counts a connection that is now being served (accepted, active, peak).
+  void on_open();
+  /// Counts the end of a connection counted by on_open.
+  void on_close();
+
+  /// "accepted=.. refused=.. peak_concurrent=.. bytes_echoed=.. errors=..".
+  std::string summary() const;
+};
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free,
+              "ServerStats is shared across processes and needs lock-free atomics");
+
+/// Maps a zeroed ServerStats in MAP_SHARED|MAP_ANONYMOUS memory, inherited by
+/// forked children. Never unmapped: it lives as long as the process.
+/// Throws std::system_error if mmap fails.
+ServerStats& make_shared_stats();
+
+}  // namespace cb::servers
