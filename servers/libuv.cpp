@@ -1,0 +1,399 @@
+// libuv: one thread runs one uv_loop_t (epoll on Linux, kqueue on BSD/macOS) that
+// accepts, reads and writes every connection on non-blocking sockets. Nothing blocks
+// but the loop's wait for readiness, so an idle or non-reading client costs a handle
+// and a little memory, never a thread, and never stalls anyone else.
+#include <fcntl.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "net/fd.hpp"
+#include "servers/model.hpp"
+
+namespace cb::servers {
+namespace {
+
+// The kernel caps the listen backlog at net.core.somaxconn; ask for plenty so a burst
+// of thousands of connects waits in the queue rather than being refused.
+constexpr int kListenBacklog = 4096;
+
+// Reading stops while a connection holds more than this many bytes of unsent echo, and
+// resumes once it drains below half. It is at least a few reads' worth so that a client
+// that does read keeps the pipe full, and small enough that a client that sends without
+// reading costs the server a bounded, small amount of memory.
+constexpr size_t kMinWriteBacklogBytes = size_t{64} * 1024;
+constexpr size_t kWriteBacklogBuffers = 4;
+
+std::string uv_failure(const char* call, int status) {
+  return std::string("libuv: ") + call + ": " + uv_strerror(status);
+}
+
+uv_stream_t* as_stream(uv_tcp_t* tcp) { return reinterpret_cast<uv_stream_t*>(tcp); }
+uv_handle_t* as_handle(uv_tcp_t* tcp) { return reinterpret_cast<uv_handle_t*>(tcp); }
+
+class Server;
+
+/// One echo in flight: the buffer a read filled, written back by uv_write and freed
+/// in write_cb, whatever its status.
+struct WriteRequest {
+  uv_write_t req_{};
+  std::unique_ptr<char[]> data_;
+  size_t capacity_bytes_ = 0;  ///< what the buffer costs in memory
+  size_t length_bytes_ = 0;    ///< what it carries
+};
+
+/// One accepted client. Owned by its handle: it deletes itself in close_cb, after
+/// libuv has called back every write and shutdown request of the handle. Call only
+/// on the loop thread.
+class Connection {
+ public:
+  explicit Connection(Server& server) : server_(server) { handle_.data = this; }
+
+  uv_tcp_t* handle() { return &handle_; }
+
+  /// Starts echoing an accepted connection that counts in stats.active.
+  void start();
+  /// Closes the handle unless it is closing already; pending writes are cancelled.
+  void close();
+
+ private:
+  static void alloc_cb(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
+  static void read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void write_cb(uv_write_t* req, int status);
+  static void shutdown_cb(uv_shutdown_t* req, int status);
+  static void close_cb(uv_handle_t* handle);
+
+  void echo(std::unique_ptr<char[]> data, size_t length_bytes);
+  void finish_on_eof();
+  void resume_reading_if_drained();
+  bool start_reading();
+  void stop_reading();
+  /// Ends this connection because of a reset or an I/O error, counting it once.
+  void fail();
+
+  Server& server_;
+  uv_tcp_t handle_{};
+  uv_shutdown_t shutdown_req_{};
+  // Bytes of every buffer handed to uv_write and not yet called back. Every byte of
+  // uv_stream_get_write_queue_size() sits in one of them, so this bounds the write
+  // queue too, and also counts written buffers whose callbacks are still to come.
+  size_t held_bytes_ = 0;
+  bool reading_ = false;
+  bool eof_ = false;      ///< the peer shut its write side; we shut ours after the echo
+  bool counted_ = false;  ///< stats.on_open() was called, so close_cb owes on_close()
+};
+
+/// The loop, the listening handle and the stop watcher. Call only on the loop thread.
+class Server {
+ public:
+  explicit Server(const ServeContext& ctx)
+      : ctx_(ctx),
+        write_backlog_limit_bytes_(
+            std::max(kWriteBacklogBuffers * ctx.options.buffer_bytes, kMinWriteBacklogBytes)) {}
+
+  /// Serves until the stop signal fires; 0 after a clean stop, else 1 with `error`.
+  int run(std::string& error);
+
+  const ServeContext& ctx() const { return ctx_; }
+  size_t buffer_bytes() const { return ctx_.options.buffer_bytes; }
+  size_t write_backlog_limit_bytes() const { return write_backlog_limit_bytes_; }
+
+ private:
+  static void connection_cb(uv_stream_t* listener, int status);
+  static void stop_cb(uv_poll_t* poll, int status, int events);
+  static void close_walk_cb(uv_handle_t* handle, void* arg);
+
+  int setup(std::string& error);
+  void close_everything();
+  /// Closes what setup opened and runs the loop until the close callbacks ran.
+  int shut_down(int rc, std::string& error);
+
+  const ServeContext& ctx_;
+  const size_t write_backlog_limit_bytes_;
+  uv_loop_t loop_{};
+  uv_tcp_t listener_{};
+  uv_poll_t stop_poll_{};
+  std::string stop_error_;
+};
+
+// ---- Connection ----
+
+void Connection::start() {
+  counted_ = true;
+  server_.ctx().stats.on_open();
+  // Echo replies are small and latency is what gets measured: do not let Nagle hold
+  // them back. A failure only costs latency, so it is not worth ending the connection.
+  uv_tcp_nodelay(&handle_, 1);
+  if (!start_reading()) fail();
+}
+
+bool Connection::start_reading() {
+  if (uv_read_start(as_stream(&handle_), alloc_cb, read_cb) < 0) return false;
+  reading_ = true;
+  return true;
+}
+
+void Connection::stop_reading() {
+  uv_read_stop(as_stream(&handle_));
+  reading_ = false;
+}
+
+void Connection::close() {
+  if (!uv_is_closing(as_handle(&handle_))) uv_close(as_handle(&handle_), close_cb);
+}
+
+void Connection::fail() {
+  if (uv_is_closing(as_handle(&handle_))) return;
+  server_.ctx().stats.errors.fetch_add(1, std::memory_order_relaxed);
+  close();
+}
+
+void Connection::alloc_cb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<Connection*>(handle->data);
+  // A fresh buffer per read, freed when its echo is written: an idle connection then
+  // holds no buffer at all. Out of memory shows up in read_cb as UV_ENOBUFS.
+  const size_t size = self->server_.buffer_bytes();
+  buf->base = new (std::nothrow) char[size];
+  buf->len = buf->base != nullptr ? size : 0;
+}
+
+void Connection::read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<Connection*>(stream->data);
+  std::unique_ptr<char[]> data(buf->base);  // ours since alloc_cb; may be null
+  if (nread > 0) {
+    self->echo(std::move(data), static_cast<size_t>(nread));
+  } else if (nread == UV_EOF) {
+    self->finish_on_eof();
+  } else if (nread < 0) {
+    // UV_ECONNRESET, UV_ENOBUFS or another read error: this connection only.
+    self->fail();
+  }
+  // nread == 0 is libuv's EAGAIN: nothing was read and the buffer is simply freed.
+}
+
+void Connection::echo(std::unique_ptr<char[]> data, size_t length_bytes) {
+  const size_t capacity_bytes = server_.buffer_bytes();
+  auto* request = new (std::nothrow) WriteRequest;
+  if (request == nullptr) {
+    fail();
+    return;
+  }
+  request->req_.data = request;
+  request->data_ = std::move(data);
+  request->capacity_bytes_ = capacity_bytes;
+  request->length_bytes_ = length_bytes;
+
+  // uv_write copies the uv_buf_t itself; the bytes it points to live in request.
+  uv_buf_t out = uv_buf_init(request->data_.get(), static_cast<unsigned int>(length_bytes));
+  int rc = uv_write(&request->req_, as_stream(&handle_), &out, 1, write_cb);
+  if (rc < 0) {
+    // A failed call never calls back, so the request is still ours to free.
+    delete request;
+    fail();
+    return;
+  }
+  held_bytes_ += capacity_bytes;
+  assert(uv_stream_get_write_queue_size(as_stream(&handle_)) <= held_bytes_);
+
+  // The peer is not reading as fast as it sends: stop taking its bytes until the
+  // kernel has taken ours, so its backlog waits in its own socket buffers, not here.
+  if (held_bytes_ > server_.write_backlog_limit_bytes() && reading_) stop_reading();
+}
+
+void Connection::write_cb(uv_write_t* req, int status) {
+  std::unique_ptr<WriteRequest> request(static_cast<WriteRequest*>(req->data));
+  auto* self = static_cast<Connection*>(req->handle->data);
+  self->held_bytes_ -= request->capacity_bytes_;
+  if (status == 0) {
+    self->server_.ctx().stats.bytes_echoed.fetch_add(request->length_bytes_,
+                                                     std::memory_order_relaxed);
+    self->resume_reading_if_drained();
+  } else if (status != UV_ECANCELED) {
+    // UV_EPIPE or UV_ECONNRESET: the peer went away with echo still owed.
+    self->fail();
+  }
+  // UV_ECANCELED: the handle is closing (stop, or an error elsewhere); just free.
+}
+
+void Connection::resume_reading_if_drained() {
+  if (reading_ || eof_ || uv_is_closing(as_handle(&handle_))) return;
+  if (held_bytes_ >= server_.write_backlog_limit_bytes() / 2) return;
+  if (!start_reading()) fail();
+}
+
+void Connection::finish_on_eof() {
+  // libuv has stopped reading by itself. The peer may still be reading: shut our
+  // write side only after every queued echo is out (uv_shutdown waits for them), then
+  // close. The shutdown request lives in this object, which outlives its callback.
+  eof_ = true;
+  reading_ = false;
+  shutdown_req_.data = this;
+  if (uv_shutdown(&shutdown_req_, as_stream(&handle_), shutdown_cb) < 0) close();
+}
+
+void Connection::shutdown_cb(uv_shutdown_t* req, int status) {
+  auto* self = static_cast<Connection*>(req->data);
+  if (status == UV_ECANCELED) return;  // the handle is closing already
+  if (status < 0) {
+    self->fail();
+  } else {
+    self->close();
+  }
+}
+
+void Connection::close_cb(uv_handle_t* handle) {
+  // libuv has called back every write (UV_ECANCELED for the unsent ones) and the
+  // shutdown before this, so nothing refers to the connection any more.
+  std::unique_ptr<Connection> self(static_cast<Connection*>(handle->data));
+  assert(self->held_bytes_ == 0);
+  if (self->counted_) self->server_.ctx().stats.on_close();
+}
+
+// ---- Server ----
+
+void Server::connection_cb(uv_stream_t* listener, int status) {
+  auto* self = static_cast<Server*>(listener->data);
+  ServerStats& stats = self->ctx_.stats;
+  if (status < 0) {
+    // An accept error; libuv keeps watching the listener, so the server carries on.
+    // On EMFILE/ENFILE libuv has already played its reserved-descriptor trick
+    // (uv__emfile_trick: free a spare fd, accept and close every pending connection,
+    // take the spare again), so those clients saw a close rather than hanging. It
+    // calls back only when that ends in an error other than EAGAIN, so the clients it
+    // shed are mostly not counted here; ECONNABORTED it skips without calling back.
+    stats.refused.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+
+  // Every pending connection must be taken with uv_accept, even one to be refused:
+  // until it is, libuv stops watching the listening socket.
+  auto* connection = new Connection(*self);
+  uv_tcp_init(&self->loop_, connection->handle());  // cannot fail for AF_UNSPEC
+  if (uv_accept(listener, as_stream(connection->handle())) < 0) {
+    stats.refused.fetch_add(1, std::memory_order_relaxed);
+    connection->close();
+    return;
+  }
+  const size_t limit = self->ctx_.options.max_connections;
+  if (limit > 0 && stats.active.load(std::memory_order_relaxed) >= limit) {
+    stats.refused.fetch_add(1, std::memory_order_relaxed);
+    connection->close();  // the client sees the connection end at once
+    return;
+  }
+  connection->start();
+}
+
+void Server::stop_cb(uv_poll_t* poll, int status, int) {
+  auto* self = static_cast<Server*>(poll->data);
+  // The pipe is never drained, so a failure to watch it is the only other reason to
+  // get here; either way, stop, but a failure is reported.
+  if (status < 0) self->stop_error_ = uv_failure("stop signal poll", status);
+  self->close_everything();
+}
+
+void Server::close_walk_cb(uv_handle_t* handle, void* arg) {
+  auto* self = static_cast<Server*>(arg);
+  if (uv_is_closing(handle)) return;
+  if (handle->type == UV_TCP && handle != as_handle(&self->listener_)) {
+    static_cast<Connection*>(handle->data)->close();
+  } else {
+    uv_close(handle, nullptr);  // the listener and the stop poll live in Server
+  }
+}
+
+void Server::close_everything() {
+  // Closing the listener stops accepting; closing a client cancels its pending writes
+  // (their callbacks free the buffers); with no handle left, uv_run returns.
+  uv_walk(&loop_, close_walk_cb, this);
+}
+
+int Server::setup(std::string& error) {
+  int rc = uv_tcp_init(&loop_, &listener_);
+  if (rc < 0) {
+    error = uv_failure("uv_tcp_init", rc);
+    return 1;
+  }
+  listener_.data = this;
+
+  // libuv closes the descriptor it owns when the handle closes, and the caller owns
+  // ctx.listener, so give libuv a duplicate of its own. (uv_tcp_open makes it
+  // non-blocking, which the duplicate shares with ctx.listener; so was it already.)
+  net::Fd duplicate(::fcntl(ctx_.listener.get(), F_DUPFD_CLOEXEC, 0));
+  if (!duplicate) {
+    error = std::string("libuv: dup: ") + std::strerror(errno);
+    return 1;
+  }
+  rc = uv_tcp_open(&listener_, duplicate.get());
+  if (rc < 0) {
+    error = uv_failure("uv_tcp_open", rc);
+    return 1;  // the duplicate is still ours and closes here
+  }
+  duplicate.release();
+
+  rc = uv_poll_init(&loop_, &stop_poll_, ctx_.stop.fd());
+  if (rc < 0) {
+    error = uv_failure("uv_poll_init", rc);
+    return 1;
+  }
+  stop_poll_.data = this;
+  rc = uv_poll_start(&stop_poll_, UV_READABLE, stop_cb);
+  if (rc < 0) {
+    error = uv_failure("uv_poll_start", rc);
+    return 1;
+  }
+
+  rc = uv_listen(as_stream(&listener_), kListenBacklog, connection_cb);
+  if (rc < 0) {
+    error = uv_failure("uv_listen", rc);
+    return 1;
+  }
+  return 0;
+}
+
+int Server::shut_down(int rc, std::string& error) {
+  close_everything();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  int closed = uv_loop_close(&loop_);
+  if (rc == 0 && closed < 0) {
+    error = uv_failure("uv_loop_close", closed);
+    rc = 1;
+  }
+  return rc;
+}
+
+int Server::run(std::string& error) {
+  int rc = uv_loop_init(&loop_);
+  if (rc < 0) {
+    error = uv_failure("uv_loop_init", rc);
+    return 1;
+  }
+  if (setup(error) != 0) return shut_down(1, error);
+
+  // Returns once the stop callback has closed every handle and their close callbacks
+  // have run.
+  rc = uv_run(&loop_, UV_RUN_DEFAULT);
+  if (rc != 0) {
+    // Handles still alive without uv_stop: not expected, but close them rather than leak.
+    stop_error_ = "libuv: uv_run returned with live handles";
+  }
+  if (!stop_error_.empty()) {
+    error = stop_error_;
+    return shut_down(1, error);
+  }
+  return shut_down(0, error);
+}
+
+}  // namespace
+
+int serve_libuv(const ServeContext& ctx, std::string& error) {
+  Server server(ctx);
+  return server.run(error);
+}
+
+}  // namespace cb::servers
