@@ -5,12 +5,12 @@
 #include <iostream>
 #include <string>
 
+#include "common/cli.hpp"
 #include "net/socket.hpp"
 #include "servers/model.hpp"
 
 namespace {
 
-constexpr int kUsageError = 2;
 constexpr int kBacklog = 4096;  // the kernel caps it at net.core.somaxconn
 
 std::string model_list() {
@@ -67,17 +67,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return fail(kUsageError, std::string(e.what()) + " (see --help)");
-  }
+  if (auto exit_code = parse_command_line(app, argc, argv, "echo-server")) return *exit_code;
   options.buffer_bytes = static_cast<size_t>(buffer_bytes);
 
   if (list_models) {
