@@ -1,0 +1,462 @@
+// The client state machines (see connection.hpp). Every libuv callback here ends in
+// settle(step): that is the one place where a connection closes, and maybe reconnects.
+#include "loadgen/connection.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+#include "loadgen/worker.hpp"
+
+namespace cb::loadgen {
+namespace {
+
+// After an error a fast client pauses before reconnecting, so a server that refuses or
+// resets every connection is not hammered in a tight loop (and the pause is visible as
+// lost throughput, which is the truth).
+constexpr uint64_t kReconnectPauseNs = 10'000'000;
+
+uv_handle_t* as_handle(uv_tcp_t* tcp) { return reinterpret_cast<uv_handle_t*>(tcp); }
+uv_handle_t* as_handle(uv_timer_t* timer) { return reinterpret_cast<uv_handle_t*>(timer); }
+
+uint64_t ceil_ms(uint64_t ns) { return (ns + 999'999) / 1'000'000; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Connection: connecting, reading, writing, closing.
+
+Connection::Connection(Worker& worker, bool slow) : worker_(worker), slow_(slow) {}
+
+int Connection::init(uv_loop_t* loop) {
+  const int rc = uv_timer_init(loop, &timer_);
+  if (rc != 0) return rc;
+  timer_.data = this;
+  timer_open_ = true;
+  return 0;
+}
+
+void Connection::request_connect() {
+  if (shut_ || state_ != State::kIdle) return;
+  state_ = State::kQueued;
+  worker_.enqueue_connect(this);
+}
+
+void Connection::start_connect(uint64_t now_ns) {
+  assert(state_ == State::kQueued);
+  int rc = uv_tcp_init(worker_.loop(), &tcp_);
+  if (rc != 0) {
+    state_ = State::kIdle;
+    worker_.connect_slot_released();
+    connect_failed(rc, now_ns);
+    return;
+  }
+  tcp_.data = this;
+  tcp_open_ = true;
+  connect_start_ns_ = now_ns;
+  state_ = State::kConnecting;
+  rc = uv_tcp_connect(&connect_req_, &tcp_, worker_.options().address.sa(), connect_cb);
+  if (rc != 0) {
+    // libuv's rule: when the call fails, the callback never runs.
+    worker_.connect_slot_released();
+    connect_failed(rc, now_ns);
+  }
+}
+
+void Connection::connect_failed(int status, uint64_t now_ns) {
+  worker_.note_connect_error(status);
+  const Step step = fail(ErrorKind::kConnect, now_ns);
+  if (initial_attempt_) {
+    initial_attempt_ = false;
+    worker_.first_attempt_done(slow_);
+  }
+  if (tcp_open_) {
+    settle(step);
+  } else if (reconnects() && !shut_) {
+    arm_timer(kReconnectPauseNs);
+  }
+}
+
+void Connection::connect_cb(uv_connect_t* req, int status) {
+  auto* self = static_cast<Connection*>(req->handle->data);
+  self->worker_.connect_slot_released();
+  // Closed by us meanwhile (connect timeout, or the run ended): already accounted for.
+  if (self->state_ != State::kConnecting) return;
+  const uint64_t now_ns = uv_hrtime();
+  if (status < 0) {
+    self->connect_failed(status, now_ns);
+    return;
+  }
+  self->state_ = State::kConnected;
+  ProgressCounters::bump(self->worker_.progress().established);
+  self->worker_.connect_succeeded(now_ns - self->connect_start_ns_, now_ns);
+  if (self->initial_attempt_) {
+    self->initial_attempt_ = false;
+    self->worker_.first_attempt_done(self->slow_);
+  }
+  uv_tcp_nodelay(&self->tcp_, 1);
+  if (uv_read_start(self->stream(), alloc_cb, read_cb) != 0) {
+    self->settle(self->fail(ErrorKind::kRead, now_ns));
+    return;
+  }
+  self->settle(self->on_connected(now_ns));
+}
+
+void Connection::alloc_cb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  *buf = static_cast<Connection*>(handle->data)->worker_.read_buffer();
+}
+
+void Connection::read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<Connection*>(stream->data);
+  if (nread == 0 || self->state_ != State::kConnected) return;
+  const uint64_t now_ns = uv_hrtime();
+  if (nread < 0) {
+    // EOF included: the server closed a connection loadgen was still using.
+    self->settle(self->fail(ErrorKind::kRead, now_ns));
+    return;
+  }
+  self->settle(self->on_data(buf->base, static_cast<size_t>(nread), now_ns));
+}
+
+Step Connection::send(const char* data, size_t length_bytes, uint64_t now_ns) {
+  assert(!writing_);
+  // libuv does not write through uv_buf_t's base; the const_cast only satisfies its type.
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(length_bytes));
+  const int written = uv_try_write(stream(), &buf, 1);
+  if (written >= 0 && static_cast<size_t>(written) == length_bytes) return Step::kOk;
+  if (written < 0 && written != UV_EAGAIN) return fail(ErrorKind::kWrite, now_ns);
+  if (written > 0) {
+    buf.base += written;
+    buf.len -= static_cast<size_t>(written);
+  }
+  if (uv_write(&write_req_, stream(), &buf, 1, write_cb) != 0) {
+    return fail(ErrorKind::kWrite, now_ns);
+  }
+  writing_ = true;
+  return Step::kOk;
+}
+
+void Connection::write_cb(uv_write_t* req, int status) {
+  auto* self = static_cast<Connection*>(req->handle->data);
+  self->writing_ = false;
+  if (status == UV_ECANCELED || self->state_ != State::kConnected) return;
+  const uint64_t now_ns = uv_hrtime();
+  if (status < 0) {
+    self->settle(self->fail(ErrorKind::kWrite, now_ns));
+    return;
+  }
+  self->settle(self->on_write_done(now_ns));
+}
+
+void Connection::timer_cb(uv_timer_t* timer) {
+  auto* self = static_cast<Connection*>(timer->data);
+  if (self->state_ == State::kIdle) {
+    // The pause after an error is over.
+    if (self->reconnects()) self->request_connect();
+    return;
+  }
+  if (self->state_ != State::kConnected) return;
+  self->settle(self->on_timer(uv_hrtime()));
+}
+
+void Connection::arm_timer(uint64_t delay_ns, uint64_t repeat_ns) {
+  if (!timer_open_ || shut_) return;
+  uv_timer_start(&timer_, timer_cb, ceil_ms(delay_ns),
+                 repeat_ns == 0 ? 0 : std::max<uint64_t>(1, ceil_ms(repeat_ns)));
+}
+
+void Connection::stop_timer() {
+  if (timer_open_) uv_timer_stop(&timer_);
+}
+
+Step Connection::fail(ErrorKind kind, uint64_t now_ns) {
+  worker_.count_error(kind, now_ns);
+  return Step::kFail;
+}
+
+void Connection::settle(Step step) {
+  switch (step) {
+    case Step::kOk:
+      return;
+    case Step::kClose:
+      close_socket(/*reopen=*/true, /*pause=*/false);
+      return;
+    case Step::kFail:
+      close_socket(/*reopen=*/true, /*pause=*/true);
+      return;
+  }
+}
+
+void Connection::close_socket(bool reopen, bool pause) {
+  if (state_ == State::kQueued) state_ = State::kIdle;  // the queue skips it
+  if (!tcp_open_ || state_ == State::kClosing) return;
+  if (state_ == State::kConnected) ProgressCounters::bump(worker_.progress().established, -1);
+  state_ = State::kClosing;
+  reopen_ = reopen;
+  pause_ = pause;
+  stop_timer();
+  uv_close(as_handle(&tcp_), tcp_close_cb);
+}
+
+void Connection::tcp_close_cb(uv_handle_t* handle) {
+  auto* self = static_cast<Connection*>(handle->data);
+  self->tcp_open_ = false;
+  self->state_ = State::kIdle;
+  self->writing_ = false;
+  self->on_closed();
+  if (!self->reopen_ || self->shut_ || !self->reconnects()) return;
+  if (self->pause_) {
+    self->arm_timer(kReconnectPauseNs);
+  } else {
+    self->request_connect();
+  }
+}
+
+void Connection::sweep(uint64_t now_ns) {
+  if (state_ != State::kConnecting) return;
+  if (now_ns - connect_start_ns_ < worker_.options().timeout_ns) return;
+  // Slower than --timeout: a connect error. The close makes connect_cb run with
+  // UV_ECANCELED, which releases the connect slot and is otherwise ignored.
+  connect_failed(UV_ETIMEDOUT, now_ns);
+}
+
+void Connection::shut() {
+  shut_ = true;
+  close_socket(false, false);
+  if (timer_open_) {
+    timer_open_ = false;
+    uv_close(as_handle(&timer_), nullptr);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// FastConnection: the request/echo state machine.
+
+FastConnection::FastConnection(Worker& worker, uint32_t index)
+    : Connection(worker, /*slow=*/false),
+      ring_(worker.options().open_loop() ? worker.options().max_inflight : 1),
+      next_offset_(static_cast<uint32_t>((uint64_t{index} * 977) % worker.pattern_period())) {}
+
+void FastConnection::start_load(uint64_t first_intended_ns, uint64_t now_ns) {
+  load_started_ = true;
+  first_intended_ns_ = first_intended_ns;
+  next_intended_ns_ = first_intended_ns;
+  if (connected()) settle(send_due(now_ns));
+}
+
+Step FastConnection::on_connected(uint64_t now_ns) {
+  if (!load_started_ || worker_.stage() != Stage::kLoad) return Step::kOk;
+  return send_due(now_ns);
+}
+
+Step FastConnection::send_due(uint64_t now_ns) {
+  const LoadOptions& options = worker_.options();
+  if (worker_.stage() != Stage::kLoad || churn_done()) return Step::kOk;
+  if (!options.open_loop()) {
+    if (in_flight() > 0) return Step::kOk;
+    push(now_ns, now_ns);
+    return flush(now_ns);
+  }
+  // Open loop: everything whose time has come, as long as the pipeline has room. What
+  // is late is sent late, and its latency counts from when it was due.
+  const LoadTimes& times = worker_.times();
+  const uint64_t interval_ns = worker_.interval_ns();
+  while (next_intended_ns_ <= now_ns && next_intended_ns_ < times.window_end_ns &&
+         in_flight() < ring_.size() && !churn_done()) {
+    if (next_intended_ns_ >= times.window_start_ns) {
+      LoopStats& stats = worker_.stats();
+      stats.send_lag_max_ns = std::max(stats.send_lag_max_ns, now_ns - next_intended_ns_);
+    }
+    push(next_intended_ns_, now_ns);
+    next_intended_ns_ += interval_ns;
+  }
+  const Step step = flush(now_ns);
+  if (step != Step::kOk) return step;
+  if (churn_done()) return in_flight() == 0 ? Step::kClose : Step::kOk;
+  // Wake up for the next one unless the pipeline is full (an echo will call us then).
+  if (in_flight() < ring_.size() && next_intended_ns_ < times.window_end_ns) {
+    worker_.scheduler().wake_at(*this, next_intended_ns_);
+  }
+  return Step::kOk;
+}
+
+void FastConnection::push(uint64_t intended_ns, uint64_t now_ns) {
+  at(tail_seq_) = Request{intended_ns, now_ns, next_offset_};
+  ++tail_seq_;
+  ++issued_;
+  // Each request starts one byte further into the random pattern, so requests differ
+  // and an echo that is reordered, repeated or shifted does not match.
+  next_offset_ = next_offset_ + 1 == worker_.pattern_period() ? 0 : next_offset_ + 1;
+}
+
+Step FastConnection::flush(uint64_t now_ns) {
+  const size_t payload_bytes = worker_.options().payload_bytes;
+  while (!writing() && written_seq_ < tail_seq_) {
+    const Request& request = at(written_seq_);
+    ++written_seq_;
+    const Step step = send(worker_.pattern(request.offset), payload_bytes, now_ns);
+    if (step != Step::kOk) return step;
+  }
+  return Step::kOk;
+}
+
+Step FastConnection::on_write_done(uint64_t now_ns) { return flush(now_ns); }
+
+Step FastConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
+  const uint64_t payload_bytes = worker_.options().payload_bytes;
+  bool completed = false;
+  while (length_bytes > 0) {
+    // Bytes beyond what was handed to the socket: nobody sent them.
+    if (head_seq_ == written_seq_) return fail(ErrorKind::kMismatch, now_ns);
+    const Request& head = at(head_seq_);
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(length_bytes, payload_bytes - received_bytes_));
+    if (std::memcmp(data, worker_.pattern(head.offset + received_bytes_), n) != 0) {
+      return fail(ErrorKind::kMismatch, now_ns);
+    }
+    data += n;
+    length_bytes -= n;
+    received_bytes_ += n;
+    if (received_bytes_ == payload_bytes) {
+      complete(now_ns);
+      completed = true;
+    }
+  }
+  return completed ? advance(now_ns) : Step::kOk;
+}
+
+void FastConnection::complete(uint64_t now_ns) {
+  const Request& request = at(head_seq_);
+  if (worker_.in_window(now_ns)) {
+    LoopStats& stats = worker_.stats();
+    stats.latency_corrected.record(now_ns - request.intended_ns);
+    stats.latency_uncorrected.record(now_ns - request.sent_ns);
+    ++stats.requests;
+    stats.bytes += worker_.options().payload_bytes;
+    ++completed_in_window_;
+  }
+  ProgressCounters::bump(worker_.progress().completed);
+  ++head_seq_;
+  received_bytes_ = 0;
+}
+
+Step FastConnection::advance(uint64_t now_ns) {
+  if (worker_.stage() != Stage::kLoad) {
+    return draining_ && in_flight() == 0 ? Step::kClose : Step::kOk;
+  }
+  if (churn_done()) return in_flight() == 0 ? Step::kClose : Step::kOk;
+  const LoadOptions& options = worker_.options();
+  if (!options.open_loop() && options.think_time_ns > 0) {
+    arm_timer(options.think_time_ns);
+    return Step::kOk;
+  }
+  return send_due(now_ns);
+}
+
+Step FastConnection::on_timer(uint64_t now_ns) { return send_due(now_ns); }
+
+void FastConnection::wake(uint64_t now_ns) {
+  if (connected()) settle(send_due(now_ns));
+}
+
+bool FastConnection::churn_done() const {
+  const uint64_t limit = worker_.options().requests_per_connection;
+  return limit != 0 && issued_ >= limit;
+}
+
+void FastConnection::on_closed() {
+  Scheduler::cancel(*this);
+  head_seq_ = written_seq_ = tail_seq_ = 0;
+  received_bytes_ = 0;
+  issued_ = 0;
+  if (draining_) {
+    draining_ = false;
+    worker_.drained();
+  }
+}
+
+bool FastConnection::reconnects() const { return worker_.allows_reconnect(); }
+
+void FastConnection::sweep(uint64_t now_ns) {
+  Connection::sweep(now_ns);
+  if (!connected() || in_flight() == 0) return;
+  const uint64_t timeout_ns = worker_.options().timeout_ns;
+  if (now_ns - at(head_seq_).sent_ns >= timeout_ns) {
+    // No echo in time: count it, and start over on a new connection.
+    settle(fail(ErrorKind::kTimeout, now_ns));
+  }
+}
+
+void FastConnection::end_window(uint64_t window_start_ns, uint64_t window_end_ns,
+                                LoopStats& stats) const {
+  if (completed_in_window_ == 0) ++stats.starved;
+  if (!worker_.options().open_loop()) return;
+  // Schedule points inside [start, end): k with first + k * interval in that range.
+  const uint64_t interval_ns = worker_.interval_ns();
+  auto points_before = [&](uint64_t t) -> uint64_t {
+    return t <= first_intended_ns_ ? 0 : (t - first_intended_ns_ + interval_ns - 1) / interval_ns;
+  };
+  stats.intended_in_window += points_before(window_end_ns) - points_before(window_start_ns);
+  // A request due inside the window but never sent lags at least this much.
+  if (load_started_ && next_intended_ns_ < window_end_ns) {
+    stats.send_lag_max_ns = std::max(stats.send_lag_max_ns,
+                                     window_end_ns - std::max(next_intended_ns_, window_start_ns));
+  }
+}
+
+bool FastConnection::begin_drain() {
+  stop_timer();
+  Scheduler::cancel(*this);
+  if (connected() && in_flight() > 0) {
+    draining_ = true;
+    return true;
+  }
+  close_socket(/*reopen=*/false, /*pause=*/false);
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------
+// SlowConnection: idle or trickle.
+
+SlowConnection::SlowConnection(Worker& worker, uint32_t index)
+    : Connection(worker, /*slow=*/true),
+      offset_(static_cast<uint32_t>((uint64_t{index} * 131) % worker.pattern_period())) {}
+
+Step SlowConnection::on_connected(uint64_t) {
+  const LoadOptions& options = worker_.options();
+  if (options.slow_mode == SlowMode::kTrickle) {
+    arm_timer(options.trickle_interval_ns, options.trickle_interval_ns);
+  }
+  return Step::kOk;
+}
+
+Step SlowConnection::on_timer(uint64_t now_ns) {
+  const Stage stage = worker_.stage();
+  if (stage == Stage::kDrain || stage == Stage::kClosing) return Step::kOk;
+  // A byte still queued means the kernel's buffer is full: skip this tick.
+  if (writing()) return Step::kOk;
+  const char* byte = worker_.pattern((offset_ + sent_bytes_) % worker_.pattern_period());
+  ++sent_bytes_;
+  return send(byte, 1, now_ns);
+}
+
+Step SlowConnection::on_write_done(uint64_t) { return Step::kOk; }
+
+Step SlowConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
+  // An idle client sent nothing, so any byte is one nobody sent; a trickle client checks
+  // each echoed byte against the one it sent.
+  for (size_t i = 0; i < length_bytes; ++i) {
+    if (received_bytes_ >= sent_bytes_) return fail(ErrorKind::kMismatch, now_ns);
+    const char expected = *worker_.pattern((offset_ + received_bytes_) % worker_.pattern_period());
+    if (data[i] != expected) return fail(ErrorKind::kMismatch, now_ns);
+    ++received_bytes_;
+  }
+  return Step::kOk;
+}
+
+void SlowConnection::on_closed() {
+  sent_bytes_ = 0;
+  received_bytes_ = 0;
+}
+
+}  // namespace cb::loadgen

@@ -1,0 +1,218 @@
+// The engine's thread (see engine.hpp): it starts the workers, waits for each setup
+// phase, takes loadgen's CPU time at the window's edges, reports progress, and merges the
+// workers' statistics once their threads are joined.
+#include "loadgen/engine.hpp"
+
+#include <sys/resource.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <memory>
+#include <random>
+#include <system_error>
+#include <vector>
+
+#include "loadgen/duration.hpp"
+#include "loadgen/worker.hpp"
+
+namespace cb::loadgen {
+namespace {
+
+using Event = Coordinator::Event;
+using std::chrono::nanoseconds;
+
+double cpu_seconds_now() {
+  rusage usage{};
+  if (::getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  auto seconds = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+std::string unreachable_reason(const LoadOptions& options, int status) {
+  const std::string target = options.address.to_string();
+  if (status == UV_ECONNREFUSED) return "connection refused by " + target;
+  if (status == UV_ETIMEDOUT) {
+    return "no connection to " + target + " within --timeout " +
+           format_duration(options.timeout_ns);
+  }
+  if (status == 0) return "no connection to " + target;
+  return std::string("cannot connect to ") + target + ": " + uv_strerror(status);
+}
+
+class Run {
+ public:
+  Run(const LoadOptions& options, const RunHooks& hooks) : options_(options), hooks_(hooks) {}
+
+  std::optional<EngineResult> execute(std::string& error);
+
+ private:
+  bool create_workers(std::string& error);
+  void post_all(Worker::Command command, const LoadTimes& times = {});
+  /// Waits until every worker reported `event`, reporting progress once a second.
+  void wait_all(Event event, const char* phase);
+  /// Sleeps until `at_ns` (uv_hrtime clock), reporting progress once a second.
+  void sleep_until(uint64_t at_ns, const char* phase);
+  void report_progress(const char* phase);
+  void join_all();
+
+  const LoadOptions& options_;
+  const RunHooks& hooks_;
+  Coordinator coordinator_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  uint32_t started_ = 0;
+  LoadTimes times_{};
+  bool load_started_ = false;
+  uint64_t last_progress_ns_ = 0;
+  uint64_t last_completed_ = 0;
+};
+
+bool Run::create_workers(std::string& error) {
+  const uint32_t threads = options_.threads;
+  std::vector<std::vector<uint32_t>> fast(threads);
+  for (uint32_t i = 0; i < options_.connections; ++i) fast[i % threads].push_back(i);
+  std::random_device entropy;
+  const uint64_t seed = (uint64_t{entropy()} << 32) ^ entropy();
+  for (uint32_t t = 0; t < threads; ++t) {
+    const uint32_t slow = options_.slow_clients / threads + (t < options_.slow_clients % threads);
+    const uint32_t connecting =
+        options_.max_connecting / threads + (t < options_.max_connecting % threads);
+    workers_.push_back(std::make_unique<Worker>(options_, coordinator_, std::move(fast[t]), slow,
+                                                connecting, seed + t));
+    const int rc = workers_.back()->prepare();
+    if (rc != 0) {
+      error = std::string("cannot set up a libuv loop: ") + uv_strerror(rc);
+      return false;
+    }
+  }
+  return true;
+}
+
+void Run::post_all(Worker::Command command, const LoadTimes& times) {
+  for (auto& worker : workers_) worker->post(command, times);
+}
+
+void Run::report_progress(const char* phase) {
+  const uint64_t now_ns = uv_hrtime();
+  ProgressSnapshot snapshot;
+  snapshot.phase = phase;
+  uint64_t completed = 0;
+  for (const auto& worker : workers_) {
+    const ProgressCounters& progress = worker->progress();
+    completed += progress.completed.load(std::memory_order_relaxed);
+    snapshot.errors += progress.errors.load(std::memory_order_relaxed);
+    snapshot.timeouts += progress.timeouts.load(std::memory_order_relaxed);
+    snapshot.established += progress.established.load(std::memory_order_relaxed);
+  }
+  // The established counters are written without locks by several threads' increments
+  // and decrements; a transiently negative (wrapped) sum is shown as 0.
+  if (snapshot.established > (uint64_t{1} << 62)) snapshot.established = 0;
+  if (load_started_) {
+    snapshot.elapsed_s = static_cast<double>(now_ns - std::min(now_ns, times_.load_start_ns)) / 1e9;
+    snapshot.total_s = static_cast<double>(options_.warmup_ns + options_.duration_ns) / 1e9;
+  }
+  const double seconds = static_cast<double>(now_ns - last_progress_ns_) / 1e9;
+  if (last_progress_ns_ != 0 && seconds > 0) {
+    snapshot.last_second_rps = static_cast<double>(completed - last_completed_) / seconds;
+  }
+  last_progress_ns_ = now_ns;
+  last_completed_ = completed;
+  if (hooks_.progress) hooks_.progress(snapshot);
+}
+
+void Run::wait_all(Event event, const char* phase) {
+  const auto count = static_cast<uint32_t>(workers_.size());
+  while (!coordinator_.wait_for(event, count, std::chrono::seconds(1))) report_progress(phase);
+}
+
+void Run::sleep_until(uint64_t at_ns, const char* phase) {
+  for (;;) {
+    const uint64_t now_ns = uv_hrtime();
+    if (now_ns >= at_ns) return;
+    const uint64_t next_progress_ns = last_progress_ns_ + 1'000'000'000;
+    if (now_ns >= next_progress_ns) {
+      report_progress(phase);
+      continue;
+    }
+    const uint64_t wake_ns = std::min(at_ns, next_progress_ns);
+    // Waiting on the coordinator rather than sleeping: nothing reports during the load,
+    // so this is a sleep that a broken worker cannot make longer.
+    coordinator_.wait_for(Event::kFinished, UINT32_MAX, nanoseconds(wake_ns - now_ns));
+  }
+}
+
+void Run::join_all() {
+  for (auto& worker : workers_) worker->join();
+}
+
+std::optional<EngineResult> Run::execute(std::string& error) {
+  EngineResult result;
+  result.started_at = std::chrono::system_clock::now();
+  if (!create_workers(error)) return std::nullopt;
+  try {
+    for (auto& worker : workers_) {
+      worker->start();
+      ++started_;
+    }
+  } catch (const std::system_error& e) {
+    error = std::string("cannot start a loop thread: ") + e.what();
+    for (uint32_t i = 0; i < started_; ++i) workers_[i]->post(Worker::Command::kAbort);
+    join_all();
+    return std::nullopt;
+  }
+  last_progress_ns_ = uv_hrtime();
+
+  // Slow clients first, every one established or failed, then the fast ones.
+  post_all(Worker::Command::kConnectSlow);
+  wait_all(Event::kSlowConnected, "connecting slow clients");
+  post_all(Worker::Command::kConnectFast);
+  wait_all(Event::kFastConnected, "connecting");
+
+  uint64_t established = 0;
+  int first_error = 0;
+  for (auto& worker : workers_) {
+    // The loops still run (failed connects retry), so read their live counters only.
+    established += worker->progress().connects_ok.load(std::memory_order_relaxed);
+    if (first_error == 0) {
+      first_error = worker->progress().first_connect_error.load(std::memory_order_relaxed);
+    }
+  }
+  if (established == 0) {
+    post_all(Worker::Command::kAbort);
+    join_all();
+    result.reached = false;
+    result.unreachable_reason = unreachable_reason(options_, first_error);
+    return result;
+  }
+
+  // A few milliseconds for the command to reach every loop, so that no loop starts late.
+  const uint64_t now_ns = uv_hrtime();
+  times_.load_start_ns = now_ns + 2'000'000;
+  times_.window_start_ns = times_.load_start_ns + options_.warmup_ns;
+  times_.window_end_ns = times_.window_start_ns + options_.duration_ns;
+  load_started_ = true;
+  post_all(Worker::Command::kStartLoad, times_);
+
+  sleep_until(times_.window_start_ns, "warmup");
+  const double cpu_start_s = cpu_seconds_now();
+  if (hooks_.window_started) hooks_.window_started();
+  sleep_until(times_.window_end_ns, "running");
+  result.loadgen_cpu_s = cpu_seconds_now() - cpu_start_s;
+  if (hooks_.window_ended) hooks_.window_ended();
+
+  wait_all(Event::kFinished, "draining");
+  join_all();
+  for (auto& worker : workers_) result.stats.merge(worker->stats());
+  return result;
+}
+
+}  // namespace
+
+std::optional<EngineResult> run_engine(const LoadOptions& options, const RunHooks& hooks,
+                                       std::string& error) {
+  Run run(options, hooks);
+  return run.execute(error);
+}
+
+}  // namespace cb::loadgen

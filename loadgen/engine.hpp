@@ -1,0 +1,54 @@
+// The engine: splits the connections over --threads libuv loops (one Worker each), walks
+// them through the phases (slow clients connect, fast clients connect, warmup, measured
+// window, drain) on the monotonic clock, and merges what they measured. It never prints:
+// progress and the window's edges are reported through RunHooks.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "loadgen/options.hpp"
+#include "loadgen/stats.hpp"
+
+namespace cb::loadgen {
+
+/// A once-a-second look at a running load, for the progress line.
+struct ProgressSnapshot {
+  const char* phase =
+      "";  ///< "connecting slow clients", "connecting", "warmup", "running", "draining"
+  double elapsed_s = 0;        ///< since the load started (0 during setup)
+  double total_s = 0;          ///< warmup + duration
+  double last_second_rps = 0;  ///< requests completed in the last second
+  uint64_t errors = 0;         ///< errors counted so far (every kind but timeouts)
+  uint64_t timeouts = 0;
+  uint64_t established = 0;  ///< connections open now (fast and slow)
+};
+
+/// Called on the engine's thread (the one calling run_engine). They must not block long.
+struct RunHooks {
+  std::function<void()> window_started;                   ///< at the start of the measured window
+  std::function<void()> window_ended;                     ///< at its end, before the drain
+  std::function<void(const ProgressSnapshot&)> progress;  ///< about once a second
+};
+
+/// What a run measured, all loops merged.
+struct EngineResult {
+  bool reached = true;             ///< false: no connection at all could be made
+  std::string unreachable_reason;  ///< when !reached, e.g. "connection refused by 127.0.0.1:9"
+  LoopStats stats;
+  double loadgen_cpu_s = 0;  ///< this process's user + system CPU over the window
+  std::chrono::system_clock::time_point started_at;  ///< wall clock when the run started
+};
+
+/// Runs one load as `options` say, on the calling thread plus options.threads loop threads
+/// (all joined before it returns). Bounded in time: setup (each connect bounded by
+/// --timeout), warmup, duration, then at most --timeout of drain. Per-connection failures
+/// are counted, never returned. Returns nullopt with `error` set only when the loops
+/// cannot be set up (libuv or thread creation failed). Not reentrant: one run at a time.
+std::optional<EngineResult> run_engine(const LoadOptions& options, const RunHooks& hooks,
+                                       std::string& error);
+
+}  // namespace cb::loadgen

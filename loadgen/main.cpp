@@ -1,0 +1,316 @@
+// loadgen: parses and checks the command line, raises the descriptor limit, runs the
+// engine (with the --server-pid sampler and the progress line), and writes the report
+// as text or JSON on stdout, plus --csv and --histogram files. Exit codes: 0 the run
+// completed, 1 the target could not be reached (or an output file failed), 2 usage.
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "loadgen/duration.hpp"
+#include "loadgen/engine.hpp"
+#include "loadgen/histogram.hpp"
+#include "loadgen/options.hpp"
+#include "loadgen/proc_tree.hpp"
+#include "loadgen/report.hpp"
+#include "loadgen/server_sampler.hpp"
+#include "common/cli.hpp"
+#include "net/socket.hpp"
+
+namespace {
+
+using namespace cb;
+using namespace cb::loadgen;
+
+constexpr int kUnreachable = 1;
+// Descriptors beyond the connections: stdio, each loop's epoll and async pipes, output
+// files, and room for libuv's and the sampler's own.
+constexpr uint64_t kDescriptorMargin = 64;
+constexpr uint64_t kMaxPayloadBytes = uint64_t{16} << 20;
+
+int fail(int code, const std::string& message) {
+  std::cerr << "loadgen: " << message << "\n";
+  return code;
+}
+
+/// A CLI11 check that the text is a duration (see duration.hpp).
+CLI::Validator duration_check() {
+  return CLI::Validator(
+      [](std::string& text) {
+        std::string error;
+        return parse_duration_ns(text, error) ? std::string() : error;
+      },
+      "DURATION");
+}
+
+/// A CLI11 check that the text is a rate above 0 requests/s.
+CLI::Validator positive_rate_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value)) return "'" + text + "' is not a number";
+        if (!(value > 0) || !std::isfinite(value)) {
+          return "'" + text + "' must be a rate above 0 requests/s";
+        }
+        return {};
+      },
+      "RATE>0");
+}
+
+struct Durations {
+  std::string duration = "10s", warmup = "0s", timeout = "2s", think_time = "0s",
+              trickle_interval = "1s";
+};
+
+/// Converts a checked duration and enforces its lower bound.
+bool convert_duration(const char* flag, const std::string& text, uint64_t min_ns, uint64_t& out_ns,
+                      std::string& error) {
+  auto ns = parse_duration_ns(text, error);
+  if (!ns) {
+    error = std::string(flag) + ": " + error;
+    return false;
+  }
+  if (*ns < min_ns) {
+    error = std::string(flag) + ": '" + text + "' is too short (at least " +
+            format_duration(min_ns) + ")";
+    return false;
+  }
+  out_ns = *ns;
+  return true;
+}
+
+/// Opens `path` for appending, creating it, to find out before the run whether the
+/// output can be written at all.
+bool writable(const std::string& path, std::string& error) {
+  std::ofstream probe(path, std::ios::app);
+  if (probe) return true;
+  error = path + ": " + std::generic_category().message(errno);
+  return false;
+}
+
+void print_progress(const ProgressSnapshot& p) {
+  char line[256];
+  if (p.total_s > 0) {
+    std::snprintf(line, sizeof line,
+                  "loadgen: %-8s %6.1f/%.1f s  %10.0f req/s  errors %llu  timeouts %llu  "
+                  "connections %llu\n",
+                  p.phase, p.elapsed_s, p.total_s, p.last_second_rps,
+                  static_cast<unsigned long long>(p.errors),
+                  static_cast<unsigned long long>(p.timeouts),
+                  static_cast<unsigned long long>(p.established));
+  } else {
+    std::snprintf(line, sizeof line, "loadgen: %s: %llu connections open, errors %llu\n", p.phase,
+                  static_cast<unsigned long long>(p.established),
+                  static_cast<unsigned long long>(p.errors));
+  }
+  std::fputs(line, stderr);
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  LoadOptions options;
+  Durations durations;
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::string slow_mode = "idle";
+  std::optional<int> server_pid;
+  std::string csv_path, histogram_path, label;
+  bool json = false, progress = false, allow_remote = false;
+
+  CLI::App app{
+      "loadgen: drives one RFC 862 TCP echo server with fast clients (closed loop, or open\n"
+      "loop at --rate) and slow clients (idle or trickle), checks every echoed byte and\n"
+      "reports throughput, latency percentiles, errors, starved connections and, with\n"
+      "--server-pid, the server's CPU, memory, threads and processes.\n"
+      "Durations take a unit: 250us, 500ms, 10s, 2m, 1h; a bare number means seconds.\n"
+      "Exit status: 0 the run completed, 1 the target could not be reached, 2 usage error.",
+      "loadgen"};
+  app.set_version_flag("--version", std::string("loadgen ") + CB_VERSION);
+  app.get_formatter()->column_width(36);
+
+  app.add_option("--host", host, "Server address or name; only loopback unless --allow-remote")
+      ->capture_default_str();
+  app.add_option("-p,--port", port, "Server TCP port (1-65535)")
+      ->required()
+      ->check(CLI::Range(1, 65535));
+  app.add_option("-c,--connections", options.connections,
+                 "Fast clients (connections); 0: slow clients only (then --slow-clients >= 1)")
+      ->check(CLI::Range(0u, 1'000'000u))
+      ->capture_default_str();
+  app.add_option("-t,--threads", options.threads, "libuv loops, one thread each (1-256)")
+      ->check(CLI::Range(1u, 256u))
+      ->capture_default_str();
+  app.add_option("--payload", options.payload_bytes,
+                 "Bytes per request (units: b, k, KiB, m; 1 B to 16 MiB)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{1}, kMaxPayloadBytes))
+      ->capture_default_str();
+  auto* rate = app.add_option("-r,--rate", options.rate_rps,
+                              "Open loop: requests per second over all fast clients, each on "
+                              "its own evenly spaced schedule (default: closed loop)")
+                   ->check(positive_rate_check());
+  app.add_option("--max-inflight", options.max_inflight,
+                 "Open loop: most requests in flight per connection (1-65536); above 1 they "
+                 "are pipelined, and latency from the actual send then sees stalls too")
+      ->check(CLI::Range(1u, 65536u))
+      ->capture_default_str();
+  app.add_option("--requests-per-connection", options.requests_per_connection,
+                 "Close and reconnect after this many requests (0: keep the connection)")
+      ->capture_default_str();
+  app.add_option("--think-time", durations.think_time,
+                 "Closed loop: pause between an echo and the next request (rounded up to ms)")
+      ->check(duration_check())
+      ->capture_default_str();
+  app.add_option("-d,--duration", durations.duration, "Measured window")
+      ->check(duration_check())
+      ->capture_default_str();
+  app.add_option("--warmup", durations.warmup, "Load before the window, excluded from results")
+      ->check(duration_check())
+      ->capture_default_str();
+  app.add_option("--timeout", durations.timeout,
+                 "A request without its whole echo, or a connect, after this long is a "
+                 "timeout / connect error (the connection is reopened); also the drain limit")
+      ->check(duration_check())
+      ->capture_default_str();
+  app.add_option("-s,--slow-clients", options.slow_clients,
+                 "Slow clients, all connected before the fast ones start")
+      ->check(CLI::Range(0u, 1'000'000u))
+      ->capture_default_str();
+  app.add_option("--slow-mode", slow_mode,
+                 "idle: connect and stay silent; trickle: send one byte per --trickle-interval "
+                 "and check its echo")
+      ->check(CLI::IsMember({"idle", "trickle"}))
+      ->capture_default_str();
+  app.add_option("--trickle-interval", durations.trickle_interval,
+                 "Trickle mode: time between a slow client's bytes (at least 1ms)")
+      ->check(duration_check())
+      ->capture_default_str();
+  app.add_option("--max-connecting", options.max_connecting,
+                 "Most connects in flight at once over all loops, so bursts of thousands do "
+                 "not overflow the server's listen backlog")
+      ->check(CLI::Range(1u, 1'000'000u))
+      ->capture_default_str();
+  app.add_option("--server-pid", server_pid,
+                 "Sample this process and its descendants every 100 ms over the window "
+                 "(CPU seconds, peak RSS, threads, processes)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--csv", csv_path,
+                 "Append one result row to FILE (header written when FILE is new or empty)");
+  app.add_flag("--json", json, "Print the results as one JSON object instead of the summary");
+  app.add_option("--histogram", histogram_path,
+                 "Write the latency distribution (from intended send) to FILE in "
+                 "HdrHistogram's percentile text format, values in microseconds");
+  app.add_option("--label", label, "Text for the label column of --csv and --json");
+  app.add_flag("--progress", progress,
+               "Print a progress line every second on stderr (default: only on a terminal)");
+  app.add_flag("--allow-remote", allow_remote,
+               "Allow a target outside 127.0.0.0/8 and ::1 (refused by default)");
+
+  if (auto exit_code = parse_command_line(app, argc, argv, "loadgen")) return *exit_code;
+
+  std::string error;
+  if (!convert_duration("--duration", durations.duration, 1'000'000, options.duration_ns, error) ||
+      !convert_duration("--warmup", durations.warmup, 0, options.warmup_ns, error) ||
+      !convert_duration("--timeout", durations.timeout, 1'000'000, options.timeout_ns, error) ||
+      !convert_duration("--think-time", durations.think_time, 0, options.think_time_ns, error) ||
+      !convert_duration("--trickle-interval", durations.trickle_interval, 1'000'000,
+                        options.trickle_interval_ns, error)) {
+    return fail(kUsageError, error);
+  }
+  options.slow_mode = slow_mode == "trickle" ? SlowMode::kTrickle : SlowMode::kIdle;
+  if (options.connections == 0 && options.slow_clients == 0) {
+    return fail(kUsageError,
+                "--connections: 0 with no --slow-clients leaves nothing to run (give at least "
+                "one connection)");
+  }
+  if (rate->count() > 0 && options.connections == 0) {
+    return fail(kUsageError, "--rate: needs fast clients, but --connections is 0");
+  }
+  if (rate->count() > 0 && options.think_time_ns > 0) {
+    return fail(kUsageError, "--think-time: applies to the closed loop only, not with --rate");
+  }
+
+  auto address = net::resolve(host, static_cast<uint16_t>(port), error);
+  // Issue 3 counts a host that does not resolve as a target that cannot be reached
+  // (exit 1), like a refused port, not as a malformed flag.
+  if (!address) return fail(kUnreachable, error);
+  if (!address->is_loopback() && !allow_remote) {
+    return fail(kUsageError, "--host: " + address->to_string() +
+                                 " is not a loopback address (127.0.0.0/8, ::1); pass "
+                                 "--allow-remote to load another machine");
+  }
+  options.address = *address;
+
+  if (server_pid && !process_alive(static_cast<pid_t>(*server_pid))) {
+    return fail(kUsageError, "--server-pid: no running process " + std::to_string(*server_pid));
+  }
+  if (!csv_path.empty() && !writable(csv_path, error)) return fail(kUsageError, "--csv: " + error);
+  if (!histogram_path.empty() && !writable(histogram_path, error)) {
+    return fail(kUsageError, "--histogram: " + error);
+  }
+
+  const uint64_t needed = uint64_t{options.connections} + options.slow_clients + kDescriptorMargin;
+  if (net::raise_fd_limit(needed) < needed) {
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    return fail(kUsageError, "this run needs " + std::to_string(needed) +
+                                 " file descriptors (connections + slow clients + " +
+                                 std::to_string(kDescriptorMargin) + ") but the hard limit is " +
+                                 std::to_string(limit.rlim_max) + "; raise it (ulimit -Hn " +
+                                 std::to_string(needed) + " as root, or 'nofile' in " +
+                                 "/etc/security/limits.conf) or use fewer clients");
+  }
+  // A server that resets a connection must not kill loadgen with SIGPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<ServerSampler> sampler;
+  if (server_pid) sampler = std::make_unique<ServerSampler>(static_cast<pid_t>(*server_pid));
+  RunHooks hooks;
+  hooks.window_started = [&] {
+    if (sampler) sampler->start();
+  };
+  hooks.window_ended = [&] {
+    if (sampler) sampler->stop();
+  };
+  if (progress || ::isatty(STDERR_FILENO)) hooks.progress = print_progress;
+
+  std::optional<EngineResult> result;
+  try {
+    result = run_engine(options, hooks, error);
+  } catch (const std::exception& e) {
+    return fail(1, std::string("internal error: ") + e.what());
+  }
+  if (sampler) sampler->stop();
+  if (!result) return fail(1, error);
+  if (!result->reached) return fail(kUnreachable, result->unreachable_reason);
+
+  std::optional<ServerCost> server_cost;
+  if (sampler) server_cost = sampler->result();
+  const Report report = make_report(options, *result, label, server_pid, server_cost);
+  if (json) {
+    write_json(std::cout, report);
+  } else {
+    write_text(std::cout, report);
+  }
+  std::cout.flush();
+
+  int rc = 0;
+  if (!csv_path.empty() && !append_csv(csv_path, report, error)) rc = fail(1, "--csv: " + error);
+  if (!histogram_path.empty()) {
+    std::ofstream out(histogram_path, std::ios::trunc);
+    result->stats.latency_corrected.write_percentile_text(out, 1000.0);
+    out.flush();
+    if (!out) rc = fail(1, "--histogram: " + histogram_path + ": write failed");
+  }
+  return rc;
+}

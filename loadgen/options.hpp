@@ -1,0 +1,46 @@
+// What one loadgen run does: the target, the two client populations and the phases'
+// lengths, as the CLI parsed and checked them. Plain data, read by every loop thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "net/socket.hpp"
+
+namespace cb::loadgen {
+
+/// What slow clients do once connected.
+enum class SlowMode : uint8_t {
+  kIdle,     ///< say nothing; only notice when the server closes them
+  kTrickle,  ///< send one byte every trickle_interval_ns and check its echo
+};
+
+/// "idle" or "trickle".
+inline const char* slow_mode_name(SlowMode mode) {
+  return mode == SlowMode::kIdle ? "idle" : "trickle";
+}
+
+/// One run's parameters. The CLI validates them; the engine assumes they are sane
+/// (threads >= 1, payload_bytes >= 1, connections + slow_clients >= 1, rate_rps > 0
+/// only with connections >= 1, max_inflight >= 1, max_connecting >= 1, timeout_ns > 0).
+struct LoadOptions {
+  net::Address address;       ///< the echo server
+  uint32_t threads = 1;       ///< libuv loops, one thread each
+  uint32_t connections = 10;  ///< fast clients
+  uint32_t slow_clients = 0;  ///< slow clients, connected before the fast ones
+  SlowMode slow_mode = SlowMode::kIdle;
+  uint64_t trickle_interval_ns = 1'000'000'000;
+  uint64_t payload_bytes = 64;            ///< bytes per request
+  double rate_rps = 0;                    ///< requests/s in total; 0: closed loop
+  uint32_t max_inflight = 1;              ///< open loop: pipelined requests per connection
+  uint64_t requests_per_connection = 0;   ///< reconnect after this many; 0: never
+  uint64_t think_time_ns = 0;             ///< closed loop: pause between echo and next send
+  uint64_t duration_ns = 10'000'000'000;  ///< the measured window
+  uint64_t warmup_ns = 0;                 ///< load before the window, not measured
+  uint64_t timeout_ns = 2'000'000'000;    ///< per request and per connect
+  uint32_t max_connecting = 128;          ///< connects in flight at once, over all loops
+
+  bool open_loop() const { return rate_rps > 0; }
+};
+
+}  // namespace cb::loadgen

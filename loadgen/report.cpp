@@ -1,0 +1,399 @@
+// Building and writing the run report (see report.hpp).
+#include "loadgen/report.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <system_error>
+
+namespace cb::loadgen {
+namespace {
+
+constexpr int kUsDecimals = 3;  // latencies are kept in ns: µs with 3 places is exact
+constexpr int kRateDecimals = 1;
+constexpr int kSecondsDecimals = 3;
+
+std::string iso8601_utc(std::chrono::system_clock::time_point when) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
+std::optional<LatencySummary> summarize(const Histogram& histogram) {
+  if (histogram.count() == 0) return std::nullopt;
+  auto us = [](uint64_t ns) { return static_cast<double>(ns) / 1e3; };
+  LatencySummary summary;
+  summary.samples = histogram.count();
+  summary.min_us = us(histogram.min());
+  summary.mean_us = histogram.mean() / 1e3;
+  summary.p50_us = us(histogram.value_at_percentile(50));
+  summary.p90_us = us(histogram.value_at_percentile(90));
+  summary.p99_us = us(histogram.value_at_percentile(99));
+  summary.p999_us = us(histogram.value_at_percentile(99.9));
+  summary.max_us = us(histogram.max());
+  return summary;
+}
+
+std::string numeric_host(const net::Address& address) {
+  // Address::to_string gives "127.0.0.1:9000" or "[::1]:9000": drop the port part.
+  std::string text = address.to_string();
+  const size_t colon = text.rfind(':');
+  if (colon != std::string::npos) text.resize(colon);
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
+    text = text.substr(1, text.size() - 2);
+  }
+  return text;
+}
+
+std::string fixed(double value, int decimals) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
+}
+
+std::string csv_quote(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) {
+    if (c == '"') quoted += '"';
+    quoted += c;
+  }
+  quoted += '"';
+  return quoted;
+}
+
+std::string cell_text(const Field& field) {
+  struct Visitor {
+    int decimals;
+    std::string operator()(std::monostate) const { return ""; }
+    std::string operator()(const std::string& text) const { return csv_quote(text); }
+    std::string operator()(uint64_t count) const { return std::to_string(count); }
+    std::string operator()(double real) const { return fixed(real, decimals); }
+  };
+  return std::visit(Visitor{field.decimals}, field.value);
+}
+
+}  // namespace
+
+Report make_report(const LoadOptions& options, const EngineResult& result, std::string_view label,
+                   std::optional<int> server_pid, const std::optional<ServerCost>& server) {
+  const LoopStats& stats = result.stats;
+  Report report;
+  report.timestamp = iso8601_utc(result.started_at);
+  report.label = std::string(label);
+  report.host = numeric_host(options.address);
+  report.port = options.address.port();
+  report.threads = options.threads;
+  report.connections = options.connections;
+  report.slow_clients = options.slow_clients;
+  report.slow_mode = slow_mode_name(options.slow_mode);
+  report.payload_bytes = options.payload_bytes;
+  if (options.open_loop()) report.rate_rps = options.rate_rps;
+  report.duration_s = static_cast<double>(options.duration_ns) / 1e9;
+  report.warmup_s = static_cast<double>(options.warmup_ns) / 1e9;
+  report.requests_per_connection = options.requests_per_connection;
+  report.max_inflight = options.open_loop() ? options.max_inflight : 1;
+
+  report.requests = stats.requests;
+  report.throughput_rps = static_cast<double>(stats.requests) / report.duration_s;
+  report.throughput_bytes_s = static_cast<double>(stats.bytes) / report.duration_s;
+  report.latency = summarize(stats.latency_corrected);
+  if (options.open_loop()) report.uncorrected = summarize(stats.latency_uncorrected);
+  report.connect = summarize(stats.connect_latency);
+
+  report.errors_connect = stats.errors_connect;
+  report.errors_read = stats.errors_read;
+  report.errors_write = stats.errors_write;
+  report.errors_mismatch = stats.errors_mismatch;
+  report.timeouts = stats.timeouts;
+  if (options.connections > 0) report.starved_connections = stats.starved;
+  if (options.slow_clients > 0) report.slow_connected = stats.slow_connected;
+  if (options.open_loop()) {
+    report.offered_rps = static_cast<double>(stats.intended_in_window) / report.duration_s;
+    report.send_lag_max_us = static_cast<double>(stats.send_lag_max_ns) / 1e3;
+  }
+  report.loadgen_cpu_s = result.loadgen_cpu_s;
+  report.server_pid = server_pid;
+  report.server = server;
+  return report;
+}
+
+const std::vector<std::string_view>& csv_columns() {
+  static const std::vector<std::string_view> columns{"timestamp",
+                                                     "label",
+                                                     "protocol",
+                                                     "host",
+                                                     "port",
+                                                     "threads",
+                                                     "connections",
+                                                     "slow_clients",
+                                                     "slow_mode",
+                                                     "payload_bytes",
+                                                     "rate_rps",
+                                                     "duration_s",
+                                                     "requests",
+                                                     "throughput_rps",
+                                                     "throughput_bytes_s",
+                                                     "latency_min_us",
+                                                     "latency_mean_us",
+                                                     "latency_p50_us",
+                                                     "latency_p90_us",
+                                                     "latency_p99_us",
+                                                     "latency_p999_us",
+                                                     "latency_max_us",
+                                                     "uncorrected_p99_us",
+                                                     "connect_p50_us",
+                                                     "connect_p99_us",
+                                                     "errors",
+                                                     "errors_connect",
+                                                     "errors_read",
+                                                     "errors_write",
+                                                     "errors_mismatch",
+                                                     "timeouts",
+                                                     "starved_connections",
+                                                     "slow_connected",
+                                                     "offered_rps",
+                                                     "send_lag_max_us",
+                                                     "loadgen_cpu_s",
+                                                     "server_cpu_s",
+                                                     "server_rss_peak_kb",
+                                                     "server_threads_peak",
+                                                     "server_procs_peak"};
+  return columns;
+}
+
+std::vector<Field> report_fields(const Report& r) {
+  using Value = decltype(Field::value);
+  auto real = [](std::optional<double> value) -> Value {
+    if (!value) return std::monostate{};
+    return *value;
+  };
+  auto count = [](std::optional<uint64_t> value) -> Value {
+    if (!value) return std::monostate{};
+    return *value;
+  };
+  auto latency = [&](double LatencySummary::*member) -> Value {
+    if (!r.latency) return std::monostate{};
+    return (*r.latency).*member;
+  };
+  std::optional<double> uncorrected_p99;
+  if (r.uncorrected) uncorrected_p99 = r.uncorrected->p99_us;
+  std::optional<double> connect_p50, connect_p99;
+  if (r.connect) {
+    connect_p50 = r.connect->p50_us;
+    connect_p99 = r.connect->p99_us;
+  }
+  std::optional<double> server_cpu;
+  std::optional<uint64_t> server_rss, server_threads, server_procs;
+  if (r.server) {
+    server_cpu = r.server->cpu_s;
+    server_rss = r.server->rss_peak_kb;
+    server_threads = r.server->threads_peak;
+    server_procs = r.server->processes_peak;
+  }
+
+  std::vector<Field> fields{
+      {"timestamp", r.timestamp},
+      {"label", r.label},
+      {"protocol", std::string("tcp")},
+      {"host", r.host},
+      {"port", uint64_t{r.port}},
+      {"threads", uint64_t{r.threads}},
+      {"connections", uint64_t{r.connections}},
+      {"slow_clients", uint64_t{r.slow_clients}},
+      {"slow_mode", r.slow_mode},
+      {"payload_bytes", r.payload_bytes},
+      {"rate_rps", real(r.rate_rps), kSecondsDecimals},
+      {"duration_s", r.duration_s, kSecondsDecimals},
+      {"requests", r.requests},
+      {"throughput_rps", r.throughput_rps, kRateDecimals},
+      {"throughput_bytes_s", r.throughput_bytes_s, kRateDecimals},
+      {"latency_min_us", latency(&LatencySummary::min_us), kUsDecimals},
+      {"latency_mean_us", latency(&LatencySummary::mean_us), kUsDecimals},
+      {"latency_p50_us", latency(&LatencySummary::p50_us), kUsDecimals},
+      {"latency_p90_us", latency(&LatencySummary::p90_us), kUsDecimals},
+      {"latency_p99_us", latency(&LatencySummary::p99_us), kUsDecimals},
+      {"latency_p999_us", latency(&LatencySummary::p999_us), kUsDecimals},
+      {"latency_max_us", latency(&LatencySummary::max_us), kUsDecimals},
+      {"uncorrected_p99_us", real(uncorrected_p99), kUsDecimals},
+      {"connect_p50_us", real(connect_p50), kUsDecimals},
+      {"connect_p99_us", real(connect_p99), kUsDecimals},
+      {"errors", r.errors()},
+      {"errors_connect", r.errors_connect},
+      {"errors_read", r.errors_read},
+      {"errors_write", r.errors_write},
+      {"errors_mismatch", r.errors_mismatch},
+      {"timeouts", r.timeouts},
+      {"starved_connections", count(r.starved_connections)},
+      {"slow_connected", count(r.slow_connected)},
+      {"offered_rps", real(r.offered_rps), kRateDecimals},
+      {"send_lag_max_us", real(r.send_lag_max_us), kUsDecimals},
+      {"loadgen_cpu_s", r.loadgen_cpu_s, kSecondsDecimals},
+      {"server_cpu_s", real(server_cpu), kSecondsDecimals},
+      {"server_rss_peak_kb", count(server_rss)},
+      {"server_threads_peak", count(server_threads)},
+      {"server_procs_peak", count(server_procs)},
+  };
+  return fields;
+}
+
+std::string csv_header() {
+  std::string line;
+  for (std::string_view column : csv_columns()) {
+    if (!line.empty()) line += ',';
+    line += column;
+  }
+  return line;
+}
+
+std::string csv_row(const Report& report) {
+  std::string line;
+  bool first = true;
+  for (const Field& field : report_fields(report)) {
+    if (!first) line += ',';
+    first = false;
+    line += cell_text(field);
+  }
+  return line;
+}
+
+bool append_csv(const std::string& path, const Report& report, std::string& error) {
+  std::ofstream out(path, std::ios::app | std::ios::binary);
+  if (!out) {
+    error = path + ": " + std::generic_category().message(errno);
+    return false;
+  }
+  out.seekp(0, std::ios::end);
+  const bool empty = out.tellp() == std::streampos(0);
+  if (empty) out << csv_header() << '\n';
+  out << csv_row(report) << '\n';
+  out.flush();
+  if (!out) {
+    error = path + ": write failed";
+    return false;
+  }
+  return true;
+}
+
+void write_json(std::ostream& out, const Report& report) {
+  nlohmann::ordered_json object = nlohmann::ordered_json::object();
+  for (const Field& field : report_fields(report)) {
+    const std::string name(field.name);
+    if (std::holds_alternative<std::monostate>(field.value)) {
+      object[name] = nullptr;
+    } else if (const auto* text = std::get_if<std::string>(&field.value)) {
+      object[name] = *text;
+    } else if (const auto* count = std::get_if<uint64_t>(&field.value)) {
+      object[name] = *count;
+    } else {
+      // The same rounding as the CSV cell, so both say the same number.
+      const double scale = std::pow(10.0, field.decimals);
+      object[name] = std::round(std::get<double>(field.value) * scale) / scale;
+    }
+  }
+  out << object.dump() << '\n';
+}
+
+namespace {
+
+std::string latency_row(const char* name, const std::optional<LatencySummary>& summary) {
+  char line[256];
+  if (!summary) {
+    std::snprintf(line, sizeof line, "  %-14s (no samples)\n", name);
+    return line;
+  }
+  std::snprintf(
+      line, sizeof line, "  %-14s %10.1f %10.1f %10.1f %10.1f %10.1f %10.1f %10.1f  (%llu)\n", name,
+      summary->min_us, summary->p50_us, summary->p90_us, summary->p99_us, summary->p999_us,
+      summary->max_us, summary->mean_us, static_cast<unsigned long long>(summary->samples));
+  return line;
+}
+
+std::string human_bytes(double bytes_per_s) {
+  const char* units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s"};
+  int unit = 0;
+  while (bytes_per_s >= 1024 && unit < 3) {
+    bytes_per_s /= 1024;
+    ++unit;
+  }
+  return fixed(bytes_per_s, unit == 0 ? 0 : 2) + " " + units[unit];
+}
+
+}  // namespace
+
+void write_text(std::ostream& out, const Report& r) {
+  const bool open_loop = r.rate_rps.has_value();
+  out << "Load\n";
+  out << "  target        tcp " << r.host << ":" << r.port << (r.label.empty() ? "" : "  label ")
+      << r.label << "\n";
+  out << "  fast clients  " << r.connections << " on " << r.threads
+      << (r.threads == 1 ? " thread, " : " threads, ") << r.payload_bytes << " B per request, ";
+  if (open_loop) {
+    out << "open loop at " << fixed(*r.rate_rps, 1) << " req/s (up to " << r.max_inflight
+        << " in flight each)";
+  } else {
+    out << "closed loop";
+  }
+  if (r.requests_per_connection > 0) {
+    out << ", reconnect every " << r.requests_per_connection << " requests";
+  }
+  out << "\n";
+  out << "  slow clients  " << r.slow_clients << " (" << r.slow_mode << ")\n";
+  out << "  window        " << fixed(r.duration_s, 3) << " s after " << fixed(r.warmup_s, 3)
+      << " s of warmup\n";
+
+  out << "Throughput\n";
+  out << "  requests      " << r.requests << " completed in the window\n";
+  out << "  rate          " << fixed(r.throughput_rps, 1) << " req/s, "
+      << human_bytes(r.throughput_bytes_s) << " echoed and checked\n";
+  if (open_loop) {
+    out << "  offered       " << fixed(r.offered_rps.value_or(0), 1)
+        << " req/s scheduled; worst send lag behind schedule "
+        << fixed(r.send_lag_max_us.value_or(0), 1) << " µs\n";
+  }
+
+  out << "Latency (µs)          min        p50        p90        p99      p99.9        max "
+         "      mean  (samples)\n";
+  out << latency_row(open_loop ? "from intended" : "request", r.latency);
+  if (open_loop) out << latency_row("from sent", r.uncorrected);
+  out << latency_row("connect", r.connect);
+
+  out << "Errors\n";
+  out << "  errors        " << r.errors() << " (connect " << r.errors_connect << ", read "
+      << r.errors_read << ", write " << r.errors_write << ", mismatch " << r.errors_mismatch
+      << ")\n";
+  out << "  timeouts      " << r.timeouts << "\n";
+
+  out << "Clients\n";
+  if (r.starved_connections) {
+    out << "  starved       " << *r.starved_connections << " of " << r.connections
+        << " fast connections completed nothing in the window\n";
+  }
+  if (r.slow_connected) {
+    out << "  slow          " << *r.slow_connected << " of " << r.slow_clients
+        << " still connected at the end of the window\n";
+  }
+
+  out << "Cost\n";
+  out << "  loadgen CPU   " << fixed(r.loadgen_cpu_s, 3) << " s ("
+      << fixed(100.0 * r.loadgen_cpu_s / r.duration_s, 1) << " % of one core)\n";
+  if (r.server_pid) {
+    out << "  server        pid " << *r.server_pid << ": ";
+    if (r.server) {
+      out << "CPU " << fixed(r.server->cpu_s, 3) << " s ("
+          << fixed(100.0 * r.server->cpu_s / r.duration_s, 1) << " % of one core), peak RSS "
+          << r.server->rss_peak_kb << " kB, peak threads " << r.server->threads_peak
+          << ", peak processes " << r.server->processes_peak << "\n";
+    } else {
+      out << "gone before the window started: not measured\n";
+    }
+  }
+}
+
+}  // namespace cb::loadgen

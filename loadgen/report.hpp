@@ -1,0 +1,98 @@
+// The report of one run: every field the issue names, built from the engine's merged
+// statistics, and written as a human summary, one CSV row or one JSON object. The CSV
+// and JSON writers share one ordered field list, so they always carry the same fields.
+// Nothing here prints by itself: writers take a stream, file errors come back as text.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "loadgen/engine.hpp"
+#include "loadgen/options.hpp"
+#include "loadgen/server_sampler.hpp"
+
+namespace cb::loadgen {
+
+/// Latency percentiles of one histogram, in microseconds.
+struct LatencySummary {
+  double min_us = 0, mean_us = 0, p50_us = 0, p90_us = 0, p99_us = 0, p999_us = 0, max_us = 0;
+  uint64_t samples = 0;
+};
+
+/// One run's results. std::nullopt marks a field that does not apply (an empty CSV cell,
+/// JSON null), never a 0 standing in for "not measured".
+struct Report {
+  // The load.
+  std::string timestamp;  ///< start of the run, UTC ISO 8601
+  std::string label;
+  std::string host;  ///< the numeric address the target resolved to
+  uint16_t port = 0;
+  uint32_t threads = 0;
+  uint32_t connections = 0;
+  uint32_t slow_clients = 0;
+  std::string slow_mode;
+  uint64_t payload_bytes = 0;
+  std::optional<double> rate_rps;  ///< open loop only
+  double duration_s = 0;
+  double warmup_s = 0;
+  uint64_t requests_per_connection = 0;
+  uint32_t max_inflight = 0;
+  // Throughput.
+  uint64_t requests = 0;
+  double throughput_rps = 0;
+  double throughput_bytes_s = 0;
+  // Latency: from the intended send time in open loop (from the actual one in closed
+  // loop, where the two are the same); `uncorrected` only in open loop.
+  std::optional<LatencySummary> latency;
+  std::optional<LatencySummary> uncorrected;
+  std::optional<LatencySummary> connect;
+  // Errors.
+  uint64_t errors_connect = 0, errors_read = 0, errors_write = 0, errors_mismatch = 0;
+  uint64_t timeouts = 0;
+  uint64_t errors() const { return errors_connect + errors_read + errors_write + errors_mismatch; }
+  std::optional<uint64_t> starved_connections;  ///< with fast clients only
+  std::optional<uint64_t> slow_connected;       ///< with slow clients only
+  // Open loop.
+  std::optional<double> offered_rps;
+  std::optional<double> send_lag_max_us;
+  // Cost.
+  double loadgen_cpu_s = 0;
+  std::optional<int> server_pid;
+  std::optional<ServerCost> server;
+};
+
+/// Builds the report of a run that reached its target. `started_at` comes from the engine.
+Report make_report(const LoadOptions& options, const EngineResult& result, std::string_view label,
+                   std::optional<int> server_pid, const std::optional<ServerCost>& server);
+
+/// One field of the CSV row / JSON object: empty (null), text, a count, or a real
+/// number printed with `decimals` places.
+struct Field {
+  std::string_view name;
+  std::variant<std::monostate, std::string, uint64_t, double> value;
+  int decimals = 0;
+};
+
+/// The CSV columns, in order.
+const std::vector<std::string_view>& csv_columns();
+/// The report as fields, in csv_columns() order.
+std::vector<Field> report_fields(const Report& report);
+
+/// The header line and one row (no trailing newline), quoted where RFC 4180 needs it.
+std::string csv_header();
+std::string csv_row(const Report& report);
+/// Appends a row to `path`, with the header first when the file is new or empty.
+/// Returns false with `error` set ("out.csv: Permission denied") when it cannot.
+bool append_csv(const std::string& path, const Report& report, std::string& error);
+
+/// The human summary (grouped: load, throughput, latency, connect, errors, clients, cost).
+void write_text(std::ostream& out, const Report& report);
+/// The report_fields() as one JSON object on one line, then a newline.
+void write_json(std::ostream& out, const Report& report);
+
+}  // namespace cb::loadgen

@@ -1,0 +1,47 @@
+// Merging per-loop statistics after the run (see stats.hpp).
+#include "loadgen/stats.hpp"
+
+#include <algorithm>
+
+namespace cb::loadgen {
+
+void LoopStats::merge(const LoopStats& other) {
+  latency_corrected.merge(other.latency_corrected);
+  latency_uncorrected.merge(other.latency_uncorrected);
+  connect_latency.merge(other.connect_latency);
+  requests += other.requests;
+  bytes += other.bytes;
+  errors_connect += other.errors_connect;
+  errors_read += other.errors_read;
+  errors_write += other.errors_write;
+  errors_mismatch += other.errors_mismatch;
+  timeouts += other.timeouts;
+  intended_in_window += other.intended_in_window;
+  send_lag_max_ns = std::max(send_lag_max_ns, other.send_lag_max_ns);
+  starved += other.starved;
+  slow_connected += other.slow_connected;
+  setup_established += other.setup_established;
+  if (first_connect_error == 0) first_connect_error = other.first_connect_error;
+}
+
+void LoopStats::count(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kConnect:
+      ++errors_connect;
+      break;
+    case ErrorKind::kRead:
+      ++errors_read;
+      break;
+    case ErrorKind::kWrite:
+      ++errors_write;
+      break;
+    case ErrorKind::kMismatch:
+      ++errors_mismatch;
+      break;
+    case ErrorKind::kTimeout:
+      ++timeouts;
+      break;
+  }
+}
+
+}  // namespace cb::loadgen

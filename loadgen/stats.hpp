@@ -1,0 +1,71 @@
+// What one loop thread measures (histograms, counters by kind) and the live counters the
+// progress line reads. A loop thread owns its LoopStats alone; the engine merges them
+// after the threads are joined. Progress counters are the only state shared while running.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "loadgen/histogram.hpp"
+
+namespace cb::loadgen {
+
+/// The kinds of error a connection can meet. Each is counted, none ends the run.
+enum class ErrorKind : uint8_t {
+  kConnect,   ///< connect refused, failed or slower than --timeout
+  kRead,      ///< read error, reset, or the server closed a connection loadgen still used
+  kWrite,     ///< write error
+  kMismatch,  ///< an echoed byte differs from what was sent, or bytes nobody sent arrived
+  kTimeout,   ///< a request got no complete echo within --timeout
+};
+
+/// Everything one loop measured. Counters cover the measured window, except the connect
+/// ones, which also cover setup (the connects before the load starts). Not thread-safe:
+/// written by its loop thread only, read and merged after that thread is joined.
+struct LoopStats {
+  Histogram latency_corrected;    ///< completion minus intended send time (ns)
+  Histogram latency_uncorrected;  ///< completion minus actual send time (ns)
+  Histogram connect_latency;      ///< connect completion minus connect start (ns)
+
+  uint64_t requests = 0;  ///< requests whose echo completed inside the window
+  uint64_t bytes = 0;     ///< their bytes, each echoed and checked
+  uint64_t errors_connect = 0;
+  uint64_t errors_read = 0;
+  uint64_t errors_write = 0;
+  uint64_t errors_mismatch = 0;
+  uint64_t timeouts = 0;
+
+  uint64_t intended_in_window = 0;  ///< open loop: schedule points inside the window
+  uint64_t send_lag_max_ns = 0;     ///< open loop: worst (actual - intended) send time
+  uint64_t starved = 0;             ///< fast connections that completed nothing in the window
+  uint64_t slow_connected = 0;      ///< slow clients still connected when the window ended
+
+  uint64_t setup_established = 0;  ///< connects that succeeded before the load started
+  int first_connect_error = 0;     ///< libuv error of the first failed connect (0: none)
+
+  /// Adds `other` (histograms merged, counters added, maxima kept). The first connect
+  /// error kept is this one's, else other's.
+  void merge(const LoopStats& other);
+  /// Counts one error of `kind`.
+  void count(ErrorKind kind);
+};
+
+/// Live counters for the progress line, one per loop, on its own cache line. The loop
+/// thread is the only writer (load + store, relaxed: no locked instruction in the hot
+/// path); any thread may read them, relaxed, for a roughly current figure.
+struct alignas(64) ProgressCounters {
+  std::atomic<uint64_t> completed{0};       ///< requests completed since the load started
+  std::atomic<uint64_t> errors{0};          ///< errors of every kind counted so far
+  std::atomic<uint64_t> timeouts{0};        ///< timeouts counted so far
+  std::atomic<uint64_t> established{0};     ///< connections open right now
+  std::atomic<uint64_t> connects_ok{0};     ///< connects that ever succeeded
+  std::atomic<int> first_connect_error{0};  ///< libuv error of the first failed connect
+
+  static void bump(std::atomic<uint64_t>& counter, int64_t delta = 1) {
+    counter.store(counter.load(std::memory_order_relaxed) + static_cast<uint64_t>(delta),
+                  std::memory_order_relaxed);
+  }
+};
+
+}  // namespace cb::loadgen

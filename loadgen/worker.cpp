@@ -1,0 +1,300 @@
+// One loop thread of the load generator (see worker.hpp): it executes the engine's
+// commands, throttles connects, sweeps deadlines every 10 ms and ends the window and the
+// drain on its own timer, so its measurements never wait for the engine thread.
+#include "loadgen/worker.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <random>
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+namespace cb::loadgen {
+namespace {
+
+uv_handle_t* as_handle(uv_timer_t* timer) { return reinterpret_cast<uv_handle_t*>(timer); }
+uv_handle_t* as_handle(uv_async_t* async) { return reinterpret_cast<uv_handle_t*>(async); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Coordinator
+
+void Coordinator::report(Event event) {
+  {
+    std::lock_guard lock(mutex_);
+    ++counts_[static_cast<int>(event)];
+  }
+  cv_.notify_all();
+}
+
+uint32_t Coordinator::count(Event event) {
+  std::lock_guard lock(mutex_);
+  return counts_[static_cast<int>(event)];
+}
+
+bool Coordinator::wait_for(Event event, uint32_t workers, std::chrono::nanoseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return cv_.wait_for(lock, timeout, [&] { return counts_[static_cast<int>(event)] >= workers; });
+}
+
+// ---------------------------------------------------------------------------------------
+// Worker: setup, commands, phases.
+
+Worker::Worker(const LoadOptions& options, Coordinator& coordinator,
+               std::vector<uint32_t> fast_indices, uint32_t slow_count, uint32_t max_connecting,
+               uint64_t seed)
+    : options_(options),
+      coordinator_(coordinator),
+      fast_indices_(std::move(fast_indices)),
+      slow_count_(slow_count),
+      max_connecting_(std::max<uint32_t>(1, max_connecting)),
+      seed_(seed) {}
+
+Worker::~Worker() {
+  if (thread_.joinable()) thread_.join();
+}
+
+int Worker::prepare() {
+  int rc = uv_loop_init(&loop_);
+  if (rc != 0) return rc;
+  loop_ready_ = true;
+  if ((rc = uv_async_init(&loop_, &async_, async_cb)) != 0) return rc;
+  async_.data = this;
+  if ((rc = uv_timer_init(&loop_, &sweep_timer_)) != 0) return rc;
+  sweep_timer_.data = this;
+  if ((rc = uv_timer_init(&loop_, &phase_timer_)) != 0) return rc;
+  phase_timer_.data = this;
+  if ((rc = scheduler_.init(&loop_, 2 * fast_indices_.size() + 16)) != 0) return rc;
+
+  // Random request bytes, so that any corruption, loss or reordering shows.
+  pattern_.resize(kPatternPeriod + options_.payload_bytes);
+  std::mt19937_64 random(seed_);
+  for (char& byte : pattern_) byte = static_cast<char>(random() & 0xff);
+  read_buffer_.resize(kReadBufferBytes);
+
+  slow_.reserve(slow_count_);
+  for (uint32_t i = 0; i < slow_count_; ++i) {
+    slow_.push_back(std::make_unique<SlowConnection>(*this, i));
+    if ((rc = slow_.back()->init(&loop_)) != 0) return rc;
+  }
+  fast_.reserve(fast_indices_.size());
+  for (uint32_t index : fast_indices_) {
+    fast_.push_back(std::make_unique<FastConnection>(*this, index));
+    if ((rc = fast_.back()->init(&loop_)) != 0) return rc;
+  }
+  slow_first_pending_ = slow_count_;
+  fast_first_pending_ = static_cast<uint32_t>(fast_.size());
+  if (options_.open_loop()) {
+    // Each connection sends every connections / rate seconds.
+    interval_ns_ = std::max<uint64_t>(
+        1,
+        static_cast<uint64_t>(static_cast<double>(options_.connections) * 1e9 / options_.rate_rps));
+  }
+  return 0;
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { run_thread(); });
+}
+
+void Worker::run_thread() {
+#ifdef __linux__
+  // The default 50 us timer slack would be added to every scheduled send.
+  ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  // Every handle is closed by finish(); a second run lets close callbacks still pending
+  // complete before the loop is closed.
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  [[maybe_unused]] const int rc = uv_loop_close(&loop_);
+  assert(rc == 0);
+  loop_ready_ = false;
+  coordinator_.report(Coordinator::Event::kFinished);
+}
+
+void Worker::post(Command command, const LoadTimes& times) {
+  {
+    std::lock_guard lock(commands_mutex_);
+    commands_.emplace_back(command, times);
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::async_cb(uv_async_t* async) {
+  auto* self = static_cast<Worker*>(async->data);
+  std::vector<std::pair<Command, LoadTimes>> commands;
+  {
+    std::lock_guard lock(self->commands_mutex_);
+    commands.swap(self->commands_);
+  }
+  for (const auto& [command, times] : commands) {
+    if (self->stage_ == Stage::kClosing) break;
+    self->execute(command, times);
+  }
+}
+
+void Worker::execute(Command command, const LoadTimes& times) {
+  switch (command) {
+    case Command::kConnectSlow:
+      stage_ = Stage::kSlowConnect;
+      uv_timer_start(&sweep_timer_, sweep_cb, kSweepIntervalMs, kSweepIntervalMs);
+      if (slow_first_pending_ == 0) coordinator_.report(Coordinator::Event::kSlowConnected);
+      for (auto& connection : slow_) connection->request_connect();
+      return;
+    case Command::kConnectFast:
+      stage_ = Stage::kFastConnect;
+      if (fast_first_pending_ == 0) coordinator_.report(Coordinator::Event::kFastConnected);
+      for (auto& connection : fast_) connection->request_connect();
+      return;
+    case Command::kStartLoad: {
+      times_ = times;
+      stage_ = Stage::kLoad;
+      const uint64_t now_ns = uv_hrtime();
+      // Start times spread evenly over one interval, across every loop's connections.
+      const double spacing_ns =
+          static_cast<double>(interval_ns_) / std::max<uint32_t>(1, options_.connections);
+      for (size_t i = 0; i < fast_.size(); ++i) {
+        const auto offset_ns =
+            static_cast<uint64_t>(spacing_ns * static_cast<double>(fast_indices_[i]));
+        fast_[i]->start_load(times_.load_start_ns + offset_ns, now_ns);
+      }
+      arm_phase_timer(times_.window_end_ns);
+      return;
+    }
+    case Command::kAbort:
+      finish();
+      return;
+  }
+}
+
+void Worker::arm_phase_timer(uint64_t at_ns) {
+  const uint64_t now_ns = uv_hrtime();
+  const uint64_t delay_ms = at_ns > now_ns ? (at_ns - now_ns + 999'999) / 1'000'000 : 0;
+  uv_update_time(&loop_);
+  uv_timer_start(&phase_timer_, phase_cb, delay_ms, 0);
+}
+
+void Worker::phase_cb(uv_timer_t* timer) {
+  auto* self = static_cast<Worker*>(timer->data);
+  const uint64_t now_ns = uv_hrtime();
+  if (self->stage_ == Stage::kLoad) {
+    // libuv's millisecond clock can fire a little early: wait for the real end.
+    if (now_ns < self->times_.window_end_ns) {
+      self->arm_phase_timer(self->times_.window_end_ns);
+      return;
+    }
+    self->end_window(now_ns);
+  } else if (self->stage_ == Stage::kDrain) {
+    self->finish();  // --timeout after the window: whatever is still in flight is given up
+  }
+}
+
+void Worker::end_window(uint64_t) {
+  for (auto& connection : slow_) {
+    if (connection->connected()) ++stats_.slow_connected;
+  }
+  for (auto& connection : fast_) {
+    connection->end_window(times_.window_start_ns, times_.window_end_ns, stats_);
+  }
+  stage_ = Stage::kDrain;
+  drain_pending_ = 0;
+  for (auto& connection : fast_) {
+    if (connection->begin_drain()) ++drain_pending_;
+  }
+  if (drain_pending_ == 0) {
+    finish();
+    return;
+  }
+  arm_phase_timer(times_.window_end_ns + options_.timeout_ns);
+}
+
+void Worker::drained() {
+  if (stage_ != Stage::kDrain || drain_pending_ == 0) return;
+  if (--drain_pending_ == 0) finish();
+}
+
+void Worker::finish() {
+  if (stage_ == Stage::kClosing) return;
+  stage_ = Stage::kClosing;
+  connect_queue_.clear();
+  for (auto& connection : fast_) connection->shut();
+  for (auto& connection : slow_) connection->shut();
+  uv_close(as_handle(&sweep_timer_), nullptr);
+  uv_close(as_handle(&phase_timer_), nullptr);
+  scheduler_.close();
+  uv_close(as_handle(&async_), nullptr);
+}
+
+void Worker::sweep_cb(uv_timer_t* timer) {
+  auto* self = static_cast<Worker*>(timer->data);
+  const uint64_t now_ns = uv_hrtime();
+  for (auto& connection : self->slow_) connection->sweep(now_ns);
+  for (auto& connection : self->fast_) connection->sweep(now_ns);
+}
+
+// ---------------------------------------------------------------------------------------
+// Services for connections.
+
+void Worker::count_error(ErrorKind kind, uint64_t now_ns) {
+  const bool setup = stage_ == Stage::kSlowConnect || stage_ == Stage::kFastConnect;
+  if (!in_window(now_ns) && !(setup && kind == ErrorKind::kConnect)) return;
+  stats_.count(kind);
+  ProgressCounters::bump(kind == ErrorKind::kTimeout ? progress_.timeouts : progress_.errors);
+}
+
+void Worker::connect_succeeded(uint64_t latency_ns, uint64_t now_ns) {
+  const bool setup = stage_ == Stage::kSlowConnect || stage_ == Stage::kFastConnect;
+  if (setup) ++stats_.setup_established;
+  ProgressCounters::bump(progress_.connects_ok);
+  if (setup || in_window(now_ns)) stats_.connect_latency.record(latency_ns);
+}
+
+void Worker::note_connect_error(int status) {
+  if (stats_.first_connect_error != 0) return;
+  stats_.first_connect_error = status;
+  progress_.first_connect_error.store(status, std::memory_order_relaxed);
+}
+
+void Worker::first_attempt_done(bool slow) {
+  uint32_t& pending = slow ? slow_first_pending_ : fast_first_pending_;
+  if (pending == 0) return;
+  if (--pending == 0) {
+    coordinator_.report(slow ? Coordinator::Event::kSlowConnected
+                             : Coordinator::Event::kFastConnected);
+  }
+}
+
+void Worker::enqueue_connect(Connection* connection) {
+  connect_queue_.push_back(connection);
+  pump_connects();
+}
+
+void Worker::connect_slot_released() {
+  assert(connecting_ > 0);
+  --connecting_;
+  pump_connects();
+}
+
+void Worker::pump_connects() {
+  // A connect that fails at once releases its slot from inside start_connect(); the
+  // flag keeps that from recursing, and the loop below picks the slot up.
+  if (pumping_ || stage_ == Stage::kClosing) return;
+  pumping_ = true;
+  while (connecting_ < max_connecting_ && !connect_queue_.empty()) {
+    Connection* connection = connect_queue_.front();
+    connect_queue_.pop_front();
+    if (connection->state() != Connection::State::kQueued) continue;  // cancelled meanwhile
+    ++connecting_;
+    connection->start_connect(uv_hrtime());
+  }
+  pumping_ = false;
+}
+
+}  // namespace cb::loadgen
