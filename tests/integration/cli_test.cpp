@@ -1,0 +1,184 @@
+// The echo-server command line: every bad input gets exactly one line on stderr
+// and exit code 2 (never a crash, never a stack trace); --list-models, --version
+// and --help exit 0; --max-connections refuses what is over the limit.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <csignal>
+
+#include "net/socket.hpp"
+#include "servers/model.hpp"
+#include "tests/support/client.hpp"
+#include "tests/support/server_process.hpp"
+
+namespace cb::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Runs echo-server with `args` to its exit (10 s at most).
+struct RunResult {
+  std::optional<ExitStatus> status;
+  std::vector<std::string> out;
+  std::vector<std::string> err;
+};
+
+RunResult run_echo_server(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{CB_ECHO_SERVER_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string error;
+  auto process = ChildProcess::spawn(argv, error);
+  RunResult run;
+  if (!process) {
+    ADD_FAILURE() << error;
+    return run;
+  }
+  run.status = process->wait_exit(Deadline(10s));
+  run.out = process->stdout_lines();
+  run.err = process->stderr_lines();
+  return run;
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string text;
+  for (const auto& line : lines) text += line + "\n";
+  return text;
+}
+
+// Exit code 2, one line on stderr that names `culprit`, nothing on stdout.
+void ExpectUsageError(const std::vector<std::string>& args, const std::string& culprit) {
+  RunResult run = run_echo_server(args);
+  ASSERT_TRUE(run.status) << "echo-server did not exit within 10 s";
+  EXPECT_TRUE(run.status->exited() && run.status->code() == 2) << run.status->describe();
+  ASSERT_EQ(run.err.size(), 1u) << "stderr:\n" << joined(run.err);
+  EXPECT_FALSE(run.err[0].empty());
+  EXPECT_NE(run.err[0].find(culprit), std::string::npos)
+      << "the error does not name '" << culprit << "': " << run.err[0];
+  EXPECT_TRUE(run.out.empty()) << "stdout:\n" << joined(run.out);
+}
+
+struct BadInput {
+  const char* name;
+  std::vector<std::string> args;
+  std::string culprit;  // what the error line must mention
+};
+
+void PrintTo(const BadInput& input, std::ostream* os) { *os << input.name; }
+
+class CliRejects : public ::testing::TestWithParam<BadInput> {};
+
+TEST_P(CliRejects, WithOneLineAndExitCode2) {
+  ExpectUsageError(GetParam().args, GetParam().culprit);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    BadInput, CliRejects,
+    ::testing::Values(
+        BadInput{"UnknownModel", {"--model", "no_such_model", "--port", "0"}, "no_such_model"},
+        BadInput{"Port70000", {"--port", "70000"}, "70000"},
+        BadInput{"PortMinus1", {"--port", "-1"}, "-1"},
+        BadInput{"PortNotANumber", {"--port", "abc"}, "abc"},
+        BadInput{"UnresolvableHost",
+                 {"--host", "no-such-host.invalid", "--port", "0"},
+                 "no-such-host.invalid"},
+        BadInput{"BufferSizeZero", {"--buffer-size", "0", "--port", "0"}, "--buffer-size"},
+        BadInput{"BufferSizeNotANumber", {"--buffer-size", "lots", "--port", "0"}, "--buffer-size"},
+        BadInput{"BufferSizeNegative", {"--buffer-size", "-5", "--port", "0"}, "--buffer-size"},
+        BadInput{"BufferSizeTooLarge", {"--buffer-size", "1g", "--port", "0"}, "--buffer-size"}),
+    [](const auto& p) { return std::string(p.param.name); });
+
+TEST(Cli, PortInUseIsAUsageError) {
+  std::string error;
+  auto address = net::resolve("127.0.0.1", 0, error);
+  ASSERT_TRUE(address) << error;
+  net::Fd holder = net::listen_tcp(*address, 16, /*nonblocking=*/false, error);
+  ASSERT_TRUE(holder) << error;
+  auto bound = net::local_address(holder.get());
+  ASSERT_TRUE(bound);
+  const std::string port = std::to_string(bound->port());
+  ExpectUsageError({"--model", "iterative", "--host", "127.0.0.1", "--port", port}, port);
+}
+
+TEST(Cli, ListModelsNamesEveryModel) {
+  RunResult run = run_echo_server({"--list-models"});
+  ASSERT_TRUE(run.status);
+  EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
+  EXPECT_TRUE(run.err.empty()) << joined(run.err);
+  const auto models = servers::all_models();
+  EXPECT_EQ(run.out.size(), models.size()) << joined(run.out);
+  for (const auto& model : models) {
+    bool listed = false;
+    for (const std::string& line : run.out) {
+      // "  NAME   summary": the first word is the name, the summary follows.
+      auto words = line.find_first_not_of(' ');
+      if (words == std::string::npos) continue;
+      std::string_view rest = std::string_view(line).substr(words);
+      if (rest.substr(0, rest.find(' ')) == model.name &&
+          rest.find(model.summary) != std::string_view::npos)
+        listed = true;
+    }
+    EXPECT_TRUE(listed) << model.name << " with its summary is not in:\n" << joined(run.out);
+  }
+}
+
+TEST(Cli, VersionExitsZero) {
+  RunResult run = run_echo_server({"--version"});
+  ASSERT_TRUE(run.status);
+  EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
+  EXPECT_NE(joined(run.out).find(CB_VERSION), std::string::npos) << joined(run.out);
+  EXPECT_TRUE(run.err.empty()) << joined(run.err);
+}
+
+TEST(Cli, HelpExitsZeroAndMentionsEveryFlag) {
+  RunResult run = run_echo_server({"--help"});
+  ASSERT_TRUE(run.status);
+  EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
+  const std::string help = joined(run.out);
+  for (const char* flag : {"--model", "--host", "--port", "--list-models", "--buffer-size",
+                           "--max-connections", "--version", "--help"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from:\n" << help;
+}
+
+// --max-connections applies to the models that spend a process or thread per client.
+class CliMaxConnections : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CliMaxConnections, RefusesTheClientOverTheLimit) {
+  std::string error;
+  auto server = start_server({CB_ECHO_SERVER_PATH, "--model", GetParam(), "--host", "127.0.0.1",
+                              "--port", "0", "--max-connections", "1"},
+                             Deadline(10s), error);
+  ASSERT_TRUE(server) << error;
+  const uint16_t port = server->listening.port;
+  const std::vector<char> payload = random_bytes(100, 8000);
+
+  net::Fd first = connect_to("127.0.0.1", port, Deadline(5s), error);
+  ASSERT_TRUE(first) << error;
+  IoResult echoed = echo(first.get(), payload, Deadline(5s));
+  ASSERT_TRUE(echoed.ok()) << echoed.describe();
+
+  // The limit is reached: the next client is closed at once, before any data.
+  net::Fd second = connect_to("127.0.0.1", port, Deadline(5s), error);
+  ASSERT_TRUE(second) << error;
+  IoResult refused = read_until_eof(second.get(), Deadline(1s));
+  EXPECT_EQ(refused.status, Io::kEof) << refused.describe();
+  EXPECT_EQ(refused.received, 0u);
+
+  // The first one is still served.
+  echoed = echo(first.get(), payload, Deadline(5s));
+  EXPECT_TRUE(echoed.ok()) << "after the refusal: " << echoed.describe();
+  first.reset();
+  second.reset();
+
+  auto summary = stop_and_read_summary(*server->process, Deadline(5s), error);
+  ASSERT_TRUE(summary) << error;
+  EXPECT_EQ(number_value(*summary, "refused"), 1u);
+  EXPECT_EQ(number_value(*summary, "accepted"), 1u);
+  EXPECT_EQ(number_value(*summary, "peak_concurrent"), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Limited, CliMaxConnections, ::testing::Values("thread", "fork"),
+                         [](const auto& p) { return p.param; });
+
+}  // namespace
+}  // namespace cb::test

@@ -1,0 +1,293 @@
+// loadgen's command line and output files, run as a user runs them: every usage error
+// exits 2 with one line on stderr, an unreachable target exits 1 and says why, and
+// --csv, --json, --histogram and --help write what issue 3 names. Short runs against
+// echo-server's libuv model; not timing-sensitive, so CTest may run them in parallel.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/integration/loadgen/harness.hpp"
+
+namespace cb::test::loadgen {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// A run that would be short and harmless if loadgen wrongly accepted its arguments:
+// 127.0.0.1 on a port nobody listens on, for one second.
+std::vector<std::string> harmless() {
+  return {"--host", "127.0.0.1", "--port", std::to_string(closed_port()), "--timeout", "500ms"};
+}
+
+// Exit code 2, exactly one line on stderr, and that line names `mention`.
+void expect_usage_error(const std::vector<std::string>& args, const std::string& mention) {
+  RunResult run = run_loadgen(args, std::chrono::seconds(10));
+  EXPECT_EQ(run.code(), 2) << run.describe();
+  ASSERT_EQ(run.err_lines.size(), 1u) << run.describe();
+  EXPECT_NE(run.err_lines[0].find(mention), std::string::npos)
+      << "the error line should name '" << mention << "'\n"
+      << run.describe();
+}
+
+TEST(LoadgenCli, DurationWithUnknownUnitIsUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--duration", "5parsecs"}, "duration");
+}
+
+TEST(LoadgenCli, ZeroConnectionsWithoutSlowClientsIsUsageError) {
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--connections", "0", "--duration", "1s"},
+      "connections");
+}
+
+// With a slow client there is something to run, so only the rate is wrong.
+TEST(LoadgenCli, RateWithoutConnectionsIsUsageError) {
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--rate", "100", "--connections", "0", "--slow-clients",
+                                            "1", "--duration", "1s"},
+      "rate");
+}
+
+TEST(LoadgenCli, ZeroPayloadIsUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--payload", "0", "--duration", "1s"},
+                     "payload");
+}
+
+TEST(LoadgenCli, PortOutOfRangeIsUsageError) {
+  expect_usage_error({"--host", "127.0.0.1", "--port", "70000", "--duration", "1s"}, "port");
+}
+
+// Issue 3: a host that does not resolve is a target that cannot be reached (exit 1),
+// like a refused port; one line names the host.
+TEST(LoadgenCli, UnresolvableHostExitsOne) {
+  // .invalid never resolves (RFC 6761).
+  RunResult run = run_loadgen({"--host", "no-such-host.invalid", "--port", "7", "--duration", "1s"},
+                              std::chrono::seconds(20));
+  EXPECT_EQ(run.code(), 1) << run.describe();
+  ASSERT_EQ(run.err_lines.size(), 1u) << run.describe();
+  EXPECT_NE(run.err_lines[0].find("no-such-host.invalid"), std::string::npos) << run.describe();
+}
+
+// A load generator aimed at someone else's machine by a typo is an attack: without
+// --allow-remote a non-loopback target is refused while parsing, before any packet. In
+// this sandbox a connect to 192.0.2.1 (TEST-NET-1) fails with exit 1 or hangs until the
+// timeout, so a prompt exit 2 shows no connect was tried.
+TEST(LoadgenCli, NonLoopbackHostWithoutAllowRemoteIsRefusedBeforeConnecting) {
+  RunResult run =
+      run_loadgen({"--host", "192.0.2.1", "--port", "7", "--duration", "1s", "--timeout", "5s"},
+                  std::chrono::seconds(10));
+  EXPECT_EQ(run.code(), 2) << run.describe();
+  EXPECT_LT(run.elapsed_s, 1.0) << run.describe();
+  ASSERT_EQ(run.err_lines.size(), 1u) << run.describe();
+  EXPECT_NE(run.err_lines[0].find("allow-remote"), std::string::npos) << run.describe();
+}
+
+TEST(LoadgenCli, RefusedTargetExitsOneNamingConnectionRefused) {
+  const uint16_t port = closed_port();
+  RunResult run = run_loadgen({"--host", "127.0.0.1", "--port", std::to_string(port),
+                               "--connections", "2", "--duration", "1s", "--warmup", "0s"},
+                              std::chrono::seconds(20));
+  EXPECT_EQ(run.code(), 1) << run.describe();
+  const bool named = std::any_of(run.err_lines.begin(), run.err_lines.end(), [&](auto& line) {
+    return line.find("connection refused") != std::string::npos &&
+           line.find(std::to_string(port)) != std::string::npos;
+  });
+  EXPECT_TRUE(named) << "no stderr line names 'connection refused' and port " << port << "\n"
+                     << run.describe();
+}
+
+TEST(LoadgenCli, HelpNamesEveryFlag) {
+  RunResult run = run_loadgen({"--help"}, std::chrono::seconds(10));
+  EXPECT_EQ(run.code(), 0) << run.describe();
+  for (const char* flag : {"--connections",
+                           "--payload",
+                           "--rate",
+                           "--max-inflight",
+                           "--requests-per-connection",
+                           "--think-time",
+                           "--timeout",
+                           "--slow-clients",
+                           "--slow-mode",
+                           "--trickle-interval",
+                           "--duration",
+                           "--warmup",
+                           "--server-pid",
+                           "--progress",
+                           "--csv",
+                           "--json",
+                           "--histogram",
+                           "--label",
+                           "--threads",
+                           "--host",
+                           "--port",
+                           "--allow-remote"}) {
+    EXPECT_NE(run.out.find(flag), std::string::npos) << "--help does not name " << flag;
+  }
+}
+
+// Output files go to a fresh directory per test, removed afterwards.
+class LoadgenOutput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           ("cb-loadgen-" + std::to_string(::getpid()) + "-" + info->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    server_.emplace(start_server_or_throw({kEchoServer, "--model", "libuv", "--port", "0"}));
+  }
+  void TearDown() override {
+    if (server_) {
+      EXPECT_EQ(stop_server(*server_), "");
+    }
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+
+  // A short closed-loop run against the server, with `extra` arguments.
+  RunResult run(const std::vector<std::string>& extra) {
+    return run_loadgen(
+        std::vector<std::string>{"--host", "127.0.0.1", "--port",
+                                 std::to_string(server_->listening.port), "--connections", "2",
+                                 "--duration", "1s", "--warmup", "100ms"} +
+            extra,
+        std::chrono::seconds(20));
+  }
+
+  static std::string read_file(const fs::path& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+  fs::path dir_;
+  std::optional<StartedServer> server_;
+};
+
+// Two runs with --csv on one file: one header (issue 3's columns, in order), two rows.
+TEST_F(LoadgenOutput, CsvAppendsOneRowPerRunUnderOneHeader) {
+  const fs::path csv = dir_ / "out.csv";
+  for (const char* label : {"first", "second"}) {
+    RunResult result = run({"--csv", csv.string(), "--label", label});
+    ASSERT_EQ(result.code(), 0) << result.describe();
+  }
+  const std::vector<std::string> lines = split_lines(read_file(csv));
+  ASSERT_EQ(lines.size(), 3u) << read_file(csv);
+  EXPECT_EQ(lines[0], kCsvHeader);
+
+  const std::vector<std::string> columns = csv_columns();
+  auto column = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(columns.begin(), columns.end(), name) - columns.begin());
+  };
+  const std::string labels[] = {"first", "second"};
+  for (size_t row = 1; row < lines.size(); ++row) {
+    const std::vector<std::string> cells = split_csv_line(lines[row]);
+    ASSERT_EQ(cells.size(), columns.size()) << lines[row];
+    EXPECT_EQ(cells[column("label")], labels[row - 1]) << lines[row];
+    EXPECT_EQ(cells[column("port")], std::to_string(server_->listening.port)) << lines[row];
+    EXPECT_EQ(cells[column("connections")], "2") << lines[row];
+    EXPECT_FALSE(cells[column("requests")].empty()) << lines[row];
+    // Closed loop and no --server-pid: these do not apply, so they are empty.
+    for (const char* empty : {"rate_rps", "offered_rps", "send_lag_max_us", "server_cpu_s",
+                              "server_rss_peak_kb", "server_threads_peak", "server_procs_peak"})
+      EXPECT_EQ(cells[column(empty)], "") << empty << " in " << lines[row];
+  }
+}
+
+// --json: stdout is exactly one JSON object whose keys are the CSV columns.
+TEST_F(LoadgenOutput, JsonIsOneObjectWithTheCsvFields) {
+  RunResult result = run({"--json", "--label", "json-run"});
+  ASSERT_EQ(result.code(), 0) << result.describe();
+  ASSERT_TRUE(json::accept(result.out)) << "stdout is not one JSON value\n" << result.describe();
+  const json report = json::parse(result.out);
+  ASSERT_TRUE(report.is_object()) << result.out;
+
+  const std::vector<std::string> columns = csv_columns();
+  std::set<std::string> keys;
+  for (const auto& item : report.items()) keys.insert(item.key());
+  EXPECT_EQ(keys, std::set<std::string>(columns.begin(), columns.end())) << report.dump(2);
+
+  EXPECT_EQ(report.value("label", ""), "json-run");
+  EXPECT_TRUE(report["requests"].is_number()) << report.dump(2);
+  EXPECT_GT(report.value("requests", 0.0), 0.0) << report.dump(2);
+  EXPECT_TRUE(report["latency_p50_us"].is_number()) << report.dump(2);
+  for (const char* absent : {"rate_rps", "offered_rps", "send_lag_max_us", "server_cpu_s",
+                             "server_rss_peak_kb", "server_threads_peak", "server_procs_peak"})
+    EXPECT_TRUE(report[absent].is_null()) << absent << " should be null: " << report.dump(2);
+}
+
+// --server-pid: the server is sampled; libuv runs one process.
+TEST_F(LoadgenOutput, ServerPidReportsTheServersCost) {
+  RunResult result = run({"--json", "--server-pid", std::to_string(server_->process->pid())});
+  ASSERT_EQ(result.code(), 0) << result.describe();
+  const json report = json::parse(result.out, nullptr, false);
+  ASSERT_TRUE(report.is_object()) << result.describe();
+  EXPECT_GE(report.value("server_cpu_s", -1.0), 0.0) << report.dump(2);
+  EXPECT_GT(report.value("server_rss_peak_kb", 0.0), 0.0) << report.dump(2);
+  EXPECT_GE(report.value("server_threads_peak", 0.0), 1.0) << report.dump(2);
+  EXPECT_EQ(report.value("server_procs_peak", 0.0), 1.0) << report.dump(2);
+}
+
+// --histogram: HdrHistogram's percentile-distribution text, counting every request.
+TEST_F(LoadgenOutput, HistogramFileIsInHdrHistogramFormat) {
+  const fs::path path = dir_ / "latency.hgrm";
+  RunResult result = run({"--json", "--histogram", path.string()});
+  ASSERT_EQ(result.code(), 0) << result.describe();
+  const json report = json::parse(result.out, nullptr, false);
+  ASSERT_TRUE(report.is_object()) << result.describe();
+
+  const std::string text = read_file(path);
+  std::vector<std::string> lines = split_lines(text);
+  std::erase_if(lines, [](const std::string& line) {
+    return line.find_first_not_of(" \t\r") == std::string::npos;
+  });
+  ASSERT_GE(lines.size(), 3u) << text;
+  EXPECT_EQ(lines[0].substr(lines[0].find_first_not_of(' ')),
+            "Value     Percentile TotalCount 1/(1-Percentile)")
+      << text;
+
+  double last_value = -1, last_percentile = -1, last_count = -1;
+  size_t rows = 0;
+  bool has_mean = false, has_max = false;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    if (lines[i].starts_with("#[Mean")) has_mean = true;
+    if (lines[i].starts_with("#[Max")) has_max = true;
+    if (lines[i].starts_with("#")) continue;
+    // HdrHistogram prints no 1/(1-Percentile) on the last row, where it is infinite.
+    std::istringstream fields(lines[i]);
+    double value = 0, percentile = 0, count = 0;
+    ASSERT_TRUE(fields >> value >> percentile >> count) << "bad row: " << lines[i];
+    double inverse = 0;
+    EXPECT_EQ(static_cast<bool>(fields >> inverse), percentile < 1.0) << "bad row: " << lines[i];
+    EXPECT_GE(value, last_value) << lines[i];
+    EXPECT_GE(percentile, last_percentile) << lines[i];
+    EXPECT_GE(count, last_count) << lines[i];
+    EXPECT_LE(percentile, 1.0) << lines[i];
+    last_value = value;
+    last_percentile = percentile;
+    last_count = count;
+    ++rows;
+  }
+  EXPECT_GE(rows, 2u) << text;
+  EXPECT_EQ(last_percentile, 1.0) << text;
+  EXPECT_EQ(last_count, report.value("requests", -1.0))
+      << "the histogram should hold every request";
+  EXPECT_TRUE(has_mean && has_max) << "no #[Mean ...] / #[Max ...] footer\n" << text;
+}
+
+}  // namespace
+}  // namespace cb::test::loadgen
