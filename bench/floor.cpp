@@ -161,7 +161,8 @@ void usage() {
       "  --port P         ping-pong against an echo server on 127.0.0.1:P instead of our own\n"
       "  --round-trips N  round trips per measurement (default 20000)\n"
       "  --payload BYTES  bytes per round trip (default 64)\n"
-      "  --cpus A,B       client on CPU A, echo on CPU B (default 0,1)");
+      "  --cpus A,B       client on CPU A, echo on CPU B (default 0,1; with --port only\n"
+      "                   the client is pinned, and only when --cpus is given)");
 }
 
 bool parse_int(const char* text, int low, int high, int& out) {
@@ -178,6 +179,7 @@ bool parse_int(const char* text, int low, int high, int& out) {
 int main(int argc, char** argv) {
   Options options;
   int cpu_a = 0, cpu_b = 1;
+  bool cpus_given = false;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -193,6 +195,7 @@ int main(int argc, char** argv) {
       ok = parse_int(value, 1, 65536, options.payload_bytes);
     } else if (flag == "--cpus" && ok) {
       ok = std::sscanf(value, "%d,%d", &cpu_a, &cpu_b) == 2 && cpu_a >= 0 && cpu_b >= 0;
+      cpus_given = ok;
     } else {
       std::fprintf(stderr, "floor: unknown or incomplete argument '%s' (see --help)\n", argv[i]);
       return 2;
@@ -205,7 +208,9 @@ int main(int argc, char** argv) {
   }
   long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
   if (options.port != 0) {
-    if (cpus >= 2) pin_to(cpu_a);
+    // Against a server, keep the CPU the caller gave us (taskset): pinning to CPU 0
+    // by default could put us beside the server and measure a same-CPU round trip.
+    if (cpus_given) pin_to(cpu_a);
     RoundTrips server = ping_pong(options.port, options);
     std::printf("server_rtt_mean_us=%.2f\nserver_rtt_p50_us=%.2f\nserver_round_trips_per_s=%.0f\n",
                 server.mean_us, server.p50_us, 1e6 / server.mean_us);

@@ -1,0 +1,553 @@
+#!/usr/bin/env python3
+"""The bench driver behind bench/run: runs every server model under the same loads,
+one case at a time (server pinned to one CPU, loadgen to another), and writes
+results.csv, machine.txt, targets.txt and plots into one run folder.
+
+Standard library only; every number in its output comes from loadgen, bench/floor
+or /proc in this run."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import platform
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+ECHO_SERVER = BUILD / "echo-server"
+LOADGEN = BUILD / "loadgen"
+FLOOR = BUILD / "bench" / "floor"
+PLOT = ROOT / "plots" / "plot"
+
+FAST_CONNECTIONS = 16
+EXTRA_COLUMNS = ["run_id", "model", "scenario", "floor_rtt_us", "git_rev", "outcome"]
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass
+class Scenario:
+    name: str
+    slow_clients: int = 0
+    slow_mode: str = "idle"
+    payload_bytes: int = 64
+    connections: int = FAST_CONNECTIONS
+    requests_per_connection: int = 0
+    extra: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        parts = [f"conns={self.connections}", f"slow={self.slow_clients}"]
+        if self.slow_clients:
+            parts.append(self.slow_mode)
+        parts.append(f"payload={self.payload_bytes}B")
+        if self.requests_per_connection:
+            parts.append(f"{self.requests_per_connection} req/conn")
+        return " ".join(parts)
+
+
+def matrix(kind: str) -> list[Scenario]:
+    """The scenarios of one matrix kind: quick, default or c10k."""
+    if kind == "quick":
+        return [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 1000)]
+    if kind == "c10k":
+        return [Scenario("idle-10000", slow_clients=10000)]
+    if kind == "default":
+        cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
+        cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
+                  for n in (100, 1000)]
+        cases += [Scenario(f"payload-{b}", payload_bytes=b) for b in (4096, 65536)]
+        cases.append(Scenario("churn", requests_per_connection=1))
+        return cases
+    raise UsageError(f"--scenario: unknown scenario '{kind}' (quick, default, c10k)")
+
+
+def parse_duration_s(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text.strip())
+    if not match:
+        raise UsageError(f"--duration: '{text}' is not a duration (e.g. 500ms, 5s, 1m)")
+    value = float(match.group(1))
+    unit = match.group(2) or "s"
+    seconds = value / 1000 if unit == "ms" else value * 60 if unit == "m" else value
+    if seconds <= 0:
+        raise UsageError(f"--duration: '{text}' must be more than zero")
+    return seconds
+
+
+def run_text(cmd: list[str], timeout: float = 30) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def registered_models() -> list[str]:
+    out = run_text([str(ECHO_SERVER), "--list-models"])
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def pinned(cmd: list[str], cpu: int | None) -> list[str]:
+    return cmd if cpu is None else ["taskset", "-c", str(cpu)] + cmd
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of pid, read from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if fields[0] == "Z":
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+
+
+class Server:
+    """One echo-server process we started: readiness, port, clean stop."""
+
+    def __init__(self, model: str, cpu: int | None, max_connections: int):
+        cmd = [str(ECHO_SERVER), "--model", model, "--host", "127.0.0.1", "--port", "0"]
+        if max_connections:
+            cmd += ["--max-connections", str(max_connections)]
+        self.proc = subprocess.Popen(pinned(cmd, cpu), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.port = 0
+        self.children: set[int] = set()
+
+    def wait_ready(self, timeout_s: float = 10) -> str | None:
+        """Reads the 'listening on HOST:PORT' line; returns an error text or None."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if ready:
+                line = self.proc.stdout.readline()
+                match = re.match(r"listening on .*:(\d+) model=", line)
+                if match:
+                    self.port = int(match.group(1))
+                    return None
+                if not line:
+                    break
+        err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+        return f"server not ready: {err.strip() or 'no listening line'}"
+
+    def note_children(self) -> None:
+        self.children.update(descendants(self.proc.pid))
+
+    def stop(self) -> tuple[str | None, str]:
+        """SIGTERM, wait, check exit 0 and that no child is left; returns (error, summary)."""
+        self.note_children()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            return "server did not exit within 10 s of SIGTERM", ""
+        summary = next((l for l in out.splitlines() if l.startswith("stopped")), "")
+        left = [pid for pid in self.children if alive(pid)]
+        for pid in left:  # only our server's own children, by PID
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.proc.returncode != 0:
+            return f"server exit {self.proc.returncode}: {err.strip()[:200]}", summary
+        if left:
+            return f"server left {len(left)} processes behind", summary
+        return None, summary
+
+
+def describe_result(row: dict[str, str]) -> str:
+    """'45,210 req/s, p99 812 us'; a p99 of '-' when no request completed."""
+    rps, p99 = row.get("throughput_rps") or "", row.get("latency_p99_us") or ""
+    if not rps:
+        return "no result"
+    return f"{float(rps):,.0f} req/s, p99 " + (f"{float(p99):,.0f} us" if p99 else "- (none completed)")
+
+
+def parse_floor(text: str) -> dict[str, float]:
+    values = {}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            pass
+    return values
+
+
+def max_connections_guard(model: str, wanted: int) -> int:
+    """A per-model cap so a c10k run cannot exhaust this machine: processes and threads
+    are limited by pid_max/threads-max and by memory (a conservative 512 KiB each)."""
+    if model not in ("fork", "thread"):
+        return 0
+    try:
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+        threads_max = int(Path("/proc/sys/kernel/threads-max").read_text())
+        meminfo = Path("/proc/meminfo").read_text()
+        available_kb = int(re.search(r"MemAvailable:\s+(\d+)", meminfo).group(1))
+    except (OSError, AttributeError, ValueError):
+        return wanted
+    in_use = sum(1 for e in os.listdir("/proc") if e.isdigit())
+    by_ids = min(pid_max, threads_max) - in_use - 2000
+    by_memory = available_kb // 2 // 512
+    return max(1, min(wanted, by_ids, by_memory))
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.out: Path = args.out
+        self.cpus = cpu_count()
+        self.server_cpu = 0 if self.cpus >= 2 else None
+        self.loadgen_cpu = 1 if self.cpus >= 2 else None
+        self.run_id = self.out.name
+        self.git_rev = run_text(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip()
+        if run_text(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"]):
+            self.git_rev += "-dirty"
+        self.floor: dict[str, float] = {}
+        self.rows: list[dict[str, str]] = []
+        self.header: list[str] = []
+
+    # --- calibration -------------------------------------------------------------
+    def measure_floor(self) -> None:
+        print("floor: measuring loopback round trips and system-call cost", flush=True)
+        self.floor = parse_floor(run_text([str(FLOOR)], timeout=120))
+        if not self.floor:
+            print("floor: bench/floor failed; floor_rtt_us stays empty", file=sys.stderr)
+
+    def floor_rtt_us(self) -> str:
+        key = "floor_rtt_2cpu_mean_us" if self.cpus >= 2 else "floor_rtt_1cpu_mean_us"
+        return f"{self.floor[key]:.2f}" if key in self.floor else ""
+
+    def write_machine(self) -> None:
+        cpu_model = ""
+        try:
+            cpu_model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)
+        except (OSError, AttributeError):
+            pass
+        compiler = run_text(["c++", "--version"]).splitlines()[:1]
+        lines = [
+            f"run_id: {self.run_id}",
+            f"date_utc: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
+            f"host: {platform.node()}",
+            f"cpu_model: {cpu_model}",
+            f"cpus_online: {os.cpu_count()}",
+            f"cpus_usable: {self.cpus}",
+            f"kernel: {platform.release()}",
+            f"compiler: {compiler[0] if compiler else ''}",
+            f"libuv: {run_text(['pkg-config', '--modversion', 'libuv']).strip()}",
+            f"git_rev: {self.git_rev}",
+            "pinning: " + (f"server on CPU {self.server_cpu}, loadgen on CPU {self.loadgen_cpu} (taskset)"
+                           if self.cpus >= 2 else "none: only one CPU, server and loadgen share it"),
+            f"fd_limit_soft: {run_text(['sh', '-c', 'ulimit -Sn']).strip()}",
+            f"fd_limit_hard: {run_text(['sh', '-c', 'ulimit -Hn']).strip()}",
+            f"somaxconn: {Path('/proc/sys/net/core/somaxconn').read_text().strip()}",
+        ]
+        lines += [f"floor.{k}: {v:g}" for k, v in self.floor.items()]
+        (self.out / "machine.txt").write_text("\n".join(lines) + "\n")
+
+    # --- one case ----------------------------------------------------------------
+    def run_case(self, index: int, total: int, model: str, scenario: Scenario,
+                 duration_s: float, label: str | None = None) -> dict[str, str] | None:
+        tag = f"[{index}/{total}] {model} {scenario.name}" if total else f"[target] {model}"
+        cap = max_connections_guard(model, scenario.slow_clients + scenario.connections + 64)
+        server = Server(model, self.server_cpu, cap)
+        error = server.wait_ready()
+        row: dict[str, str] | None = None
+        outcome = "ok"
+        if error is None:
+            csv_path = self.out / "cases" / f"{model}-{scenario.name}.csv"
+            hist_path = self.out / "histograms" / f"{model}-{scenario.name}.hgrm"
+            csv_path.unlink(missing_ok=True)
+            cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
+                   "--connections", str(scenario.connections),
+                   "--payload", str(scenario.payload_bytes),
+                   "--slow-clients", str(scenario.slow_clients),
+                   "--slow-mode", scenario.slow_mode,
+                   "--duration", f"{duration_s:g}s", "--warmup", self.args.warmup,
+                   "--server-pid", str(server.proc.pid),
+                   "--label", label or scenario.name,
+                   "--csv", str(csv_path), "--histogram", str(hist_path)]
+            if scenario.requests_per_connection:
+                cmd += ["--requests-per-connection", str(scenario.requests_per_connection)]
+            cmd += scenario.extra
+            budget_s = duration_s + parse_duration_s(self.args.warmup) + 120
+            try:
+                result = subprocess.run(pinned(cmd, self.loadgen_cpu), capture_output=True,
+                                        text=True, timeout=budget_s)
+                server.note_children()
+                if result.returncode != 0:
+                    outcome = f"loadgen exit {result.returncode}: " + \
+                        (result.stderr.strip().splitlines() or ["?"])[-1][:200]
+                row = self.read_case_row(csv_path)
+            except subprocess.TimeoutExpired:
+                outcome = f"loadgen did not finish within {budget_s:.0f} s"
+            stop_error, summary = server.stop()
+            if stop_error:
+                outcome = stop_error if outcome == "ok" else f"{outcome}; {stop_error}"
+            if cap and cap < scenario.slow_clients + scenario.connections and outcome == "ok":
+                outcome = f"ok (server capped at --max-connections {cap})"
+        else:
+            server.stop()
+            outcome = error
+        if row is None:
+            row = {name: "" for name in self.header}
+            row.update({"label": label or scenario.name, "connections": str(scenario.connections),
+                        "slow_clients": str(scenario.slow_clients),
+                        "slow_mode": scenario.slow_mode,
+                        "payload_bytes": str(scenario.payload_bytes)})
+        row.update({"run_id": self.run_id, "model": model, "scenario": scenario.name,
+                    "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
+                    "outcome": outcome})
+        self.append_row(row)
+        shown = describe_result(row)
+        extra = "" if outcome == "ok" else f"  [{outcome}]"
+        starved = row.get("starved_connections") or ""
+        if starved and starved != "0":
+            extra += f"  starved {starved}/{scenario.connections}"
+        print(f"{tag} slow={scenario.slow_clients}: {shown}{extra}", flush=True)
+        return row
+
+    def read_case_row(self, path: Path) -> dict[str, str] | None:
+        try:
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                rows = list(reader)
+                if not self.header and reader.fieldnames:
+                    self.header = list(reader.fieldnames)
+                return rows[-1] if rows else None
+        except OSError:
+            return None
+
+    def append_row(self, row: dict[str, str]) -> None:
+        self.rows.append(row)
+        path = self.out / "results.csv"
+        columns = self.header + EXTRA_COLUMNS
+        new = not path.exists() or path.stat().st_size == 0
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    # --- targets -----------------------------------------------------------------
+    def targets(self, duration_s: float) -> list[str]:
+        """The performance targets of the suite, as ratios measured in this run."""
+        lines = []
+
+        def find(model: str, scenario: str) -> dict[str, str] | None:
+            return next((r for r in self.rows if r["model"] == model and r["scenario"] == scenario
+                         and r.get("throughput_rps")), None)
+
+        def num(row: dict[str, str] | None, key: str) -> float | None:
+            try:
+                return float(row[key]) if row and row.get(key) else None
+            except ValueError:
+                return None
+
+        def verdict(ok: bool) -> str:
+            return "met" if ok else "MISSED"
+
+        if "libuv" in self.args.model_list:
+            # 1. loadgen with one connection against libuv vs bench/floor against the same server.
+            print("targets: one-connection ping-pong, loadgen vs bench/floor, against libuv",
+                  flush=True)
+            single = Scenario("pingpong-1conn", connections=1)
+            row = self.run_case(0, 0, "libuv", single, min(duration_s, 5), label="pingpong-1conn")
+            server = Server("libuv", self.server_cpu, 0)
+            floor_rps = None
+            if server.wait_ready() is None:
+                values = parse_floor(run_text(pinned([str(FLOOR), "--port", str(server.port),
+                                                      "--round-trips", "50000"],
+                                                     self.loadgen_cpu), timeout=120))
+                floor_rps = values.get("server_round_trips_per_s")
+            server.stop()
+            rps = num(row, "throughput_rps")
+            if rps and floor_rps:
+                ratio = rps / floor_rps
+                lines.append(f"loadgen 1-connection req/s over bench/floor round trips/s against "
+                             f"libuv: {rps:,.0f} / {floor_rps:,.0f} = {ratio:.2f}x "
+                             f"(target >= 0.90x): {verdict(ratio >= 0.9)}")
+            else:
+                lines.append("loadgen vs floor against libuv: not measured (a run failed)")
+
+            base = find("libuv", "idle-0")
+            loaded = find("libuv", "idle-1000")
+            lg_cpu, srv_cpu, reqs = (num(base, "loadgen_cpu_s"), num(base, "server_cpu_s"),
+                                     num(base, "requests"))
+            if lg_cpu is not None and srv_cpu and reqs:
+                ratio = lg_cpu / srv_cpu
+                lines.append(f"loadgen CPU per request over libuv server CPU per request (idle-0): "
+                             f"{lg_cpu / reqs * 1e6:.2f} us / {srv_cpu / reqs * 1e6:.2f} us = "
+                             f"{ratio:.2f}x (target <= 1.00x): {verdict(ratio <= 1.0)}")
+            else:
+                lines.append("loadgen vs libuv CPU per request: not measured (no libuv idle-0 row)")
+            b_rps, l_rps = num(base, "throughput_rps"), num(loaded, "throughput_rps")
+            b_p99, l_p99 = num(base, "latency_p99_us"), num(loaded, "latency_p99_us")
+            if b_rps and l_rps and b_p99 and l_p99:
+                r1, r2 = l_rps / b_rps, l_p99 / b_p99
+                lines.append(f"libuv throughput with 1000 idle clients over none: {r1:.2f}x "
+                             f"(target >= 0.90x): {verdict(r1 >= 0.9)}")
+                lines.append(f"libuv p99 with 1000 idle clients over none: {r2:.2f}x "
+                             f"(target <= 1.50x): {verdict(r2 <= 1.5)}")
+            else:
+                lines.append("libuv with 1000 idle clients vs none: not measured in this matrix")
+        return lines
+
+    # --- the whole run -----------------------------------------------------------
+    def run(self) -> int:
+        scenarios = self.args.scenarios
+        models = self.args.model_list
+        duration_s = self.args.duration_s
+        total = len(models) * len(scenarios)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "cases").mkdir(exist_ok=True)
+        (self.out / "histograms").mkdir(exist_ok=True)
+        print(f"bench: {total} cases, {duration_s:g} s each, results in {self.out}", flush=True)
+        self.measure_floor()
+        self.write_machine()
+        index = 0
+        for scenario in scenarios:
+            for model in models:
+                index += 1
+                self.run_case(index, total, model, scenario, duration_s)
+        target_lines = self.targets(duration_s) if self.args.targets else []
+        self.print_summary(models, scenarios, target_lines)
+        if not self.args.no_plots:
+            subprocess.run([str(PLOT), str(self.out / "results.csv"), str(self.out / "plots")])
+        return 0
+
+    def print_summary(self, models: list[str], scenarios: list[Scenario],
+                      target_lines: list[str]) -> None:
+        lines = ["", "req/s (p99 us) by scenario and model:"]
+        width = max(len(s.name) for s in scenarios) + 2
+        lines.append(" " * width + "".join(f"{m:>22}" for m in models))
+        for s in scenarios:
+            cells = []
+            for m in models:
+                row = next((r for r in self.rows if r["model"] == m and r["scenario"] == s.name),
+                           None)
+                if row and row.get("throughput_rps"):
+                    starved = row.get("starved_connections") not in ("", "0", None)
+                    p99 = row.get("latency_p99_us")
+                    cell = (f"{float(row['throughput_rps']):,.0f} "
+                            f"({float(p99):,.0f})" if p99 else
+                            f"{float(row['throughput_rps']):,.0f} (-)") + ("*" if starved else "")
+                else:
+                    cell = "failed"
+                cells.append(f"{cell:>22}")
+            lines.append(f"{s.name:<{width}}" + "".join(cells))
+        lines.append("(* = some fast connections starved: completed no request; "
+                     "(-) = no request completed, so no latency)")
+        if target_lines:
+            lines += ["", "performance targets (ratios measured in this run):"]
+            lines += ["  " + t for t in target_lines]
+        text = "\n".join(lines) + "\n"
+        print(text, flush=True)
+        (self.out / "summary.txt").write_text(text)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run",
+        description="Runs every echo-server model under the same loads and writes "
+                    "results.csv, machine.txt, summary.txt and plots into one folder.")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 scenarios (0, 10, 1000 idle slow clients), 3 s each")
+    parser.add_argument("--scenario", default=None,
+                        help="matrix to run: default, quick or c10k (10,000 idle slow clients)")
+    parser.add_argument("--models", default="",
+                        help="comma-separated models to run (default: every registered model)")
+    parser.add_argument("--duration", default=None,
+                        help="measured seconds per case, e.g. 5s (default 5s; 3s with --quick)")
+    parser.add_argument("--warmup", default="1s", help="warm-up per case, excluded (default 1s)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default results/<UTC date-time>/)")
+    parser.add_argument("--list", action="store_true", help="print the matrix and exit")
+    parser.add_argument("--no-plots", action="store_true", help="skip plots/plot")
+    parser.add_argument("--no-targets", dest="targets", action="store_false",
+                        help="skip the performance-target runs and ratios")
+    args = parser.parse_args(argv)
+
+    kind = args.scenario or ("quick" if args.quick else "default")
+    if args.quick and args.scenario and args.scenario != "quick":
+        raise UsageError("--quick and --scenario name different matrices")
+    args.scenarios = matrix(kind)
+    args.duration_s = parse_duration_s(args.duration or ("3s" if kind == "quick" else "5s"))
+    parse_duration_s(args.warmup)
+    known = registered_models()
+    if not known:
+        raise UsageError(f"cannot list models from {ECHO_SERVER}; was the build successful?")
+    if args.models:
+        args.model_list = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in args.model_list if m not in known]
+        if unknown:
+            raise UsageError(f"--models: unknown model {', '.join(unknown)} "
+                             f"(known: {', '.join(known)})")
+    else:
+        args.model_list = known
+    if args.targets and kind != "default" and kind != "quick":
+        args.targets = False
+    if args.out is None:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+        args.out = ROOT / "results" / stamp
+    return args
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = parse_args(argv)
+    except UsageError as e:
+        print(f"bench/run: {e}", file=sys.stderr)
+        return 2
+    if args.list:
+        total = len(args.model_list) * len(args.scenarios)
+        print(f"{total} cases, {args.duration_s:g} s each (+ {args.warmup} warm-up), "
+              f"models: {', '.join(args.model_list)}")
+        for s in args.scenarios:
+            print(f"  {s.name:<14} {s.describe()}")
+        return 0
+    for binary in (ECHO_SERVER, LOADGEN, FLOOR):
+        if not binary.exists():
+            print(f"bench/run: {binary} is missing; the build did not produce it", file=sys.stderr)
+            return 1
+    return Bench(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
