@@ -40,6 +40,9 @@ int accept_loop(const ServeContext& ctx, const AcceptHooks& hooks, std::string& 
       ctx.stats.refused.fetch_add(1, std::memory_order_relaxed);
       continue;  // result.fd closes here: the client sees the connection end at once
     }
+    // Echo replies must leave as soon as they are written: with Nagle on, the last
+    // partial segment of a large echo waits for the peer's delayed ACK (40 ms).
+    net::set_nodelay(result.fd.get(), true);
     hooks.on_connection(std::move(result.fd));
   }
 }

@@ -119,6 +119,24 @@ TEST_P(Conformance, EchoesPayloadsOfEverySize) {
   EXPECT_EQ(number_value(summary, "errors"), 0u);
 }
 
+// A large echo ends in a partial segment. With Nagle's algorithm on, the server holds
+// it until the client's delayed ACK (about 40 ms on Linux), so ten round trips take
+// 400 ms; with TCP_NODELAY they take a few milliseconds. 300 ms leaves a wide margin
+// for a loaded machine and a sanitizer build while still catching the 40 ms stall.
+TEST_P(Conformance, LargeEchoesAreNotHeldBackByNagle) {
+  net::Fd fd = Connect();
+  ASSERT_TRUE(fd);
+  const auto payload = random_bytes(64 * kKiB + 1, 77);
+  ASSERT_TRUE(echo(fd.get(), payload, Deadline(5s)).ok());  // warm-up: connection set up
+  const auto start = Clock::now();
+  for (int i = 0; i < 10; ++i) {
+    IoResult echoed = echo(fd.get(), payload, Deadline(5s));
+    ASSERT_TRUE(echoed.ok()) << echoed.describe();
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  EXPECT_LT(took, 300ms) << "ten 64 KiB echoes; a 40 ms delayed-ACK stall each means Nagle";
+}
+
 TEST_P(Conformance, ThirtyTwoConcurrentClientsEachGetTheirOwnEcho) {
   constexpr size_t kClients = 32;
   std::barrier all_connected(static_cast<std::ptrdiff_t>(kClients));
