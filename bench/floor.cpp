@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -42,10 +43,17 @@ void pin_to(int cpu) {
   if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity");
 }
 
-bool read_full(int fd, char* data, size_t size) {
+// Reads exactly `size` bytes. With an epoll descriptor it first waits in epoll_wait
+// as an event loop does, which on some machines wakes up more slowly than a
+// blocking read: that is the floor an event-loop client such as loadgen can reach.
+bool read_full(int fd, char* data, size_t size, int epoll_fd = -1) {
   while (size > 0) {
-    ssize_t n = ::read(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
+    if (epoll_fd >= 0) {
+      epoll_event event{};
+      if (::epoll_wait(epoll_fd, &event, 1, -1) < 0 && errno != EINTR) return false;
+    }
+    ssize_t n = ::recv(fd, data, size, epoll_fd >= 0 ? MSG_DONTWAIT : 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) return false;
     data += n;
     size -= static_cast<size_t>(n);
@@ -111,26 +119,36 @@ struct RoundTrips {
   double p50_us;
 };
 
-RoundTrips ping_pong(int port, const Options& options) {
+RoundTrips ping_pong(int port, const Options& options, bool wait_in_epoll = false) {
   int fd = connect_loopback(port);
+  int epoll_fd = -1;
+  if (wait_in_epoll) {
+    epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+    epoll_event event{};
+    event.events = EPOLLIN;
+    if (epoll_fd < 0 || ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) != 0) die("epoll");
+  }
   std::vector<char> out(static_cast<size_t>(options.payload_bytes), 'x');
   std::vector<char> in(out.size());
   std::vector<double> samples_us;
   samples_us.reserve(static_cast<size_t>(options.round_trips));
   // A short warm-up so the first page faults and wake-ups are not measured.
   for (int i = 0; i < 200; ++i) {
-    if (!write_full(fd, out.data(), out.size()) || !read_full(fd, in.data(), in.size()))
+    if (!write_full(fd, out.data(), out.size()) ||
+        !read_full(fd, in.data(), in.size(), epoll_fd))
       die("ping-pong");
   }
   auto start = Clock::now();
   for (int i = 0; i < options.round_trips; ++i) {
     auto sent = Clock::now();
-    if (!write_full(fd, out.data(), out.size()) || !read_full(fd, in.data(), in.size()))
+    if (!write_full(fd, out.data(), out.size()) ||
+        !read_full(fd, in.data(), in.size(), epoll_fd))
       die("ping-pong");
     samples_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent).count());
   }
   double total_us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
   ::close(fd);
+  if (epoll_fd >= 0) ::close(epoll_fd);
   std::nth_element(samples_us.begin(), samples_us.begin() + samples_us.size() / 2,
                    samples_us.end());
   return {total_us / options.round_trips, samples_us[samples_us.size() / 2]};
@@ -157,7 +175,8 @@ void usage() {
   std::puts(
       "usage: floor [--port P] [--round-trips N] [--payload BYTES] [--cpus A,B]\n"
       "Measures loopback ping-pong round trips with plain blocking sockets, and the cost\n"
-      "of a bare system call. Prints key=value lines.\n"
+      "of a bare system call. Prints key=value lines. With --port it also measures the\n"
+      "same ping-pong waiting in epoll_wait, as an event-loop client does.\n"
       "  --port P         ping-pong against an echo server on 127.0.0.1:P instead of our own\n"
       "  --round-trips N  round trips per measurement (default 20000)\n"
       "  --payload BYTES  bytes per round trip (default 64)\n"
@@ -214,6 +233,9 @@ int main(int argc, char** argv) {
     RoundTrips server = ping_pong(options.port, options);
     std::printf("server_rtt_mean_us=%.2f\nserver_rtt_p50_us=%.2f\nserver_round_trips_per_s=%.0f\n",
                 server.mean_us, server.p50_us, 1e6 / server.mean_us);
+    RoundTrips epoll = ping_pong(options.port, options, /*wait_in_epoll=*/true);
+    std::printf("server_epoll_rtt_mean_us=%.2f\nserver_epoll_round_trips_per_s=%.0f\n",
+                epoll.mean_us, 1e6 / epoll.mean_us);
     return 0;
   }
   std::printf("payload_bytes=%d\nround_trips=%d\ncpus_online=%ld\n", options.payload_bytes,
