@@ -153,9 +153,12 @@ AcceptResult Acceptor::accept(int listen_fd) {
       // readable listening socket that we cannot accept from.
       spare_.reset();
       Fd victim(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
+      const bool shed = victim.valid();
       victim.reset();
       spare_ = open_spare();
-      return {AcceptStatus::kShed, Fd(), err};
+      // Nobody was waiting after all (another thread took it, or it was aborted):
+      // nothing was refused.
+      return {shed ? AcceptStatus::kShed : AcceptStatus::kRetry, Fd(), err};
     }
     case EBADF:
     case EINVAL:
