@@ -318,6 +318,8 @@ void Server::connection_cb(uv_stream_t* listener, int status) {
     connection->close();  // the client sees the connection end at once
     return;
   }
+  if (self->ctx_.worker_index >= 0)
+    stats.on_worker_accept(static_cast<size_t>(self->ctx_.worker_index));
   connection->start();
 }
 

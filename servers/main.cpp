@@ -66,6 +66,20 @@ int main(int argc, char** argv) {
                  "counted as refused (0: as many as the system allows)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  auto* workers = app.add_option("--workers", options.workers,
+                 "prefork, reactors: processes or event-loop threads (default: usable CPUs); "
+                 "threadpool: threads (default 8)")
+      ->check(CLI::Range(1, 4096));
+  auto* reuse_port = app.add_flag("--reuseport", options.reuse_port,
+               "prefork, reactors: each worker listens on its own SO_REUSEPORT socket and the "
+               "kernel spreads connections over them");
+  auto* epoll_level = app.add_flag("--epoll-level", options.epoll_level,
+               "epoll: level-triggered instead of edge-triggered");
+  auto* queue_length = app.add_option("--queue-length", options.queue_length,
+                 "threadpool: accepted connections that may wait for a free thread; beyond it a "
+                 "new one is refused")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
 
   if (auto exit_code = parse_command_line(app, argc, argv, "echo-server")) return *exit_code;
   options.buffer_bytes = static_cast<size_t>(buffer_bytes);
@@ -76,8 +90,22 @@ int main(int argc, char** argv) {
   }
   const servers::Model* model = servers::find_model(model_name);
   if (model == nullptr) return fail(kUsageError, "unknown model '" + model_name + "'");
+  const std::pair<CLI::Option*, servers::ModelFlag> model_flags[] = {
+      {workers, servers::kWorkersFlag},
+      {reuse_port, servers::kReusePortFlag},
+      {epoll_level, servers::kEpollLevelFlag},
+      {queue_length, servers::kQueueLengthFlag}};
+  for (const auto& [option, flag] : model_flags) {
+    if (option->count() > 0 && (model->flags & flag) == 0) {
+      return fail(kUsageError, option->get_name() + ": does not apply to model " +
+                                   std::string(model->name) + " (see --list-models)");
+    }
+  }
 
   std::string error;
+  // A model this machine cannot run says so before anything is bound or announced.
+  if (model->available != nullptr && !model->available(error))
+    return fail(servers::kServeUnavailable, error);
   auto address = net::resolve(options.host, options.port, error);
   if (!address) return fail(kUsageError, "--host: " + error);
 
@@ -87,7 +115,10 @@ int main(int argc, char** argv) {
   try {
     servers::StopSignal stop;
     stop.install_handlers();
-    net::Fd listener = net::listen_tcp(*address, kBacklog, /*nonblocking=*/true, error);
+    // With --reuseport the first socket must allow SO_REUSEPORT too, or the workers'
+    // own sockets on the same port could not be bound.
+    net::Fd listener =
+        net::listen_tcp(*address, kBacklog, /*nonblocking=*/true, error, options.reuse_port);
     if (!listener) return fail(kUsageError, "cannot listen on " + error);
     auto bound = net::local_address(listener.get());
     if (!bound) return fail(1, "getsockname failed on the listening socket");
@@ -99,6 +130,7 @@ int main(int argc, char** argv) {
     int rc = model->serve(ctx, error);
     listener.reset();
     std::cout << "stopped model=" << model->name << " " << stats.summary() << std::endl;
+    if (rc == servers::kServeUnavailable) return fail(servers::kServeUnavailable, error);
     if (rc != 0) return fail(1, error);
     return 0;
   } catch (const std::exception& e) {

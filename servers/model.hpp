@@ -20,7 +20,11 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 9000;
   size_t buffer_bytes = 16 * 1024;  ///< bytes read per call, and per-connection buffer
-  size_t max_connections = 0;       ///< fork/thread: 0 means as many as the system allows
+  size_t max_connections = 0;       ///< 0 means as many as the system allows
+  int workers = 0;                  ///< prefork, reactors, threadpool; 0: the model's default
+  bool reuse_port = false;          ///< prefork, reactors: one SO_REUSEPORT socket per worker
+  bool epoll_level = false;         ///< epoll: level-triggered instead of edge-triggered
+  size_t queue_length = 64;         ///< threadpool: accepted connections waiting for a worker
 };
 
 /// What serve() is handed. The listening socket is non-blocking (accept after poll
@@ -31,14 +35,39 @@ struct ServeContext {
   const ServerOptions& options;
   const StopSignal& stop;
   ServerStats& stats;
+  /// Set by models that run other models' loops as workers (prefork, reactors): the
+  /// worker's index, counted in stats.worker_accepted; -1 otherwise.
+  int worker_index = -1;
 };
+
+/// Model-specific flags a model accepts; echo-server refuses the others for it, so a
+/// flag never silently does nothing.
+enum ModelFlag : unsigned {
+  kNoFlags = 0,
+  kWorkersFlag = 1,      ///< --workers
+  kReusePortFlag = 2,    ///< --reuseport
+  kEpollLevelFlag = 4,   ///< --epoll-level
+  kQueueLengthFlag = 8,  ///< --queue-length
+};
+
+/// What a model's serve() returns when this machine cannot run the model at all (the
+/// kernel refuses io_uring, say): echo-server then exits 2, with `error` as its one
+/// line, as for any input it cannot serve; every other failure exits 1.
+inline constexpr int kServeUnavailable = 2;
 
 struct Model {
   std::string_view name;
   std::string_view summary;
   /// Serves until ctx.stop fires. Returns 0 after a clean stop; otherwise fills
-  /// `error` with one line and returns non-zero. Never exits the process.
+  /// `error` with one line and returns non-zero: kServeUnavailable when the machine
+  /// cannot run the model, anything else for a failure. Never exits the process.
   int (*serve)(const ServeContext& ctx, std::string& error);
+  unsigned flags = kNoFlags;  ///< the ModelFlag values it accepts
+  /// Optional, for models the kernel may refuse: checks that this machine can run the
+  /// model, before echo-server binds or announces anything, so that nobody reads a
+  /// "listening on" line from a server about to give up. Returns false with `error`
+  /// filled (one line) when it cannot; echo-server then exits 2 (kServeUnavailable).
+  bool (*available)(std::string& error) = nullptr;
 };
 
 /// Every model built into this binary, in the order --list-models shows them.
@@ -52,5 +81,21 @@ int serve_iterative(const ServeContext& ctx, std::string& error);
 int serve_fork(const ServeContext& ctx, std::string& error);
 int serve_thread(const ServeContext& ctx, std::string& error);
 int serve_libuv(const ServeContext& ctx, std::string& error);
+int serve_select(const ServeContext& ctx, std::string& error);
+int serve_poll(const ServeContext& ctx, std::string& error);
+int serve_prefork(const ServeContext& ctx, std::string& error);
+int serve_reactors(const ServeContext& ctx, std::string& error);
+int serve_threadpool(const ServeContext& ctx, std::string& error);
+#ifdef __linux__
+int serve_epoll(const ServeContext& ctx, std::string& error);
+int serve_io_uring(const ServeContext& ctx, std::string& error);
+/// False with "io_uring: not available on this kernel: REASON" when the kernel has no
+/// io_uring, forbids it (sysctl kernel.io_uring_disabled, a seccomp filter) or lacks
+/// an operation the model needs.
+bool io_uring_available(std::string& error);
+#endif
 
+/// The number of CPUs this process may run on (at least 1): the default worker count
+/// of prefork and reactors.
+int usable_cpus();
 }  // namespace cb::servers

@@ -1,4 +1,7 @@
 // The registry: adding a model means one serve function and one row here.
+#include <sched.h>
+#include <unistd.h>
+
 #include <array>
 
 #include "servers/model.hpp"
@@ -13,11 +16,38 @@ constexpr std::array kModels{
     Model{"thread", "a thread per connection, blocking I/O in each", serve_thread},
     Model{"libuv", "one thread, one libuv event loop (epoll/kqueue), non-blocking I/O",
           serve_libuv},
+    Model{"select", "one thread, select() over non-blocking sockets (at most FD_SETSIZE)",
+          serve_select},
+    Model{"poll", "one thread, poll() over a growing array of non-blocking sockets", serve_poll},
+#ifdef __linux__
+    Model{"epoll", "one thread, raw epoll, edge-triggered (--epoll-level: level-triggered)",
+          serve_epoll, kEpollLevelFlag},
+#endif
+    Model{"prefork", "--workers processes, each with its own libuv loop on the one listening "
+                     "socket (--reuseport: a socket each)",
+          serve_prefork, kWorkersFlag | kReusePortFlag},
+    Model{"reactors", "--workers threads, each with its own libuv loop; connections spread over "
+                      "them (--reuseport: a socket each)",
+          serve_reactors, kWorkersFlag | kReusePortFlag},
+    Model{"threadpool", "--workers threads (default 8) doing blocking I/O on a bounded queue of "
+                        "accepted connections",
+          serve_threadpool, kWorkersFlag | kQueueLengthFlag},
+#ifdef __linux__
+    Model{"io_uring", "one thread, one io_uring (liburing): multishot accept, recv and send",
+          serve_io_uring, kNoFlags, io_uring_available},
+#endif
 };
 
 }  // namespace
 
 std::span<const Model> all_models() { return kModels; }
+
+int usable_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 ? static_cast<int>(online) : 1;
+}
 
 const Model* find_model(std::string_view name) {
   for (const Model& model : kModels)

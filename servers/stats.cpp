@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <new>
 #include <system_error>
@@ -18,12 +19,28 @@ void ServerStats::on_open() {
 
 void ServerStats::on_close() { active.fetch_sub(1, std::memory_order_relaxed); }
 
+void ServerStats::on_worker_accept(size_t index) {
+  worker_accepted[index < kMaxWorkers ? index : kMaxWorkers - 1].fetch_add(
+      1, std::memory_order_relaxed);
+}
+
+std::string ServerStats::per_worker_summary() const {
+  const size_t count = std::min<size_t>(workers.load(), kMaxWorkers);
+  if (count == 0) return "";
+  std::string text = " per_worker=";
+  for (size_t i = 0; i < count; ++i) {
+    if (i > 0) text += ',';
+    text += std::to_string(worker_accepted[i].load());
+  }
+  return text;
+}
+
 std::string ServerStats::summary() const {
   return "accepted=" + std::to_string(accepted.load()) +
          " refused=" + std::to_string(refused.load()) +
          " peak_concurrent=" + std::to_string(peak_active.load()) +
          " bytes_echoed=" + std::to_string(bytes_echoed.load()) +
-         " errors=" + std::to_string(errors.load());
+         " errors=" + std::to_string(errors.load()) + per_worker_summary();
 }
 
 ServerStats& make_shared_stats() {

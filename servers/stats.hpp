@@ -18,13 +18,27 @@ struct ServerStats {
   std::atomic<uint64_t> bytes_echoed{0};  ///< bytes written back to clients
   std::atomic<uint64_t> errors{0};        ///< connections ended by a reset or I/O error
 
+  /// Models with workers (prefork, reactors, threadpool) count each worker's accepted
+  /// connections here, worker i in worker_accepted[i], and set `workers`; the summary
+  /// then shows how the load was spread. Workers beyond kMaxWorkers share the last slot.
+  static constexpr size_t kMaxWorkers = 256;
+  std::atomic<uint32_t> workers{0};
+  std::atomic<uint64_t> worker_accepted[kMaxWorkers]{};
+
+  /// Counts one connection accepted by worker `index` (clamped to the last slot).
+  void on_worker_accept(size_t index);
+
   /// Counts a connection that is now being served (accepted, active, peak).
   void on_open();
   /// Counts the end of a connection counted by on_open.
   void on_close();
 
-  /// "accepted=.. refused=.. peak_concurrent=.. bytes_echoed=.. errors=..".
+  /// "accepted=.. refused=.. peak_concurrent=.. bytes_echoed=.. errors=.." and, for a
+  /// model with workers, " per_worker=12,9,11".
   std::string summary() const;
+
+ private:
+  std::string per_worker_summary() const;
 };
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free,
