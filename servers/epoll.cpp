@@ -1,0 +1,187 @@
+// epoll: one thread waits in epoll_wait() on a watch list kept in the kernel, then
+// accepts, reads and writes what it reported ready; nothing blocks but that wait, and
+// a wake costs time in proportion to the ready connections, not to all of them.
+// Edge-triggered by default: a socket is registered once, for input and output, and
+// reported only when its readiness changes, so the loop must remember what a
+// connection has not used up; --epoll-level reports readiness for as long as it
+// lasts, and the loop re-registers a socket (EPOLL_CTL_MOD) when what it wants changes.
+#include <sys/epoll.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "servers/readiness.hpp"
+
+namespace cb::servers {
+namespace {
+
+constexpr int kMaxEvents = 256;  // reports taken per epoll_wait
+
+// Edge-triggered, a connection is told everything once: EPOLLRDHUP reports a peer's
+// half-close, which the short-read shortcut in Connection must not miss.
+constexpr uint32_t kEdgeEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
+uint32_t level_events(Interest want) {
+  return (want.read ? uint32_t{EPOLLIN} : 0u) | (want.write ? uint32_t{EPOLLOUT} : 0u);
+}
+
+class EpollServer {
+ public:
+  explicit EpollServer(const ServeContext& ctx)
+      : ctx_(ctx),
+        edge_(!ctx.options.epoll_level),
+        buffers_(ctx.options.buffer_bytes),
+        acceptor_(ctx, buffers_) {}
+
+  /// Serves until the stop signal fires; 0 then, else 1 with `error`. Connections
+  /// close when the server is destroyed.
+  int run(std::string& error);
+
+ private:
+  struct Slot {
+    std::unique_ptr<Connection> connection;
+    Interest registered;  ///< level-triggered: what epoll watches for it now
+    bool queued = false;  ///< edge-triggered: in turns_
+  };
+
+  bool watch(int fd, uint32_t events, std::string& error);
+  void add_connection(std::unique_ptr<Connection> connection);
+  /// Hands one connection its readiness and does what its answer asks.
+  void serve(int fd, Readiness ready);
+
+  const ServeContext& ctx_;
+  const bool edge_;
+  net::Fd epoll_;
+  BufferPool buffers_;
+  ConnectionAcceptor acceptor_;
+  std::vector<Slot> slots_;  ///< indexed by descriptor; declared after buffers_, freed first
+  // Edge-triggered: connections that stopped at their read budget with input left.
+  // The kernel will not report that input again, so each gets another turn on the
+  // next round, which then does not sleep.
+  std::vector<int> turns_;
+};
+
+bool EpollServer::watch(int fd, uint32_t events, std::string& error) {
+  epoll_event event{};
+  event.events = events;
+  event.data.fd = fd;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) == 0) return true;
+  error = std::string("epoll_ctl: ") + std::strerror(errno);
+  return false;
+}
+
+void EpollServer::add_connection(std::unique_ptr<Connection> connection) {
+  const int fd = connection->fd();
+  const Interest want = connection->interest();
+  std::string ignored;
+  if (!watch(fd, edge_ ? kEdgeEvents : level_events(want), ignored)) {
+    // ENOMEM or ENOSPC (fs.epoll.max_user_watches): this connection cannot be
+    // served, and closes as it goes out of scope.
+    ctx_.stats.errors.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (slots_.size() <= static_cast<size_t>(fd)) slots_.resize(static_cast<size_t>(fd) + 1);
+  slots_[fd] = Slot{std::move(connection), want, false};
+}
+
+void EpollServer::serve(int fd, Readiness ready) {
+  if (static_cast<size_t>(fd) >= slots_.size() || !slots_[fd].connection) return;
+  Slot& slot = slots_[fd];
+  Connection& connection = *slot.connection;
+  const Interest want = connection.on_ready(ready);
+  if (connection.done()) {
+    // Closing the socket took it off the watch list (nothing else holds it open).
+    slot = Slot{};
+    return;
+  }
+  if (edge_) {
+    if (connection.yielded() && !slot.queued) {
+      slot.queued = true;
+      turns_.push_back(fd);
+    }
+    return;
+  }
+  if (want == slot.registered) return;
+  epoll_event event{};
+  event.events = level_events(want);
+  event.data.fd = fd;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &event) != 0) {
+    ctx_.stats.errors.fetch_add(1, std::memory_order_relaxed);
+    slot = Slot{};  // closes it
+    return;
+  }
+  slot.registered = want;
+}
+
+int EpollServer::run(std::string& error) {
+  epoll_ = net::Fd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) {
+    error = std::string("epoll_create1: ") + std::strerror(errno);
+    return 1;
+  }
+  const int stop_fd = ctx_.stop.fd();
+  const int listen_fd = ctx_.listener.get();
+  // The stop pipe stays readable once written, so level-triggered is right in both
+  // modes. The listener follows the mode: edge-triggered, accept_pending() takes
+  // every pending connection, as it must.
+  if (!watch(stop_fd, EPOLLIN, error) ||
+      !watch(listen_fd, EPOLLIN | (edge_ ? uint32_t{EPOLLET} : 0u), error)) {
+    return 1;
+  }
+  auto adopt = [this](std::unique_ptr<Connection> connection) {
+    add_connection(std::move(connection));
+  };
+
+  epoll_event events[kMaxEvents];
+  std::vector<int> due;
+  for (;;) {
+    const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, turns_.empty() ? -1 : 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error = std::string("epoll_wait: ") + std::strerror(errno);
+      return 1;
+    }
+    // Turns owed from earlier rounds; connections that yield in this one wait for
+    // the next, after everyone else has been served.
+    due.swap(turns_);
+
+    bool accept = false;
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      const uint32_t got = events[i].events;
+      if (fd == stop_fd) return 0;
+      if (fd == listen_fd) {
+        accept = true;
+        continue;
+      }
+      // A hang-up or error reports as both: the next recv or send tells which.
+      const bool trouble = (got & (EPOLLERR | EPOLLHUP)) != 0;
+      serve(fd, {.readable = (got & (EPOLLIN | EPOLLRDHUP)) != 0 || trouble,
+                 .writable = (got & EPOLLOUT) != 0 || trouble,
+                 .hangup = (got & EPOLLRDHUP) != 0 || trouble});
+    }
+    for (int fd : due) {
+      // The slot may have closed since it was queued; its descriptor is not reused
+      // before the accept below.
+      if (static_cast<size_t>(fd) >= slots_.size()) continue;
+      slots_[fd].queued = false;
+      if (slots_[fd].connection && slots_[fd].connection->yielded()) serve(fd, {});
+    }
+    due.clear();
+    // Accepted last, so that no descriptor closed above is reused by a new connection
+    // while this round's reports still describe the old one.
+    if (accept && !acceptor_.accept_pending(adopt, error)) return 1;
+  }
+}
+
+}  // namespace
+
+int serve_epoll(const ServeContext& ctx, std::string& error) {
+  EpollServer server(ctx);
+  return server.run(error);
+}
+
+}  // namespace cb::servers

@@ -1,0 +1,208 @@
+#include "servers/readiness.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+namespace cb::servers {
+namespace {
+
+// Buffers whose echo was written are kept for later reads, up to this many (1 MiB at
+// the default 16 KiB); beyond that they go back to malloc.
+constexpr size_t kSpareBuffers = 64;
+
+// Most reads one on_ready() makes (256 KiB at the default 16 KiB). A client that
+// sends and reads as fast as we echo would otherwise keep the loop on its
+// connection for as long as it likes, and every other client would wait.
+constexpr int kReadsPerTurn = 16;
+
+bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+
+}  // namespace
+
+// ---- BufferPool ----
+
+BufferPool::BufferPool(size_t buffer_bytes) : buffer_bytes_(buffer_bytes) {
+  // Reserved up front so that give_back() never allocates.
+  spares_.reserve(kSpareBuffers);
+}
+
+std::unique_ptr<char[]> BufferPool::take() {
+  if (spares_.empty()) return std::unique_ptr<char[]>(new (std::nothrow) char[buffer_bytes_]);
+  std::unique_ptr<char[]> buffer = std::move(spares_.back());
+  spares_.pop_back();
+  return buffer;
+}
+
+void BufferPool::give_back(std::unique_ptr<char[]> buffer) {
+  if (buffer && spares_.size() < kSpareBuffers) spares_.push_back(std::move(buffer));
+}
+
+// ---- Connection ----
+
+Connection::Connection(net::Fd fd, const ServeContext& ctx, BufferPool& buffers)
+    : fd_(std::move(fd)), ctx_(ctx), buffers_(buffers) {
+  ctx_.stats.on_open();
+}
+
+Connection::~Connection() {
+  if (!done()) close(/*failed=*/false);
+}
+
+size_t Connection::room_bytes() const {
+  // With no buffer held, a read takes a whole one.
+  return buffers_.buffer_bytes() - end_;
+}
+
+Interest Connection::interest() const {
+  if (done()) return {};
+  return {.read = !eof_ && room_bytes() > 0, .write = pending_bytes() > 0};
+}
+
+bool Connection::yielded() const { return !done() && readable_ && !eof_ && room_bytes() > 0; }
+
+Interest Connection::on_ready(Readiness ready) {
+  if (done()) return {};
+  readable_ = readable_ || ready.readable;
+  writable_ = writable_ || ready.writable;
+  hangup_ = hangup_ || ready.hangup;
+
+  // Write first, to make room; then read while there is room, writing after each
+  // read so that the echo leaves at once. The loop always ends on a write, so when
+  // it is done either nothing is pending or the socket would block on output.
+  for (int reads = 0;; ++reads) {
+    flush();
+    if (done()) return {};
+    if (eof_ || !readable_ || room_bytes() == 0 || reads == kReadsPerTurn) break;
+    read_once();
+    if (done()) return {};
+  }
+  if (pending_bytes() == 0) {
+    // The peer shut its side and has all its echo: close, which also tells a
+    // half-closed client that it has everything.
+    if (eof_) {
+      close(/*failed=*/false);
+      return {};
+    }
+    buffers_.give_back(std::move(buffer_));
+  }
+  return interest();
+}
+
+void Connection::flush() {
+  while (writable_ && pending_bytes() > 0) {
+    ssize_t n = ::send(fd_.get(), buffer_.get() + begin_, pending_bytes(), MSG_NOSIGNAL);
+    if (n > 0) {
+      begin_ += static_cast<size_t>(n);
+      ctx_.stats.bytes_echoed.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && would_block(errno)) {
+      writable_ = false;
+      return;
+    }
+    // EPIPE or ECONNRESET: the peer went away with echo still owed.
+    close(/*failed=*/true);
+    return;
+  }
+  if (pending_bytes() == 0) begin_ = end_ = 0;
+}
+
+void Connection::read_once() {
+  if (!buffer_) {
+    buffer_ = buffers_.take();
+    if (!buffer_) {
+      close(/*failed=*/true);  // out of memory: this connection only
+      return;
+    }
+  }
+  const size_t room = room_bytes();
+  ssize_t n;
+  do n = ::recv(fd_.get(), buffer_.get() + end_, room, 0);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    end_ += static_cast<size_t>(n);
+    // A short read emptied the receive queue, and input that arrives later brings a
+    // new report, even edge-triggered: so skip the recv that would only say EAGAIN
+    // (one syscall in three on a ping-pong). Not after a hang-up: an EOF queued
+    // behind this data was reported already and will not be reported again.
+    if (static_cast<size_t>(n) < room && !hangup_) readable_ = false;
+  } else if (n == 0) {
+    eof_ = true;
+    readable_ = false;
+  } else if (would_block(errno)) {
+    readable_ = false;
+  } else {
+    close(/*failed=*/true);  // ECONNRESET, ETIMEDOUT...
+  }
+}
+
+void Connection::close(bool failed) {
+  if (failed) ctx_.stats.errors.fetch_add(1, std::memory_order_relaxed);
+  // Counted here rather than on destruction, so --max-connections sees the slot free
+  // before the model's next accept.
+  fd_.reset();
+  ctx_.stats.on_close();
+  buffers_.give_back(std::move(buffer_));
+  begin_ = end_ = 0;
+}
+
+// ---- ConnectionAcceptor ----
+
+ConnectionAcceptor::ConnectionAcceptor(const ServeContext& ctx, BufferPool& buffers, int fd_limit)
+    : ctx_(ctx), buffers_(buffers), fd_limit_(fd_limit) {}
+
+bool ConnectionAcceptor::accept_pending(
+    const std::function<void(std::unique_ptr<Connection>)>& adopt, std::string& error) {
+  ServerStats& stats = ctx_.stats;
+  for (;;) {
+    net::AcceptResult result = acceptor_.accept(ctx_.listener.get());
+    switch (result.status) {
+      case net::AcceptStatus::kAccepted:
+        break;
+      case net::AcceptStatus::kRetry:
+        // EAGAIN: the queue is empty. ENOBUFS, ENOMEM: try again on the next report
+        // rather than spin (edge-triggered, that is the next connection to arrive).
+        // The rest (EINTR, ECONNABORTED, a network error of one connection) leave
+        // the others pending, so go on.
+        if (would_block(result.error) || result.error == ENOBUFS || result.error == ENOMEM)
+          return true;
+        continue;
+      case net::AcceptStatus::kShed: {
+        stats.refused.fetch_add(1, std::memory_order_relaxed);
+        // Out of descriptors, accept() fails before it looks at the queue, so it
+        // would never say EAGAIN: ask the listener whether more are waiting.
+        pollfd listener{ctx_.listener.get(), POLLIN, 0};
+        if (::poll(&listener, 1, 0) <= 0 || (listener.revents & POLLIN) == 0) return true;
+        continue;
+      }
+      case net::AcceptStatus::kFatal:
+        error = std::string("accept: ") + std::strerror(result.error);
+        return false;
+    }
+    const size_t limit = ctx_.options.max_connections;
+    if (result.fd.get() >= fd_limit_ ||
+        (limit > 0 && stats.active.load(std::memory_order_relaxed) >= limit)) {
+      stats.refused.fetch_add(1, std::memory_order_relaxed);
+      continue;  // result.fd closes here: the client sees the connection end at once
+    }
+    // Echo replies must leave as soon as they are written: with Nagle on, the last
+    // partial segment of a large echo waits for the peer's delayed ACK (40 ms).
+    net::set_nodelay(result.fd.get(), true);
+    // If the allocation fails the descriptor is never moved from, so it closes here.
+    std::unique_ptr<Connection> connection(new (std::nothrow)
+                                               Connection(std::move(result.fd), ctx_, buffers_));
+    if (!connection) {
+      stats.refused.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    if (ctx_.worker_index >= 0) stats.on_worker_accept(static_cast<size_t>(ctx_.worker_index));
+    adopt(std::move(connection));
+  }
+}
+
+}  // namespace cb::servers
