@@ -1,0 +1,141 @@
+// reactors: --workers threads (default: one per usable CPU) in one process, each
+// running its own libuv event loop that accepts, reads and writes its own
+// connections; a thread blocks only in its loop's wait. The loops share the one
+// listening socket (the kernel wakes them all and whichever accepts first takes the
+// connection), or with --reuseport each has its own SO_REUSEPORT socket and the kernel
+// spreads connections over them. This is muduo's one loop per thread and Swoole's
+// reactor threads, except that there one loop accepts and hands connections out,
+// while here every loop accepts for itself, as nginx's workers do.
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "servers/model.hpp"
+
+namespace cb::servers {
+namespace {
+
+// The same backlog echo-server asks for on the first socket; the kernel caps it at
+// net.core.somaxconn.
+constexpr int kListenBacklog = 4096;
+
+// The loops and what they share. run() is called once, on the serving thread, which
+// also runs loop 0; each loop touches only its own socket, the shared stats (atomic)
+// and first_error_ under its mutex.
+class Reactors {
+ public:
+  Reactors(const ServeContext& ctx, size_t count) : ctx_(ctx), count_(count) {}
+
+  /// Runs every loop until the stop signal fires and joins their threads. 0 after a
+  /// clean stop; 1 with `error` (the first failure) when a socket, a thread or a loop
+  /// failed, which also stops the other loops.
+  int run(std::string& error);
+
+ private:
+  int open_sockets(std::string& error);
+  /// The listening socket loop `index` accepts from.
+  const net::Fd& socket_of(size_t index) const;
+  /// Runs loop `index` on the calling thread until stop.
+  void serve(size_t index);
+  /// Records the first failure and stops every loop.
+  void fail(size_t index, const std::string& error);
+
+  const ServeContext& ctx_;
+  const size_t count_;
+  // --reuseport: the sockets of loops 1..N-1 (loop 0 takes ctx.listener, which
+  // echo-server made with SO_REUSEPORT). They all stay open until every loop has
+  // stopped, and no loop stops alone (see fail), so no socket is left open that
+  // nobody accepts from: connections hashed to it would hang.
+  std::vector<net::Fd> own_sockets_;
+  std::mutex error_mutex_;
+  std::string first_error_;  // guarded by error_mutex_
+};
+
+int Reactors::open_sockets(std::string& error) {
+  if (!ctx_.options.reuse_port) return 0;
+  for (size_t i = 1; i < count_; ++i) {
+    std::string socket_error;
+    net::Fd socket = net::listen_tcp(ctx_.address, kListenBacklog, /*nonblocking=*/true,
+                                     socket_error, /*reuse_port=*/true);
+    if (!socket) {
+      error = "reactors: loop " + std::to_string(i) + "'s socket: " + socket_error;
+      return 1;
+    }
+    own_sockets_.push_back(std::move(socket));
+  }
+  return 0;
+}
+
+const net::Fd& Reactors::socket_of(size_t index) const {
+  if (ctx_.options.reuse_port && index > 0) return own_sockets_[index - 1];
+  return ctx_.listener;
+}
+
+void Reactors::serve(size_t index) {
+  // The loop keeps a reference to its context for as long as it runs, so the
+  // context lives on this thread's stack, which outlives the loop.
+  ServeContext loop_ctx{socket_of(index), ctx_.address, ctx_.options,
+                        ctx_.stop,        ctx_.stats,   static_cast<int>(index)};
+  std::string error;
+  int rc = 1;
+  try {
+    rc = serve_libuv(loop_ctx, error);
+  } catch (const std::exception& e) {
+    // On a thread of our own an escaping exception would terminate the process
+    // without a summary; turn it into the model's error instead.
+    error = e.what();
+  }
+  if (rc != 0) fail(index, error);
+}
+
+void Reactors::fail(size_t index, const std::string& error) {
+  {
+    std::lock_guard lock(error_mutex_);
+    if (first_error_.empty())
+      first_error_ = "reactors: loop " + std::to_string(index) + ": " + error;
+  }
+  // One loop gone would leave its share of the connections unserved (with
+  // --reuseport, its socket's backlog hanging); a server that is half down should
+  // say so rather than limp on. The stop pipe ends every loop, like SIGTERM.
+  ctx_.stop.request();
+}
+
+int Reactors::run(std::string& error) {
+  ctx_.stats.workers.store(static_cast<uint32_t>(count_));
+  if (open_sockets(error) != 0) return 1;
+
+  std::vector<std::thread> threads;
+  threads.reserve(count_ - 1);
+  for (size_t i = 1; i < count_; ++i) {
+    try {
+      threads.emplace_back(&Reactors::serve, this, i);
+    } catch (const std::system_error& e) {
+      // EAGAIN: no thread to spare. Stop the loops already started.
+      fail(i, std::string("cannot start its thread: ") + e.what());
+      break;
+    }
+  }
+  // The serving thread runs loop 0 rather than idling in join: N loops, N threads.
+  // After a failure above the stop pipe is readable already, so it returns at once.
+  serve(0);
+  for (std::thread& thread : threads) thread.join();
+
+  std::lock_guard lock(error_mutex_);
+  if (first_error_.empty()) return 0;
+  error = first_error_;
+  return 1;
+}
+
+}  // namespace
+
+int serve_reactors(const ServeContext& ctx, std::string& error) {
+  const int workers = ctx.options.workers > 0 ? ctx.options.workers : usable_cpus();
+  Reactors reactors(ctx, static_cast<size_t>(workers));
+  return reactors.run(error);
+}
+
+}  // namespace cb::servers

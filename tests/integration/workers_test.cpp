@@ -1,0 +1,211 @@
+// The models with workers hold to their story: prefork and reactors spread
+// connections over more than one worker (each worker counts what it accepted, and
+// the summary's per_worker field shows the spread), with one shared listening socket
+// and with --reuseport; and prefork's master replaces a worker killed with SIGKILL.
+#include <gtest/gtest.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "loadgen/proc_tree.hpp"
+#include "tests/support/client.hpp"
+#include "tests/support/server_process.hpp"
+
+namespace cb::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Summary = std::map<std::string, std::string>;
+
+struct Setup {
+  std::string model;
+  bool reuse_port;
+};
+
+std::string setup_name(const Setup& setup) {
+  return setup.model + (setup.reuse_port ? "_reuseport" : "_shared_socket");
+}
+
+void PrintTo(const Setup& setup, std::ostream* os) { *os << setup_name(setup); }
+
+std::vector<std::string> server_argv(const std::string& model, bool reuse_port, int workers) {
+  std::vector<std::string> argv{
+      CB_ECHO_SERVER_PATH,    "--model", model, "--host", "127.0.0.1", "--port", "0", "--workers",
+      std::to_string(workers)};
+  if (reuse_port) argv.emplace_back("--reuseport");
+  return argv;
+}
+
+// "12,9,11" as numbers; nullopt if any part is not a number.
+std::optional<std::vector<uint64_t>> per_worker_counts(const Summary& summary) {
+  auto it = summary.find("per_worker");
+  if (it == summary.end() || it->second.empty()) return std::nullopt;
+  std::vector<uint64_t> counts;
+  size_t start = 0;
+  for (;;) {
+    const size_t end = it->second.find(',', start);
+    const std::string part = it->second.substr(start, end - start);
+    if (part.empty() || part.find_first_not_of("0123456789") != std::string::npos)
+      return std::nullopt;
+    counts.push_back(std::stoull(part));
+    if (end == std::string::npos) return counts;
+    start = end + 1;
+  }
+}
+
+// Opens a connection, echoes `payload`, half-closes and expects EOF. Empty on
+// success, else what went wrong. Safe to run on several threads at once.
+std::string echo_one_connection(uint16_t port, const std::vector<char>& payload) {
+  std::string error;
+  net::Fd fd = connect_to("127.0.0.1", port, Deadline(5s), error);
+  if (!fd) return "connect: " + error;
+  IoResult echoed = echo(fd.get(), payload, Deadline(10s));
+  if (!echoed.ok()) return "echo: " + echoed.describe();
+  if (!shutdown_write(fd.get())) return "shutdown failed";
+  IoResult end = read_until_eof(fd.get(), Deadline(5s));
+  if (end.status != Io::kEof || end.received != 0) return "after the echo: " + end.describe();
+  return "";
+}
+
+// Checks that per_worker names `workers` workers whose counts sum to `accepted`.
+void ExpectPerWorkerAddsUp(const Summary& summary, size_t workers, uint64_t accepted) {
+  const auto counts = per_worker_counts(summary);
+  ASSERT_TRUE(counts) << "no per_worker field in the summary";
+  EXPECT_EQ(counts->size(), workers) << summary.at("per_worker");
+  uint64_t sum = 0;
+  for (uint64_t count : *counts) sum += count;
+  EXPECT_EQ(sum, accepted) << "per_worker=" << summary.at("per_worker");
+}
+
+class WorkersSpread : public ::testing::TestWithParam<Setup> {};
+
+TEST_P(WorkersSpread, ConnectionsAreSpreadOverMoreThanOneWorker) {
+  constexpr int kWorkers = 3;
+  // Several clients at once, so that while one worker is busy echoing another one
+  // takes the next connection even when the workers share one socket (there the
+  // kernel wakes every loop and the first to accept wins, so a strictly sequential
+  // client could keep hitting the same worker).
+  constexpr int kClientThreads = 4;
+  constexpr int kConnectionsPerThread = 16;
+  constexpr uint64_t kConnections = kClientThreads * kConnectionsPerThread;
+  const std::vector<char> payload = random_bytes(4096, 9000);
+
+  std::string error;
+  auto server = start_server(server_argv(GetParam().model, GetParam().reuse_port, kWorkers),
+                             Deadline(10s), error);
+  ASSERT_TRUE(server) << error;
+  const uint16_t port = server->listening.port;
+
+  std::vector<std::string> failures(kClientThreads);
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClientThreads; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < kConnectionsPerThread && failures[t].empty(); ++i) {
+        std::string failure = echo_one_connection(port, payload);
+        if (!failure.empty()) failures[t] = "connection " + std::to_string(i) + ": " + failure;
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (int t = 0; t < kClientThreads; ++t)
+    EXPECT_TRUE(failures[t].empty()) << "client thread " << t << ": " << failures[t];
+
+  auto summary = stop_and_read_summary(*server->process, Deadline(5s), error);
+  ASSERT_TRUE(summary) << error;
+  EXPECT_EQ(number_value(*summary, "accepted"), kConnections);
+  EXPECT_EQ(number_value(*summary, "bytes_echoed"), kConnections * payload.size());
+  EXPECT_EQ(number_value(*summary, "errors"), 0u);
+  ASSERT_NO_FATAL_FAILURE(ExpectPerWorkerAddsUp(*summary, kWorkers, kConnections));
+
+  const auto counts = per_worker_counts(*summary);
+  const auto busy = std::count_if(counts->begin(), counts->end(), [](uint64_t n) { return n > 0; });
+  RecordProperty("per_worker", summary->at("per_worker"));
+  EXPECT_GE(busy, 2) << "every connection went to one worker: per_worker="
+                     << summary->at("per_worker");
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, WorkersSpread,
+                         ::testing::Values(Setup{"prefork", false}, Setup{"prefork", true},
+                                           Setup{"reactors", false}, Setup{"reactors", true}),
+                         [](const auto& p) { return setup_name(p.param); });
+
+// The server's live children once there are `count` of them and `gone` is not among
+// them; empty if the deadline passes first.
+std::vector<pid_t> wait_for_workers(pid_t server, size_t count, pid_t gone,
+                                    const Deadline& deadline) {
+  for (;;) {
+    std::vector<pid_t> live;
+    for (pid_t pid : loadgen::descendants(server))
+      if (loadgen::process_alive(pid)) live.push_back(pid);
+    if (live.size() == count && std::find(live.begin(), live.end(), gone) == live.end())
+      return live;
+    if (deadline.expired()) return {};
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+class PreforkRestart : public ::testing::TestWithParam<bool> {};
+
+TEST_P(PreforkRestart, AWorkerKilledWithSigkillIsReplaced) {
+  // Orphans of the server would be reparented to us rather than to init, so the end
+  // of the test can see any the master failed to reap.
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  constexpr int kWorkers = 2;
+  const std::vector<char> payload = random_bytes(1000, 9100);
+
+  std::string error;
+  auto server = start_server(server_argv("prefork", GetParam(), kWorkers), Deadline(10s), error);
+  ASSERT_TRUE(server) << error;
+  const uint16_t port = server->listening.port;
+  const pid_t master = server->process->pid();
+
+  const std::vector<pid_t> first = wait_for_workers(master, kWorkers, -1, Deadline(5s));
+  ASSERT_EQ(first.size(), size_t{kWorkers}) << "the master did not start its workers";
+  std::string failure = echo_one_connection(port, payload);
+  ASSERT_TRUE(failure.empty()) << "before the kill: " << failure;
+
+  // The victim is a child of the server this test started, killed by its pid.
+  const pid_t victim = first.front();
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  const std::vector<pid_t> second = wait_for_workers(master, kWorkers, victim, Deadline(5s));
+  ASSERT_EQ(second.size(), size_t{kWorkers}) << "worker " << victim << " was not replaced";
+
+  // Still serving on every socket: with --reuseport a quarter of the connections or
+  // so hash to the replaced worker's socket.
+  constexpr uint64_t kAfter = 16;
+  for (uint64_t i = 0; i < kAfter; ++i) {
+    failure = echo_one_connection(port, payload);
+    ASSERT_TRUE(failure.empty()) << "connection " << i << " after the kill: " << failure;
+  }
+
+  auto summary = stop_and_read_summary(*server->process, Deadline(5s), error);
+  ASSERT_TRUE(summary) << error;
+  EXPECT_EQ(number_value(*summary, "accepted"), kAfter + 1);
+  EXPECT_EQ(number_value(*summary, "errors"), 0u);
+  ExpectPerWorkerAddsUp(*summary, kWorkers, kAfter + 1);
+
+  for (pid_t pid : first) EXPECT_FALSE(loadgen::process_alive(pid)) << "worker " << pid;
+  for (pid_t pid : second) EXPECT_FALSE(loadgen::process_alive(pid)) << "worker " << pid;
+  // As a subreaper we inherit any orphan: there must be none left, not even a zombie.
+  for (int i = 0; i < 100; ++i) {
+    pid_t leftover = ::waitpid(-1, nullptr, WNOHANG);
+    if (leftover <= 0) break;
+    ADD_FAILURE() << "a process the server left behind: pid " << leftover;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Prefork, PreforkRestart, ::testing::Values(false, true),
+                         [](const auto& p) {
+                           return std::string(p.param ? "reuseport" : "shared_socket");
+                         });
+
+}  // namespace
+}  // namespace cb::test
