@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "servers/model.hpp"
+#include "tests/integration/unavailable_model.hpp"
 #include "tests/support/client.hpp"
 #include "tests/support/server_process.hpp"
 
@@ -33,6 +34,9 @@ TEST_P(Behaviour, SecondClientBehindAnIdleOneIsServedUnlessIterative) {
   auto server = start_server(
       {CB_ECHO_SERVER_PATH, "--model", GetParam(), "--host", "127.0.0.1", "--port", "0"},
       Deadline(10s), error);
+  if (!server) {
+    if (auto reason = unavailable_reason(error, GetParam())) GTEST_SKIP() << *reason;
+  }
   ASSERT_TRUE(server) << error;
   const uint16_t port = server->listening.port;
 

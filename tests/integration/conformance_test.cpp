@@ -18,6 +18,7 @@
 
 #include "loadgen/proc_tree.hpp"
 #include "servers/model.hpp"
+#include "tests/integration/unavailable_model.hpp"
 #include "tests/support/client.hpp"
 #include "tests/support/server_process.hpp"
 
@@ -51,6 +52,9 @@ class Conformance : public ::testing::TestWithParam<std::string> {
     auto started = start_server(
         {CB_ECHO_SERVER_PATH, "--model", GetParam(), "--host", "127.0.0.1", "--port", "0"},
         Deadline(10s), error);
+    if (!started) {
+      if (auto reason = unavailable_reason(error, GetParam())) GTEST_SKIP() << *reason;
+    }
     ASSERT_TRUE(started) << error;
     server_ = std::move(started->process);
     port_ = started->listening.port;
