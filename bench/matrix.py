@@ -48,6 +48,7 @@ class Scenario:
     connections: int = FAST_CONNECTIONS
     requests_per_connection: int = 0
     warmup: str | None = None  # overrides --warmup: time for the server to take every client
+    pinned: bool = True  # False: server and loadgen may use every CPU (the cores scenario)
     extra: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -57,6 +58,8 @@ class Scenario:
         parts.append(f"payload={self.payload_bytes}B")
         if self.warmup:
             parts.append(f"warmup {self.warmup}")
+        if not self.pinned:
+            parts.append("unpinned: server and loadgen share every CPU")
         if self.requests_per_connection:
             parts.append(f"{self.requests_per_connection} req/conn")
         return " ".join(parts)
@@ -70,6 +73,12 @@ def matrix(kind: str) -> list[Scenario]:
         # The kernel completes the handshakes, but a model may need seconds to accept
         # 10,000 clients (fork: one fork each); measure it once it has taken them.
         return [Scenario("idle-10000", slow_clients=10000, warmup="10s")]
+    if kind == "cores":
+        # What a second core buys: the one-loop models against the multi-loop ones with
+        # 64 busy connections. Nothing is pinned, so loadgen competes for the same
+        # cores: the comparison holds between models, not against the machine's peak.
+        return [Scenario("conns-64-unpinned", connections=64, pinned=False,
+                         extra=["--threads", "2"])]
     if kind == "default":
         cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
         cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
@@ -77,7 +86,7 @@ def matrix(kind: str) -> list[Scenario]:
         cases += [Scenario(f"payload-{b}", payload_bytes=b) for b in (4096, 65536)]
         cases.append(Scenario("churn", requests_per_connection=1))
         return cases
-    raise UsageError(f"--scenario: unknown scenario '{kind}' (quick, default, c10k)")
+    raise UsageError(f"--scenario: unknown scenario '{kind}' (quick, default, c10k, cores)")
 
 
 def parse_duration_s(text: str) -> float:
@@ -279,7 +288,9 @@ class Bench:
             f"compiler: {compiler[0] if compiler else ''}",
             f"libuv: {run_text(['pkg-config', '--modversion', 'libuv']).strip()}",
             f"git_rev: {self.git_rev}",
-            "pinning: " + (f"server on CPU {self.server_cpu}, loadgen on CPU {self.loadgen_cpu} (taskset)"
+            "pinning: " + ("none: this matrix lets server and loadgen share every CPU"
+                           if not any(s.pinned for s in self.args.scenarios) else
+                           f"server on CPU {self.server_cpu}, loadgen on CPU {self.loadgen_cpu} (taskset)"
                            if self.cpus >= 2 else "none: only one CPU, server and loadgen share it"),
             f"fd_limit_soft: {run_text(['sh', '-c', 'ulimit -Sn']).strip()}",
             f"fd_limit_hard: {run_text(['sh', '-c', 'ulimit -Hn']).strip()}",
@@ -293,7 +304,9 @@ class Bench:
                  duration_s: float, label: str | None = None) -> dict[str, str] | None:
         tag = f"[{index}/{total}] {model} {scenario.name}" if total else f"[target] {model} {scenario.name}"
         cap = max_connections_guard(model, scenario.slow_clients + scenario.connections + 64)
-        server = Server(model, self.server_cpu, cap)
+        server_cpu = self.server_cpu if scenario.pinned else None
+        loadgen_cpu = self.loadgen_cpu if scenario.pinned else None
+        server = Server(model, server_cpu, cap)
         error = server.wait_ready()
         row: dict[str, str] | None = None
         outcome = "ok"
@@ -316,7 +329,7 @@ class Bench:
             cmd += scenario.extra
             budget_s = duration_s + parse_duration_s(warmup) + 300
             try:
-                result = subprocess.run(pinned(cmd, self.loadgen_cpu), capture_output=True,
+                result = subprocess.run(pinned(cmd, loadgen_cpu), capture_output=True,
                                         text=True, timeout=budget_s)
                 server.note_children()
                 if result.returncode != 0:
@@ -511,6 +524,22 @@ class Bench:
             lines.append(f"{s.name:<{width}}" + "".join(cells))
         lines.append("(* = some fast connections starved: completed no request; "
                      "(-) = no request completed, so no latency)")
+        for s in scenarios:
+            if s.pinned or "libuv" not in models:
+                continue
+            base = next((r for r in self.rows if r["model"] == "libuv" and r["scenario"] == s.name
+                         and r.get("throughput_rps")), None)
+            if not base or float(base["throughput_rps"]) <= 0:
+                continue
+            lines += ["", f"{s.name}: throughput over libuv's ({float(base['throughput_rps']):,.0f} "
+                          "req/s), same run:"]
+            for m in models:
+                row = next((r for r in self.rows if r["model"] == m and r["scenario"] == s.name
+                            and r.get("throughput_rps")), None)
+                if row and m != "libuv":
+                    ratio = float(row["throughput_rps"]) / float(base["throughput_rps"])
+                    lines.append(f"  {m:<10} {float(row['throughput_rps']):>10,.0f} req/s  "
+                                 f"{ratio:.2f}x")
         if target_lines:
             lines += ["", "performance targets (ratios measured in this run):"]
             lines += ["  " + t for t in target_lines]
@@ -527,7 +556,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="3 scenarios (0, 10, 1000 idle slow clients), 3 s each")
     parser.add_argument("--scenario", default=None,
-                        help="matrix to run: default, quick or c10k (10,000 idle slow clients)")
+                        help="matrix to run: default, quick, c10k (10,000 idle slow clients) or "
+                             "cores (64 connections, unpinned: epoll, libuv, reactors, prefork)")
     parser.add_argument("--models", default="",
                         help="comma-separated models to run (default: every registered model)")
     parser.add_argument("--duration", default=None,
@@ -557,6 +587,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if unknown:
             raise UsageError(f"--models: unknown model {', '.join(unknown)} "
                              f"(known: {', '.join(known)})")
+    elif kind == "cores":
+        args.model_list = [m for m in ("epoll", "libuv", "reactors", "prefork") if m in known]
     else:
         args.model_list = known
     # The targets take three alternating rounds of four runs (about a minute and a
