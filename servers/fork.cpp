@@ -40,7 +40,7 @@ class Children {
   void stop_all();
 
  private:
-  [[noreturn]] void serve_child(int connection_fd, const sigset_t& parent_mask);
+  [[noreturn]] void serve_child(int connection_fd);
   void forget(pid_t pid);
 
   const ServeContext& ctx_;
@@ -61,17 +61,8 @@ void Children::spawn(net::Fd connection) {
       return;
     }
   }
-  // Hold SIGINT/SIGTERM across fork: one arriving in the child before it restores the
-  // default action would run the parent's handler there and stop the whole server.
-  sigset_t stop_signals;
-  sigset_t parent_mask;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, &parent_mask);
-  const pid_t pid = ::fork();
-  if (pid == 0) serve_child(connection.get(), parent_mask);
-  ::pthread_sigmask(SIG_SETMASK, &parent_mask, nullptr);
+  const pid_t pid = fork_with_default_stop_signals();
+  if (pid == 0) serve_child(connection.get());
 
   if (pid < 0) {
     // EAGAIN or ENOMEM: no process to spare. The connection closes on return, so
@@ -87,13 +78,8 @@ void Children::spawn(net::Fd connection) {
   // so the client sees EOF as soon as the child exits.
 }
 
-void Children::serve_child(int connection_fd, const sigset_t& parent_mask) {
+void Children::serve_child(int connection_fd) {
   ::close(ctx_.listener.get());
-  // A signal sent to one child should end that child only; the parent's stop reaches
-  // every child through the inherited stop pipe, which echo_connection watches.
-  ::signal(SIGINT, SIG_DFL);
-  ::signal(SIGTERM, SIG_DFL);
-  ::pthread_sigmask(SIG_SETMASK, &parent_mask, nullptr);
   // bytes_echoed and errors land in the parent's counters: ServerStats is MAP_SHARED.
   echo_connection(connection_fd, buffer_, ctx_.stop, ctx_.stats);
   // _exit, not return or exit(): the parent's stack, destructors, atexit handlers and

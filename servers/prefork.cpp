@@ -89,7 +89,7 @@ class Master {
   const net::Fd& socket_of(size_t index) const;
   /// Forks worker `index`; false with `error` if fork fails.
   bool spawn(size_t index, std::string& error);
-  [[noreturn]] void serve_worker(size_t index, const sigset_t& parent_mask);
+  [[noreturn]] void serve_worker(size_t index);
   /// Reaps dead workers and replaces them. 1 with `error` when a worker failed on
   /// its own, which a replacement would only repeat.
   int watch_workers(std::string& error);
@@ -153,18 +153,9 @@ const net::Fd& Master::socket_of(size_t index) const {
 }
 
 bool Master::spawn(size_t index, std::string& error) {
-  // Hold SIGINT/SIGTERM across fork: one arriving in the worker before it restores
-  // the default action would run the master's handler there, in the wrong process.
-  sigset_t stop_signals;
-  sigset_t parent_mask;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, &parent_mask);
-  const pid_t pid = ::fork();
-  if (pid == 0) serve_worker(index, parent_mask);
+  const pid_t pid = fork_with_default_stop_signals();
+  if (pid == 0) serve_worker(index);
   const int fork_errno = errno;
-  ::pthread_sigmask(SIG_SETMASK, &parent_mask, nullptr);
 
   workers_[index].started_at = Clock::now();
   if (pid < 0) {
@@ -175,18 +166,15 @@ bool Master::spawn(size_t index, std::string& error) {
   return true;
 }
 
-void Master::serve_worker(size_t index, const sigset_t& parent_mask) {
+void Master::serve_worker(size_t index) {
 #ifdef __linux__
   // A worker outliving a master killed by SIGKILL would serve on forever, unreaped
   // and holding the port. If the master died before this call, leave now.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != master_pid_) ::_exit(0);
 #endif
-  // A signal sent to one worker ends that worker only (the master replaces it); the
-  // master's stop reaches every worker through the inherited stop pipe.
-  ::signal(SIGINT, SIG_DFL);
-  ::signal(SIGTERM, SIG_DFL);
-  ::pthread_sigmask(SIG_SETMASK, &parent_mask, nullptr);
+  // A signal sent to one worker ends that worker only (fork_with_default_stop_signals
+  // left SIGINT/SIGTERM at their defaults; the master replaces the worker).
 
   // Keep only the socket this worker accepts from. The master still holds the
   // others, so no backlog is lost; a copy here would only waste a descriptor. The

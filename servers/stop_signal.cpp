@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,6 +54,24 @@ void StopSignal::install_handlers() {
 void StopSignal::request() const {
   char byte = 1;
   [[maybe_unused]] ssize_t n = ::write(write_fd_, &byte, 1);
+}
+
+pid_t fork_with_default_stop_signals() {
+  sigset_t stop_signals;
+  sigset_t previous_mask;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, &previous_mask);
+  const pid_t pid = ::fork();
+  const int fork_errno = errno;
+  if (pid == 0) {
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
+  errno = fork_errno;
+  return pid;
 }
 
 bool StopSignal::stopped() const {

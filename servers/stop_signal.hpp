@@ -3,6 +3,8 @@
 // poll()/epoll/uv_poll on it, in any thread or forked child, wakes up.
 #pragma once
 
+#include <sys/types.h>
+
 namespace cb::servers {
 
 class StopSignal {
@@ -30,5 +32,12 @@ class StopSignal {
   int read_fd_ = -1;
   int write_fd_ = -1;
 };
+
+/// Forks a child process that serves one client or is one worker. SIGINT and SIGTERM
+/// are held across the fork, so neither can run this process's stop handler in the
+/// child; in the child they then take their default action (a signal sent to one
+/// child ends that child only: the parent's stop reaches it through the inherited
+/// pipe) and are unblocked. Returns what fork() returns, with fork's errno on failure.
+pid_t fork_with_default_stop_signals();
 
 }  // namespace cb::servers
