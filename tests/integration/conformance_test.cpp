@@ -31,10 +31,36 @@ using Summary = std::map<std::string, std::string>;
 constexpr size_t kKiB = 1024;
 constexpr size_t kMiB = 1024 * kKiB;
 
+// A model as the suite runs it: its name and the flags it is started with. Models
+// that take a mode flag (--epoll-level, --reuseport) are run both ways, so the other
+// mode is held to the same rules; the variant's parameter name gets a suffix.
+struct Variant {
+  std::string model;
+  std::vector<std::string> flags;
+};
+
+const std::pair<servers::ModelFlag, std::pair<const char*, const char*>> kModeFlags[] = {
+    {servers::kEpollLevelFlag, {"_level", "--epoll-level"}},
+    {servers::kReusePortFlag, {"_reuseport", "--reuseport"}},
+};
+
 std::vector<std::string> model_names() {
   std::vector<std::string> names;
-  for (const auto& model : servers::all_models()) names.emplace_back(model.name);
+  for (const auto& model : servers::all_models()) {
+    names.emplace_back(model.name);
+    for (const auto& [flag, suffix_and_option] : kModeFlags)
+      if (model.flags & flag) names.push_back(std::string(model.name) + suffix_and_option.first);
+  }
   return names;
+}
+
+Variant variant_of(const std::string& name) {
+  for (const auto& [flag, suffix_and_option] : kModeFlags) {
+    const std::string suffix = suffix_and_option.first;
+    if (name.size() > suffix.size() && name.ends_with(suffix))
+      return {name.substr(0, name.size() - suffix.size()), {suffix_and_option.second}};
+  }
+  return {name, {}};
 }
 
 // Models that serve one connection at a time: with one client being served, the
@@ -49,16 +75,19 @@ class Conformance : public ::testing::TestWithParam<std::string> {
     // shutdown test can see any the server failed to reap.
     ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
     std::string error;
-    auto started = start_server(
-        {CB_ECHO_SERVER_PATH, "--model", GetParam(), "--host", "127.0.0.1", "--port", "0"},
-        Deadline(10s), error);
+    const Variant variant = variant_of(GetParam());
+    model_ = variant.model;
+    std::vector<std::string> argv = {CB_ECHO_SERVER_PATH, "--model", model_, "--host",
+                                     "127.0.0.1",         "--port",  "0"};
+    argv.insert(argv.end(), variant.flags.begin(), variant.flags.end());
+    auto started = start_server(argv, Deadline(10s), error);
     if (!started) {
-      if (auto reason = unavailable_reason(error, GetParam())) GTEST_SKIP() << *reason;
+      if (auto reason = unavailable_reason(error, model_)) GTEST_SKIP() << *reason;
     }
     ASSERT_TRUE(started) << error;
     server_ = std::move(started->process);
     port_ = started->listening.port;
-    ASSERT_EQ(started->listening.model, GetParam());
+    ASSERT_EQ(started->listening.model, model_);
     ASSERT_NE(port_, 0);
   }
 
@@ -95,12 +124,13 @@ class Conformance : public ::testing::TestWithParam<std::string> {
     auto values = stop_and_read_summary(*server_, Deadline(5s), error, elapsed);
     ASSERT_TRUE(values) << error;
     summary = *values;
-    EXPECT_EQ(summary["model"], GetParam());
+    EXPECT_EQ(summary["model"], model_);
     for (const char* key : {"accepted", "refused", "peak_concurrent", "bytes_echoed", "errors"})
       EXPECT_TRUE(number_value(summary, key)) << "no number for " << key;
   }
 
   std::unique_ptr<ChildProcess> server_;
+  std::string model_;  ///< the model's registry name (GetParam() may add a mode suffix)
   uint16_t port_ = 0;
 };
 
@@ -181,7 +211,7 @@ TEST_P(Conformance, ThirtyTwoConcurrentClientsEachGetTheirOwnEcho) {
   auto peak = number_value(summary, "peak_concurrent").value_or(0);
   EXPECT_GE(peak, 1u);
   EXPECT_LE(peak, kClients);
-  if (serves_one_at_a_time(GetParam())) {
+  if (serves_one_at_a_time(model_)) {
     EXPECT_EQ(peak, 1u);
   }
 }
@@ -253,7 +283,7 @@ TEST_P(Conformance, SlowReaderGetsEveryByteAfterHalfClose) {
 }
 
 TEST_P(Conformance, ResetMidMessageDoesNotDisturbOthers) {
-  const bool serial = serves_one_at_a_time(GetParam());
+  const bool serial = serves_one_at_a_time(model_);
   const std::vector<char> small = random_bytes(1000, 4000);
 
   // A client served before the reset; concurrent models keep it open across it.
@@ -357,7 +387,7 @@ TEST_P(Conformance, ClientThatNeverReadsDoesNotGrowServerMemory) {
   // Bounded buffering means the server stops reading long before 64 MiB.
   EXPECT_TRUE(flood.stalled) << story << "; " << flood.last.describe();
 
-  if (!serves_one_at_a_time(GetParam())) {
+  if (!serves_one_at_a_time(model_)) {
     // Not reading pauses that connection only.
     net::Fd other = Connect();
     ASSERT_TRUE(other);
@@ -367,7 +397,7 @@ TEST_P(Conformance, ClientThatNeverReadsDoesNotGrowServerMemory) {
 }
 
 TEST_P(Conformance, SigtermWithClientsAttachedExitsCleanlyWithinOneSecond) {
-  const bool serial = serves_one_at_a_time(GetParam());
+  const bool serial = serves_one_at_a_time(model_);
   std::vector<net::Fd> clients;
 
   // One client that is being served and no longer reads: the server is stuck
