@@ -23,15 +23,12 @@
 #include <vector>
 
 #include "servers/model.hpp"
+#include "servers/worker_sockets.hpp"
 
 namespace cb::servers {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// The same backlog echo-server asks for on the first socket; the kernel caps it at
-// net.core.somaxconn.
-constexpr int kListenBacklog = 4096;
 
 // How often the master looks for dead workers. It has nothing else to do, and a
 // replacement that comes up within a tick or two is what a client notices.
@@ -83,10 +80,7 @@ class Master {
     bool replacement = false;  ///< started to replace a worker that died
   };
 
-  int open_sockets(std::string& error);
   int open_error_pipe(std::string& error);
-  /// The listening socket worker `index` accepts from.
-  const net::Fd& socket_of(size_t index) const;
   /// Forks worker `index`; false with `error` if fork fails.
   bool spawn(size_t index, std::string& error);
   [[noreturn]] void serve_worker(size_t index);
@@ -98,11 +92,10 @@ class Master {
 
   const ServeContext& ctx_;
   std::vector<Worker> workers_;
-  // --reuseport: the sockets of workers 1..N-1 (worker 0 takes ctx.listener, which
-  // echo-server made with SO_REUSEPORT). The master holds them, never accepting, so
-  // that a worker's replacement takes over its socket and the connections waiting in
-  // its backlog, as nginx's master does; otherwise the kernel would reset those.
-  std::vector<net::Fd> own_sockets_;
+  // The master holds every worker's socket, never accepting, so that a worker's
+  // replacement takes over its socket and the connections waiting in its backlog, as
+  // nginx's master does; otherwise the kernel would reset those.
+  WorkerSockets sockets_;
   // Workers whose loop fails write one line here before they leave: the master
   // cannot read a child's error string any other way.
   net::Fd error_read_;
@@ -112,21 +105,6 @@ class Master {
   // shows in no summary; it is kept for a debugger and for a future `restarts=`.
   uint64_t restarts_ = 0;
 };
-
-int Master::open_sockets(std::string& error) {
-  if (!ctx_.options.reuse_port) return 0;
-  for (size_t i = 1; i < workers_.size(); ++i) {
-    std::string socket_error;
-    net::Fd socket = net::listen_tcp(ctx_.address, kListenBacklog, /*nonblocking=*/true,
-                                     socket_error, /*reuse_port=*/true);
-    if (!socket) {
-      error = "prefork: worker " + std::to_string(i) + "'s socket: " + socket_error;
-      return 1;
-    }
-    own_sockets_.push_back(std::move(socket));
-  }
-  return 0;
-}
 
 int Master::open_error_pipe(std::string& error) {
   int fds[2];
@@ -145,11 +123,6 @@ int Master::open_error_pipe(std::string& error) {
     }
   }
   return 0;
-}
-
-const net::Fd& Master::socket_of(size_t index) const {
-  if (ctx_.options.reuse_port && index > 0) return own_sockets_[index - 1];
-  return ctx_.listener;
 }
 
 bool Master::spawn(size_t index, std::string& error) {
@@ -179,9 +152,9 @@ void Master::serve_worker(size_t index) {
   // Keep only the socket this worker accepts from. The master still holds the
   // others, so no backlog is lost; a copy here would only waste a descriptor. The
   // Fd objects are the master's and are never destroyed here (_exit below).
-  const net::Fd& mine = socket_of(index);
+  const net::Fd& mine = sockets_.of(index);
   if (&ctx_.listener != &mine) ::close(ctx_.listener.get());
-  for (const net::Fd& socket : own_sockets_)
+  for (const net::Fd& socket : sockets_.own())
     if (&socket != &mine) ::close(socket.get());
   ::close(error_read_.get());
 
@@ -292,7 +265,9 @@ void Master::stop_workers() {
 
 int Master::run(std::string& error) {
   ctx_.stats.workers.store(static_cast<uint32_t>(workers_.size()));
-  if (open_sockets(error) != 0 || open_error_pipe(error) != 0) return 1;
+  if (sockets_.open(ctx_, workers_.size(), "prefork: worker", error) != 0 ||
+      open_error_pipe(error) != 0)
+    return 1;
   for (size_t i = 0; i < workers_.size(); ++i) {
     // A fork that fails at start-up is reported rather than retried: the machine
     // cannot run the number of workers asked for.

@@ -15,13 +15,10 @@
 #include <vector>
 
 #include "servers/model.hpp"
+#include "servers/worker_sockets.hpp"
 
 namespace cb::servers {
 namespace {
-
-// The same backlog echo-server asks for on the first socket; the kernel caps it at
-// net.core.somaxconn.
-constexpr int kListenBacklog = 4096;
 
 // The loops and what they share. run() is called once, on the serving thread, which
 // also runs loop 0; each loop touches only its own socket, the shared stats (atomic)
@@ -36,9 +33,6 @@ class Reactors {
   int run(std::string& error);
 
  private:
-  int open_sockets(std::string& error);
-  /// The listening socket loop `index` accepts from.
-  const net::Fd& socket_of(size_t index) const;
   /// Runs loop `index` on the calling thread until stop.
   void serve(size_t index);
   /// Records the first failure and stops every loop.
@@ -46,40 +40,18 @@ class Reactors {
 
   const ServeContext& ctx_;
   const size_t count_;
-  // --reuseport: the sockets of loops 1..N-1 (loop 0 takes ctx.listener, which
-  // echo-server made with SO_REUSEPORT). They all stay open until every loop has
-  // stopped, and no loop stops alone (see fail), so no socket is left open that
-  // nobody accepts from: connections hashed to it would hang.
-  std::vector<net::Fd> own_sockets_;
+  // They all stay open until every loop has stopped, and no loop stops alone (see
+  // fail), so no socket is left open that nobody accepts from.
+  WorkerSockets sockets_;
   std::mutex error_mutex_;
   std::string first_error_;  // guarded by error_mutex_
 };
 
-int Reactors::open_sockets(std::string& error) {
-  if (!ctx_.options.reuse_port) return 0;
-  for (size_t i = 1; i < count_; ++i) {
-    std::string socket_error;
-    net::Fd socket = net::listen_tcp(ctx_.address, kListenBacklog, /*nonblocking=*/true,
-                                     socket_error, /*reuse_port=*/true);
-    if (!socket) {
-      error = "reactors: loop " + std::to_string(i) + "'s socket: " + socket_error;
-      return 1;
-    }
-    own_sockets_.push_back(std::move(socket));
-  }
-  return 0;
-}
-
-const net::Fd& Reactors::socket_of(size_t index) const {
-  if (ctx_.options.reuse_port && index > 0) return own_sockets_[index - 1];
-  return ctx_.listener;
-}
-
 void Reactors::serve(size_t index) {
   // The loop keeps a reference to its context for as long as it runs, so the
   // context lives on this thread's stack, which outlives the loop.
-  ServeContext loop_ctx{socket_of(index), ctx_.address, ctx_.options,
-                        ctx_.stop,        ctx_.stats,   static_cast<int>(index)};
+  ServeContext loop_ctx{sockets_.of(index), ctx_.address, ctx_.options,
+                        ctx_.stop,          ctx_.stats,   static_cast<int>(index)};
   std::string error;
   int rc = 1;
   try {
@@ -106,7 +78,7 @@ void Reactors::fail(size_t index, const std::string& error) {
 
 int Reactors::run(std::string& error) {
   ctx_.stats.workers.store(static_cast<uint32_t>(count_));
-  if (open_sockets(error) != 0) return 1;
+  if (sockets_.open(ctx_, count_, "reactors: loop", error) != 0) return 1;
 
   std::vector<std::thread> threads;
   threads.reserve(count_ - 1);
