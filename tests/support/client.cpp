@@ -45,6 +45,18 @@ IoResult failed(Io status, int error, const IoResult& progress) {
 
 bool retry_later(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
 
+// Waits until `fd` has something for recv (data, EOF or an error to report).
+// kTimeout when the deadline passes first; kError (errno set) when poll fails.
+Io wait_readable(int fd, const Deadline& deadline) {
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    int n = ::poll(&p, 1, deadline.remaining_ms());
+    if (n > 0) return Io::kOk;
+    if (n < 0 && errno != EINTR) return Io::kError;
+    if (deadline.expired()) return Io::kTimeout;
+  }
+}
+
 }  // namespace
 
 net::Fd connect_to(const std::string& host, uint16_t port, const Deadline& deadline,
@@ -153,11 +165,8 @@ IoResult read_until_eof(int fd, const Deadline& deadline) {
   IoResult result;
   char scratch[65536];
   for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    int n = ::poll(&p, 1, deadline.remaining_ms());
-    if (n < 0 && errno != EINTR) return failed(Io::kError, errno, result);
-    if (n == 0 && deadline.expired()) return failed(Io::kTimeout, 0, result);
-    if (n <= 0) continue;
+    const Io waited = wait_readable(fd, deadline);
+    if (waited != Io::kOk) return failed(waited, waited == Io::kError ? errno : 0, result);
     ssize_t got = ::recv(fd, scratch, sizeof scratch, 0);
     if (got == 0) return failed(Io::kEof, 0, result);
     if (got > 0) {
@@ -172,11 +181,8 @@ IoResult read_until_eof(int fd, const Deadline& deadline) {
 IoResult recv_any(int fd, const Deadline& deadline) {
   IoResult result;
   for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    int n = ::poll(&p, 1, deadline.remaining_ms());
-    if (n < 0 && errno != EINTR) return failed(Io::kError, errno, result);
-    if (n == 0 && deadline.expired()) return failed(Io::kTimeout, 0, result);
-    if (n <= 0) continue;
+    const Io waited = wait_readable(fd, deadline);
+    if (waited != Io::kOk) return failed(waited, waited == Io::kError ? errno : 0, result);
     char byte;
     ssize_t got = ::recv(fd, &byte, 1, 0);
     if (got == 1) {
