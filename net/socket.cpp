@@ -99,6 +99,25 @@ Fd listen_tcp(const Address& address, int backlog, bool nonblocking, std::string
   return fd;
 }
 
+Fd bind_udp(const Address& address, bool nonblocking, std::string& error, bool reuse_port) {
+  int type = SOCK_DGRAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
+  Fd fd(::socket(address.family(), type, 0));
+  if (!fd) {
+    error = errno_text(address, errno);
+    return {};
+  }
+  int one = 1;
+  if (reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    error = errno_text(address, errno);
+    return {};
+  }
+  if (::bind(fd.get(), address.sa(), address.length) != 0) {
+    error = errno_text(address, errno);
+    return {};
+  }
+  return fd;
+}
+
 Fd connect_tcp(const Address& address, std::string& error) {
   Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) {

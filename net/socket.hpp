@@ -38,6 +38,13 @@ std::optional<Address> resolve(std::string_view host, uint16_t port, std::string
 Fd listen_tcp(const Address& address, int backlog, bool nonblocking, std::string& error,
               bool reuse_port = false);
 
+/// Creates a UDP socket (close-on-exec, non-blocking when asked) bound to `address`;
+/// port 0 lets the kernel pick. With reuse_port, SO_REUSEPORT is set before binding,
+/// so several sockets can share the port and the kernel spreads datagrams over them
+/// by sender. Fails with a message such as "127.0.0.1:9000: address already in use".
+Fd bind_udp(const Address& address, bool nonblocking, std::string& error,
+            bool reuse_port = false);
+
 /// Connects a blocking TCP socket to `address` (TCP_NODELAY on). Fails with a message.
 Fd connect_tcp(const Address& address, std::string& error);
 

@@ -13,12 +13,23 @@ namespace {
 
 constexpr int kBacklog = 4096;  // the kernel caps it at net.core.somaxconn
 
+std::string pad(std::string text, size_t width) {
+  text.append(text.size() < width ? width - text.size() : 1, ' ');
+  return text;
+}
+
+// One line per model: its name, the protocols it serves, what it is.
 std::string model_list() {
-  std::string text;
+  std::string text = "  " + pad("MODEL", 12) + pad("PROTOCOLS", 14) + "HOW\n";
   for (const auto& model : cb::servers::all_models()) {
-    text += "  " + std::string(model.name);
-    text.append(model.name.size() < 12 ? 12 - model.name.size() : 1, ' ');
-    text += std::string(model.summary) + "\n";
+    std::string protocols;
+    for (auto protocol : {cb::Protocol::kTcp, cb::Protocol::kUdp, cb::Protocol::kHttp}) {
+      if (!model.serves(protocol)) continue;
+      if (!protocols.empty()) protocols += ',';
+      protocols += cb::protocol_name(protocol);
+    }
+    text += "  " + pad(std::string(model.name), 12) + pad(protocols, 14) +
+            std::string(model.summary) + "\n";
   }
   return text;
 }
@@ -40,24 +51,32 @@ int main(int argc, char** argv) {
   std::vector<std::string> names;
   for (const auto& model : servers::all_models()) names.emplace_back(model.name);
 
-  CLI::App app{"An echo server (RFC 862, TCP) built on one of several concurrency models.\n"
-               "Prints 'listening on HOST:PORT model=NAME' when ready; on SIGINT/SIGTERM\n"
-               "closes every connection and prints one summary line.\n\nModels:\n" +
+  CLI::App app{"An echo server built on one of several concurrency models: RFC 862 echo over\n"
+               "TCP or UDP, or HTTP/1.1 answering every request with 200 OK and the request\n"
+               "itself as the body. Prints 'listening on HOST:PORT model=NAME' when ready\n"
+               "(and protocol=udp|http for those); on SIGINT/SIGTERM closes every connection\n"
+               "and prints one summary line.\n\nModels:\n" +
                    model_list(),
                "echo-server"};
   app.set_version_flag("--version", std::string("echo-server ") + CB_VERSION);
   app.add_option("-m,--model", model_name, "Concurrency model (see --list-models)")
       ->check(CLI::IsMember(names))
       ->capture_default_str();
+  app.add_option("--protocol", options.protocol,
+                 "tcp: echo bytes (RFC 862); udp: echo datagrams (RFC 862); http: HTTP/1.1, "
+                 "200 OK with the request as the body (keep-alive, pipelining, chunked bodies)")
+      ->transform(CLI::CheckedTransformer(protocol_names(), CLI::ignore_case))
+      ->default_str("tcp");
   app.add_option("--host", options.host, "Address or name to bind (IPv4 or IPv6)")
       ->capture_default_str();
-  app.add_option("-p,--port", options.port, "TCP port to bind; 0 picks a free one")
+  app.add_option("-p,--port", options.port, "Port to bind; 0 picks a free one")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   app.add_flag("--list-models", list_models, "Print each model's name and summary, then exit");
   app.add_option("--buffer-size", buffer_bytes,
                  "Bytes read per call, also the most a blocking model holds per connection "
-                 "(units: b, k, KiB, m; 1 B to 16 MiB)")
+                 "(units: b, k, KiB, m; 1 B to 16 MiB). udp reads whole datagrams whatever "
+                 "this says")
       ->transform(CLI::AsSizeValue(false))
       ->check(CLI::Range(uint64_t{1}, uint64_t{16} << 20))
       ->capture_default_str();
@@ -102,6 +121,15 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (!model->serves(options.protocol)) {
+    return fail(kUsageError, "model " + std::string(model->name) + " does not serve " +
+                                 std::string(protocol_name(options.protocol)) +
+                                 " (see --list-models)");
+  }
+  auto* max_connections = app.get_option("--max-connections");
+  if (options.protocol == Protocol::kUdp && max_connections->count() > 0)
+    return fail(kUsageError, "--max-connections: udp has no connections");
+
   std::string error;
   // A model this machine cannot run says so before anything is bound or announced.
   if (model->available != nullptr && !model->available(error))
@@ -115,21 +143,31 @@ int main(int argc, char** argv) {
   try {
     servers::StopSignal stop;
     stop.install_handlers();
+    const bool udp = options.protocol == Protocol::kUdp;
     // With --reuseport the first socket must allow SO_REUSEPORT too, or the workers'
-    // own sockets on the same port could not be bound.
+    // own sockets on the same port could not be bound. A UDP model with workers always
+    // gives each its own socket, so its first socket always allows it.
     net::Fd listener =
-        net::listen_tcp(*address, kBacklog, /*nonblocking=*/true, error, options.reuse_port);
+        udp ? net::bind_udp(*address, /*nonblocking=*/true, error,
+                            (model->flags & servers::kWorkersFlag) != 0)
+            : net::listen_tcp(*address, kBacklog, /*nonblocking=*/true, error, options.reuse_port);
     if (!listener) return fail(kUsageError, "cannot listen on " + error);
     auto bound = net::local_address(listener.get());
     if (!bound) return fail(1, "getsockname failed on the listening socket");
 
-    std::cout << "listening on " << bound->to_string() << " model=" << model->name << std::endl;
+    const std::string protocol_tag =
+        options.protocol == Protocol::kTcp
+            ? ""
+            : " protocol=" + std::string(protocol_name(options.protocol));
+    std::cout << "listening on " << bound->to_string() << " model=" << model->name
+              << protocol_tag << std::endl;
 
     servers::ServerStats& stats = servers::make_shared_stats();
     servers::ServeContext ctx{listener, *bound, options, stop, stats};
-    int rc = model->serve(ctx, error);
+    int rc = udp ? model->serve_udp(ctx, error) : model->serve(ctx, error);
     listener.reset();
-    std::cout << "stopped model=" << model->name << " " << stats.summary() << std::endl;
+    std::cout << "stopped model=" << model->name << protocol_tag << " "
+              << stats.summary(options.protocol) << std::endl;
     if (rc == servers::kServeUnavailable) return fail(servers::kServeUnavailable, error);
     if (rc != 0) return fail(1, error);
     return 0;

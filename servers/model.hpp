@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/protocol.hpp"
 #include "net/socket.hpp"
 #include "servers/stats.hpp"
 #include "servers/stop_signal.hpp"
@@ -17,6 +18,7 @@
 namespace cb::servers {
 
 struct ServerOptions {
+  Protocol protocol = Protocol::kTcp;  ///< tcp and http: serve(); udp: serve_udp()
   std::string host = "127.0.0.1";
   uint16_t port = 9000;
   size_t buffer_bytes = 16 * 1024;  ///< bytes read per call, and per-connection buffer
@@ -28,7 +30,8 @@ struct ServerOptions {
 };
 
 /// What serve() is handed. The listening socket is non-blocking (accept after poll
-/// must never block on a connection that was reset in between).
+/// must never block on a connection that was reset in between). For serve_udp() the
+/// "listener" is the bound, non-blocking UDP socket.
 struct ServeContext {
   const net::Fd& listener;
   const net::Address& address;
@@ -68,6 +71,14 @@ struct Model {
   /// "listening on" line from a server about to give up. Returns false with `error`
   /// filled (one line) when it cannot; echo-server then exits 2 (kServeUnavailable).
   bool (*available)(std::string& error) = nullptr;
+  /// UDP echo (RFC 862 datagrams) on ctx.listener, a bound UDP socket, with the same
+  /// contract as serve(); nullptr when the model has no UDP form. Every model serves
+  /// tcp and http through serve(), which reads ctx.options.protocol.
+  int (*serve_udp)(const ServeContext& ctx, std::string& error) = nullptr;
+
+  bool serves(Protocol protocol) const {
+    return protocol != Protocol::kUdp || serve_udp != nullptr;
+  }
 };
 
 /// Every model built into this binary, in the order --list-models shows them.

@@ -35,12 +35,19 @@ std::string ServerStats::per_worker_summary() const {
   return text;
 }
 
-std::string ServerStats::summary() const {
+std::string ServerStats::summary(Protocol protocol) const {
+  if (protocol == Protocol::kUdp) {
+    return "datagrams=" + std::to_string(messages.load()) +
+           " bytes_echoed=" + std::to_string(bytes_echoed.load()) +
+           " errors=" + std::to_string(errors.load()) + per_worker_summary();
+  }
+  const std::string responses =
+      protocol == Protocol::kHttp ? " responses=" + std::to_string(messages.load()) : "";
   return "accepted=" + std::to_string(accepted.load()) +
          " refused=" + std::to_string(refused.load()) +
          " peak_concurrent=" + std::to_string(peak_active.load()) +
          " bytes_echoed=" + std::to_string(bytes_echoed.load()) +
-         " errors=" + std::to_string(errors.load()) + per_worker_summary();
+         " errors=" + std::to_string(errors.load()) + responses + per_worker_summary();
 }
 
 ServerStats& make_shared_stats() {

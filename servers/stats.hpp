@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/protocol.hpp"
+
 namespace cb::servers {
 
 struct ServerStats {
@@ -17,6 +19,7 @@ struct ServerStats {
   std::atomic<uint64_t> peak_active{0};   ///< most open at once
   std::atomic<uint64_t> bytes_echoed{0};  ///< bytes written back to clients
   std::atomic<uint64_t> errors{0};        ///< connections ended by a reset or I/O error
+  std::atomic<uint64_t> messages{0};      ///< http: responses sent; udp: datagrams echoed
 
   /// Models with workers (prefork, reactors, threadpool) count each worker's accepted
   /// connections here, worker i in worker_accepted[i], and set `workers`; the summary
@@ -25,7 +28,8 @@ struct ServerStats {
   std::atomic<uint32_t> workers{0};
   std::atomic<uint64_t> worker_accepted[kMaxWorkers]{};
 
-  /// Counts one connection accepted by worker `index` (clamped to the last slot).
+  /// Counts one connection accepted (or, for udp, one datagram echoed) by worker
+  /// `index` (clamped to the last slot).
   void on_worker_accept(size_t index);
 
   /// Counts a connection that is now being served (accepted, active, peak).
@@ -34,8 +38,10 @@ struct ServerStats {
   void on_close();
 
   /// "accepted=.. refused=.. peak_concurrent=.. bytes_echoed=.. errors=.." and, for a
-  /// model with workers, " per_worker=12,9,11".
-  std::string summary() const;
+  /// model with workers, " per_worker=12,9,11". For http " responses=.." follows
+  /// errors; for udp, which has no connections, it is "datagrams=.. bytes_echoed=..
+  /// errors=.." and per_worker counts datagrams.
+  std::string summary(Protocol protocol = Protocol::kTcp) const;
 
  private:
   std::string per_worker_summary() const;
