@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The bench driver behind bench/run: runs every server model under the same loads,
 one case at a time (server pinned to one CPU, loadgen to another), and writes
-results.csv, machine.txt, targets.txt and plots into one run folder.
+results.csv, machine.txt, targets.txt and plots into one run folder. The http
+scenario instead puts our HTTP server and loadgen beside nginx and wrk (bench/peers.py).
 
 Standard library only; every number in its output comes from loadgen, bench/floor
 or /proc in this run."""
@@ -22,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
+
+import peers
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -49,10 +52,12 @@ class Scenario:
     requests_per_connection: int = 0
     warmup: str | None = None  # overrides --warmup: time for the server to take every client
     pinned: bool = True  # False: server and loadgen may use every CPU (the cores scenario)
+    protocol: str = "tcp"
     extra: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        parts = [f"conns={self.connections}", f"slow={self.slow_clients}"]
+        parts = [] if self.protocol == "tcp" else [self.protocol]
+        parts += [f"conns={self.connections}", f"slow={self.slow_clients}"]
         if self.slow_clients:
             parts.append(self.slow_mode)
         parts.append(f"payload={self.payload_bytes}B")
@@ -62,11 +67,17 @@ class Scenario:
             parts.append("unpinned: server and loadgen share every CPU")
         if self.requests_per_connection:
             parts.append(f"{self.requests_per_connection} req/conn")
+        if self.extra:
+            parts.append(" ".join(self.extra))
         return " ".join(parts)
 
 
+HTTP_CONNECTIONS = 50  # wrk's and loadgen's connections in the http scenario
+HTTP_ROUNDS = 2  # runs of each generator against each server, alternating
+
+
 def matrix(kind: str) -> list[Scenario]:
-    """The scenarios of one matrix kind: quick, default or c10k."""
+    """The scenarios of one matrix kind: quick, default, c10k, cores, udp or http."""
     if kind == "quick":
         return [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 1000)]
     if kind == "c10k":
@@ -79,6 +90,17 @@ def matrix(kind: str) -> list[Scenario]:
         # cores: the comparison holds between models, not against the machine's peak.
         return [Scenario("conns-64-unpinned", connections=64, pinned=False,
                          extra=["--threads", "2"])]
+    if kind == "udp":
+        # Closed loop: one datagram per socket in flight, as the TCP ping-pong. Open loop:
+        # a fixed schedule with many in flight, where a server that falls behind loses
+        # datagrams (its socket buffer overflows) instead of slowing the sender down.
+        return [Scenario("udp-closed", protocol="udp"),
+                Scenario("udp-open-100k", protocol="udp",
+                         extra=["--rate", "100000", "--max-inflight", "64", "--timeout", "1s"])]
+    if kind == "http":
+        # Run by Bench.run_http, not by the model x scenario loop: loadgen and wrk take
+        # turns against nginx and our servers.
+        return [Scenario("http", protocol="http", connections=HTTP_CONNECTIONS)]
     if kind == "default":
         cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
         cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
@@ -86,7 +108,8 @@ def matrix(kind: str) -> list[Scenario]:
         cases += [Scenario(f"payload-{b}", payload_bytes=b) for b in (4096, 65536)]
         cases.append(Scenario("churn", requests_per_connection=1))
         return cases
-    raise UsageError(f"--scenario: unknown scenario '{kind}' (quick, default, c10k, cores)")
+    raise UsageError(f"--scenario: unknown scenario '{kind}' "
+                     "(quick, default, c10k, cores, udp, http)")
 
 
 def parse_duration_s(text: str) -> float:
@@ -108,9 +131,15 @@ def run_text(cmd: list[str], timeout: float = 30) -> str:
         return ""
 
 
-def registered_models() -> list[str]:
+def registered_models() -> dict[str, set[str]]:
+    """Every model echo-server has, with the protocols it serves (--list-models)."""
     out = run_text([str(ECHO_SERVER), "--list-models"])
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
+    models = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] != "MODEL":
+            models[words[0]] = set(words[1].split(","))
+    return models
 
 
 def cpu_count() -> int:
@@ -154,8 +183,9 @@ def alive(pid: int) -> bool:
 class Server:
     """One echo-server process we started: readiness, port, clean stop."""
 
-    def __init__(self, model: str, cpu: int | None, max_connections: int):
-        cmd = [str(ECHO_SERVER), "--model", model, "--host", "127.0.0.1", "--port", "0"]
+    def __init__(self, model: str, cpu: int | None, max_connections: int, protocol: str = "tcp"):
+        cmd = [str(ECHO_SERVER), "--model", model, "--host", "127.0.0.1", "--port", "0",
+               "--protocol", protocol]
         if max_connections:
             cmd += ["--max-connections", str(max_connections)]
         self.proc = subprocess.Popen(pinned(cmd, cpu), stdout=subprocess.PIPE,
@@ -296,6 +326,8 @@ class Bench:
             f"fd_limit_hard: {run_text(['sh', '-c', 'ulimit -Hn']).strip()}",
             f"somaxconn: {Path('/proc/sys/net/core/somaxconn').read_text().strip()}",
         ]
+        if self.args.scenarios[0].protocol == "http":
+            lines += [f"wrk: {peers.wrk_version()}", f"nginx: {peers.nginx_version()}"]
         lines += [f"floor.{k}: {v:g}" for k, v in self.floor.items()]
         (self.out / "machine.txt").write_text("\n".join(lines) + "\n")
 
@@ -303,10 +335,11 @@ class Bench:
     def run_case(self, index: int, total: int, model: str, scenario: Scenario,
                  duration_s: float, label: str | None = None) -> dict[str, str] | None:
         tag = f"[{index}/{total}] {model} {scenario.name}" if total else f"[target] {model} {scenario.name}"
-        cap = max_connections_guard(model, scenario.slow_clients + scenario.connections + 64)
+        cap = 0 if scenario.protocol == "udp" else \
+            max_connections_guard(model, scenario.slow_clients + scenario.connections + 64)
         server_cpu = self.server_cpu if scenario.pinned else None
         loadgen_cpu = self.loadgen_cpu if scenario.pinned else None
-        server = Server(model, server_cpu, cap)
+        server = Server(model, server_cpu, cap, scenario.protocol)
         error = server.wait_ready()
         row: dict[str, str] | None = None
         outcome = "ok"
@@ -316,28 +349,23 @@ class Bench:
             hist_path = self.out / "histograms" / f"{model}-{scenario.name}.hgrm"
             csv_path.unlink(missing_ok=True)
             cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
+                   "--protocol", scenario.protocol,
                    "--connections", str(scenario.connections),
-                   "--payload", str(scenario.payload_bytes),
-                   "--slow-clients", str(scenario.slow_clients),
-                   "--slow-mode", scenario.slow_mode,
                    "--duration", f"{duration_s:g}s", "--warmup", warmup,
                    "--server-pid", str(server.proc.pid),
                    "--label", label or scenario.name,
                    "--csv", str(csv_path), "--histogram", str(hist_path)]
+            if scenario.protocol != "http":  # http: a GET, as wrk sends
+                cmd += ["--payload", str(scenario.payload_bytes)]
+            if scenario.slow_clients:
+                cmd += ["--slow-clients", str(scenario.slow_clients),
+                        "--slow-mode", scenario.slow_mode]
             if scenario.requests_per_connection:
                 cmd += ["--requests-per-connection", str(scenario.requests_per_connection)]
             cmd += scenario.extra
             budget_s = duration_s + parse_duration_s(warmup) + 300
-            try:
-                result = subprocess.run(pinned(cmd, loadgen_cpu), capture_output=True,
-                                        text=True, timeout=budget_s)
-                server.note_children()
-                if result.returncode != 0:
-                    outcome = f"loadgen exit {result.returncode}: " + \
-                        (result.stderr.strip().splitlines() or ["?"])[-1][:200]
-                row = self.read_case_row(csv_path)
-            except subprocess.TimeoutExpired:
-                outcome = f"loadgen did not finish within {budget_s:.0f} s"
+            outcome, row = self.run_loadgen(pinned(cmd, loadgen_cpu), csv_path, budget_s)
+            server.note_children()
             stop_error, summary = server.stop()
             if stop_error:
                 outcome = stop_error if outcome == "ok" else f"{outcome}; {stop_error}"
@@ -363,6 +391,19 @@ class Bench:
             extra += f"  starved {starved}/{scenario.connections}"
         print(f"{tag} slow={scenario.slow_clients}: {shown}{extra}", flush=True)
         return row
+
+    def run_loadgen(self, cmd: list[str], csv_path: Path,
+                    budget_s: float) -> tuple[str, dict[str, str] | None]:
+        """Runs one loadgen command; returns (outcome, its CSV row or None)."""
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s)
+        except subprocess.TimeoutExpired:
+            return f"loadgen did not finish within {budget_s:.0f} s", None
+        outcome = "ok"
+        if result.returncode != 0:
+            outcome = f"loadgen exit {result.returncode}: " + \
+                (result.stderr.strip().splitlines() or ["?"])[-1][:200]
+        return outcome, self.read_case_row(csv_path)
 
     def read_case_row(self, path: Path) -> dict[str, str] | None:
         try:
@@ -479,18 +520,152 @@ class Bench:
             lines.append("libuv with 1000 idle clients vs none: not measured (a run failed)")
         return lines
 
+    # --- the http scenario: our server and loadgen beside nginx and wrk --------------
+    def start_http_server(self, name: str) -> tuple[object, int, int, str | None]:
+        """Starts nginx or one of our models in http mode; (handle, port, pid, error)."""
+        cpu = pinned([], self.server_cpu)
+        if name == "nginx":
+            nginx = peers.Nginx(self.out / "nginx", cpu)
+            return nginx, nginx.port, nginx.proc.pid, nginx.wait_ready()
+        server = Server(name, self.server_cpu, 0, "http")
+        return server, server.port, server.proc.pid, server.wait_ready()
+
+    def http_case(self, tag: str, generator: str, server: str, port: int, pid: int,
+                  duration_s: float) -> dict[str, str]:
+        """One generator's run against one server; appends and returns its row."""
+        outcome, row = "ok", None
+        budget_s = duration_s + 120
+        if generator == "wrk":
+            values, error = peers.run_wrk(pinned([], self.loadgen_cpu), port, HTTP_CONNECTIONS,
+                                          duration_s, budget_s)
+            if values:
+                row = {name: "" for name in self.header}
+                row.update(peers.wrk_row(values, port, HTTP_CONNECTIONS))
+            else:
+                outcome = error
+        else:
+            csv_path = self.out / "cases" / f"{server}-http-{tag}.csv"
+            csv_path.unlink(missing_ok=True)
+            # No warm-up: wrk has none, and both sides must measure the same thing.
+            cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(port), "--protocol", "http",
+                   "--connections", str(HTTP_CONNECTIONS), "--threads", "1",
+                   "--duration", f"{duration_s:g}s", "--warmup", "0s",
+                   "--server-pid", str(pid), "--label", "loadgen", "--csv", str(csv_path),
+                   "--histogram", str(self.out / "histograms" / f"{server}-http-{tag}.hgrm")]
+            outcome, row = self.run_loadgen(pinned(cmd, self.loadgen_cpu), csv_path, budget_s)
+        if row is None:
+            row = {name: "" for name in self.header}
+            row.update({"label": generator, "protocol": "http",
+                        "connections": str(HTTP_CONNECTIONS)})
+        row.update({"run_id": self.run_id, "model": server, "scenario": "http",
+                    "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
+                    "outcome": outcome})
+        self.append_row(row)
+        extra = "" if outcome == "ok" else f"  [{outcome}]"
+        errors = row.get("errors") or "0"
+        if errors != "0":
+            extra += f"  errors {errors}"
+        print(f"[{tag}] {generator:>7} -> {server:<8} {describe_result(row)}{extra}", flush=True)
+        return row
+
+    def run_http(self, duration_s: float) -> list[str]:
+        """HTTP_ROUNDS rounds; in each, every server is started once and both generators
+        take a turn against it, the order of servers and of generators flipping every
+        round so that neither side always runs first (or on a warmer machine)."""
+        servers = ["nginx"] + self.args.model_list
+        generators = ["loadgen", "wrk"]
+        total = HTTP_ROUNDS * len(servers) * len(generators)
+        rows: dict[tuple[str, str], list[dict[str, str]]] = {}
+        index = 0
+        for round_index in range(HTTP_ROUNDS):
+            flip = round_index % 2 == 1
+            for name in servers[::-1] if flip else servers:
+                handle, port, pid, error = self.start_http_server(name)
+                for generator in generators[::-1] if flip else generators:
+                    index += 1
+                    tag = f"{index}/{total}"
+                    if error:
+                        row = {n: "" for n in self.header}
+                        row.update({"label": generator, "protocol": "http", "run_id": self.run_id,
+                                    "model": name, "scenario": "http", "outcome": error,
+                                    "git_rev": self.git_rev})
+                        self.append_row(row)
+                        print(f"[{tag}] {generator:>7} -> {name:<8} failed: {error}", flush=True)
+                        continue
+                    row = self.http_case(tag, generator, name, port, pid, duration_s)
+                    rows.setdefault((name, generator), []).append(row)
+                stop_error = handle.stop()
+                if isinstance(stop_error, tuple):  # our Server returns (error, summary)
+                    stop_error = stop_error[0]
+                if stop_error:
+                    print(f"  {name}: {stop_error}", file=sys.stderr, flush=True)
+        return self.http_summary(servers, rows)
+
+    def http_summary(self, servers: list[str],
+                     rows: dict[tuple[str, str], list[dict[str, str]]]) -> list[str]:
+        def med(server: str, generator: str, key: str) -> float | None:
+            values = []
+            for row in rows.get((server, generator), []):
+                if row.get("outcome") == "ok" and row.get(key):
+                    values.append(float(row[key]))
+            return median(values) if values else None
+
+        def verdict(ok: bool) -> str:
+            return "met" if ok else "MISSED"
+
+        lines = [f"http: loadgen and wrk, 1 thread and {HTTP_CONNECTIONS} keep-alive connections "
+                 f"each, GET /; medians of {HTTP_ROUNDS} alternating runs",
+                 f"  {'server':<10}{'loadgen req/s':>15}{'wrk req/s':>12}{'loadgen/wrk':>13}"
+                 f"{'loadgen p50/p99 us':>21}{'wrk p50/p99 us':>17}"]
+        for server in servers:
+            lg, wrk = med(server, "loadgen", "throughput_rps"), med(server, "wrk", "throughput_rps")
+
+            def cell(generator: str) -> str:
+                p50 = med(server, generator, "latency_p50_us")
+                p99 = med(server, generator, "latency_p99_us")
+                return f"{p50:,.0f} / {p99:,.0f}" if p50 is not None and p99 is not None else "-"
+
+            ratio = f"{lg / wrk:.2f}x" if lg and wrk else "-"
+            lines.append(f"  {server:<10}{(f'{lg:,.0f}' if lg else 'failed'):>15}"
+                         f"{(f'{wrk:,.0f}' if wrk else 'failed'):>12}{ratio:>13}"
+                         f"{cell('loadgen'):>21}{cell('wrk'):>17}")
+        def target(what: str, top: float | None, bottom: float | None) -> str:
+            if not top or not bottom:
+                return f"{what}: not measured (a run failed)"
+            return (f"{what}: {top:,.0f} / {bottom:,.0f} = {top / bottom:.2f}x "
+                    f"(target >= 1.00x): {verdict(top / bottom >= 1.0)}")
+
+        lines.append("")
+        for server in servers:
+            lines.append(target(f"loadgen req/s over wrk req/s against {server}",
+                                med(server, "loadgen", "throughput_rps"),
+                                med(server, "wrk", "throughput_rps")))
+        for server in servers[1:]:
+            lines.append(target(f"{server} HTTP server req/s over nginx's, as wrk measures",
+                                med(server, "wrk", "throughput_rps"),
+                                med("nginx", "wrk", "throughput_rps")))
+        return lines
+
     # --- the whole run -----------------------------------------------------------
     def run(self) -> int:
         scenarios = self.args.scenarios
         models = self.args.model_list
         duration_s = self.args.duration_s
-        total = len(models) * len(scenarios)
+        http = scenarios[0].protocol == "http"
+        total = (HTTP_ROUNDS * (len(models) + 1) * 2) if http else len(models) * len(scenarios)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "cases").mkdir(exist_ok=True)
         (self.out / "histograms").mkdir(exist_ok=True)
         print(f"bench: {total} cases, {duration_s:g} s each, results in {self.out}", flush=True)
         self.measure_floor()
         self.write_machine()
+        if http:
+            lines = self.run_http(duration_s)
+            text = "\n".join([""] + lines) + "\n"
+            print(text, flush=True)
+            (self.out / "summary.txt").write_text(text)
+            print("plots: none for the http scenario (summary.txt has its table)", flush=True)
+            return 0
         index = 0
         for scenario in scenarios:
             for model in models:
@@ -524,6 +699,15 @@ class Bench:
             lines.append(f"{s.name:<{width}}" + "".join(cells))
         lines.append("(* = some fast connections starved: completed no request; "
                      "(-) = no request completed, so no latency)")
+        udp_rows = [r for r in self.rows if r.get("protocol") == "udp"]
+        if udp_rows:
+            lines += ["", "udp datagrams lost (no echo within --timeout) and reordered:"]
+            for r in udp_rows:
+                sent = (float(r.get("requests") or 0) + float(r.get("lost") or 0)
+                        if r.get("lost") else 0)
+                share = f" ({float(r['lost']) / sent:.2%} of those answered or lost)" if sent else ""
+                lines.append(f"  {r['model']:<10} {r['scenario']:<14} lost {r.get('lost') or '-'}"
+                             f"{share}, reordered {r.get('reordered') or '-'}")
         for s in scenarios:
             if s.pinned or "libuv" not in models:
                 continue
@@ -556,8 +740,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="3 scenarios (0, 10, 1000 idle slow clients), 3 s each")
     parser.add_argument("--scenario", default=None,
-                        help="matrix to run: default, quick, c10k (10,000 idle slow clients) or "
-                             "cores (64 connections, unpinned: epoll, libuv, reactors, prefork)")
+                        help="matrix to run: default, quick, c10k (10,000 idle slow clients), "
+                             "cores (64 connections, unpinned: epoll, libuv, reactors, prefork), "
+                             "udp (every model serving udp, closed and open loop, with loss) or "
+                             "http (loadgen and wrk against nginx and our libuv HTTP server; "
+                             "--models picks other of our servers)")
     parser.add_argument("--models", default="",
                         help="comma-separated models to run (default: every registered model)")
     parser.add_argument("--duration", default=None,
@@ -589,8 +776,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              f"(known: {', '.join(known)})")
     elif kind == "cores":
         args.model_list = [m for m in ("epoll", "libuv", "reactors", "prefork") if m in known]
+    elif kind == "http":
+        args.model_list = ["libuv"]
     else:
-        args.model_list = known
+        args.model_list = list(known)
+    protocol = args.scenarios[0].protocol
+    refused = [m for m in args.model_list if protocol not in known[m]]
+    if refused and args.models:
+        raise UsageError(f"--models: {', '.join(refused)} do not serve {protocol} "
+                         "(see echo-server --list-models)")
+    args.model_list = [m for m in args.model_list if m not in refused]
+    if not args.model_list:
+        raise UsageError(f"no model of {ECHO_SERVER.name} serves {protocol}")
     # The targets take three alternating rounds of four runs (about a minute and a
     # half): part of the default matrix, left out of --quick to keep it within 3 minutes.
     if kind != "default":
@@ -607,6 +804,12 @@ def main(argv: list[str]) -> int:
     except UsageError as e:
         print(f"bench/run: {e}", file=sys.stderr)
         return 2
+    if args.list and args.scenarios[0].protocol == "http":
+        servers = ["nginx"] + args.model_list
+        print(f"{HTTP_ROUNDS * len(servers) * 2} runs, {args.duration_s:g} s each, no warm-up: "
+              f"loadgen and wrk ({HTTP_CONNECTIONS} connections, 1 thread, GET /) against "
+              f"{', '.join(servers)}, {HTTP_ROUNDS} alternating rounds")
+        return 0
     if args.list:
         total = len(args.model_list) * len(args.scenarios)
         print(f"{total} cases, {args.duration_s:g} s each (+ {args.warmup} warm-up), "

@@ -1,0 +1,141 @@
+"""The peers of the http scenario, tools users already trust: nginx as a reference
+server and wrk as a reference load generator. Both come from Debian's packages
+(nginx-light, wrk); nothing here installs, and nothing here is ours to tune beyond
+what bench/nginx.conf.in says.
+
+Standard library only; every number comes from wrk's own counters (bench/wrk-report.lua)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NGINX_CONF = HERE / "nginx.conf.in"
+WRK_SCRIPT = HERE / "wrk-report.lua"
+
+
+def free_loopback_port() -> int:
+    """A port the kernel considers free on 127.0.0.1 now (nginx cannot take port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 10) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Nginx:
+    """One nginx process we started, with its own config in `scratch`."""
+
+    def __init__(self, scratch: Path, cpu_prefix: list[str]):
+        self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.dir = scratch
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_loopback_port()
+        conf = NGINX_CONF.read_text().replace("@DIR@", str(self.dir)).replace(
+            "@PORT@", str(self.port))
+        (self.dir / "nginx.conf").write_text(conf)
+        log = self.dir / "error.log"
+        self.proc = subprocess.Popen(
+            cpu_prefix + [self.binary, "-p", str(self.dir), "-e", str(log),
+                          "-c", str(self.dir / "nginx.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def wait_ready(self) -> str | None:
+        if wait_for_port(self.port, self.proc):
+            return None
+        self.stop()
+        log = self.dir / "error.log"
+        text = log.read_text().strip().splitlines()[-1:] if log.exists() else []
+        return "nginx not ready: " + (text[0] if text else "no answer on its port")
+
+    def stop(self) -> str | None:
+        """SIGTERM (nginx's fast shutdown) to the one process we started."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            return "nginx did not exit within 10 s of SIGTERM"
+        return None
+
+
+def wrk_version() -> str:
+    try:
+        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr) else ""
+
+
+def nginx_version() -> str:
+    try:
+        out = subprocess.run([shutil.which("nginx") or "/usr/sbin/nginx", "-v"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stderr.strip()
+
+
+def run_wrk(cpu_prefix: list[str], port: int, connections: int, duration_s: float,
+            timeout_s: float) -> tuple[dict[str, float] | None, str]:
+    """Runs wrk with one thread; returns (its numbers, an error text or '')."""
+    cmd = cpu_prefix + ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s",
+                        "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}/"]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None, f"wrk did not finish within {timeout_s:.0f} s"
+    except OSError as e:
+        return None, f"cannot run wrk: {e}"
+    line = next((l for l in result.stdout.splitlines() if l.startswith("wrk_result ")), None)
+    if result.returncode != 0 or line is None:
+        why = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["?"])
+        return None, f"wrk exit {result.returncode}: {why[-1][:200]}"
+    values = {}
+    for word in line.split()[1:]:
+        key, _, value = word.partition("=")
+        values[key] = float(value)
+    return values, ""
+
+
+def wrk_row(values: dict[str, float], port: int, connections: int) -> dict[str, str]:
+    """wrk's numbers in the results CSV's columns; what wrk does not measure stays empty."""
+    seconds = values["duration_us"] / 1e6
+    errors = sum(values[k] for k in ("errors_connect", "errors_read", "errors_write",
+                                      "errors_status", "timeouts"))
+
+    def us(key: str) -> str:
+        return f"{values[key]:.1f}"
+
+    return {
+        "label": "wrk", "protocol": "http", "host": "127.0.0.1", "port": str(port),
+        "threads": "1", "connections": str(connections), "slow_clients": "0",
+        "slow_mode": "", "payload_bytes": "0", "rate_rps": "0",
+        "duration_s": f"{seconds:.3f}", "requests": f"{values['requests']:.0f}",
+        "throughput_rps": f"{values['requests'] / seconds:.1f}",
+        "throughput_bytes_s": f"{values['bytes'] / seconds:.1f}",
+        "latency_min_us": us("latency_min_us"), "latency_mean_us": us("latency_mean_us"),
+        "latency_p50_us": us("latency_p50_us"), "latency_p90_us": us("latency_p90_us"),
+        "latency_p99_us": us("latency_p99_us"), "latency_p999_us": us("latency_p999_us"),
+        "latency_max_us": us("latency_max_us"),
+        "errors": f"{errors:.0f}", "errors_connect": f"{values['errors_connect']:.0f}",
+        "errors_read": f"{values['errors_read']:.0f}",
+        "errors_write": f"{values['errors_write']:.0f}",
+        "timeouts": f"{values['timeouts']:.0f}",
+    }
