@@ -5,13 +5,14 @@
 #include <array>
 
 #include "servers/model.hpp"
+#include "servers/udp.hpp"
 
 namespace cb::servers {
 namespace {
 
 constexpr std::array kModels{
     Model{"iterative", "one connection at a time: accept, echo until close, accept the next",
-          serve_iterative},
+          serve_iterative, kNoFlags, nullptr, serve_iterative_udp},
     Model{"fork", "a child process per connection, blocking I/O in each", serve_fork},
     Model{"thread", "a thread per connection, blocking I/O in each", serve_thread},
     Model{"libuv", "one thread, one libuv event loop (epoll/kqueue), non-blocking I/O",
@@ -21,7 +22,7 @@ constexpr std::array kModels{
     Model{"poll", "one thread, poll() over a growing array of non-blocking sockets", serve_poll},
 #ifdef __linux__
     Model{"epoll", "one thread, raw epoll, edge-triggered (--epoll-level: level-triggered)",
-          serve_epoll, kEpollLevelFlag},
+          serve_epoll, kEpollLevelFlag, nullptr, serve_epoll_udp},
 #endif
     Model{"prefork", "--workers processes, each with its own libuv loop on the one listening "
                      "socket (--reuseport: a socket each)",
