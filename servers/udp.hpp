@@ -18,6 +18,8 @@ namespace cb::servers {
 
 // One serve_udp function per model that has a UDP form (see Model::serve_udp).
 int serve_iterative_udp(const ServeContext& ctx, std::string& error);
+int serve_libuv_udp(const ServeContext& ctx, std::string& error);
+int serve_reactors_udp(const ServeContext& ctx, std::string& error);
 #ifdef __linux__
 int serve_epoll_udp(const ServeContext& ctx, std::string& error);
 #endif
