@@ -29,6 +29,12 @@ int serve_epoll_udp(const ServeContext& ctx, std::string& error);
 /// datagram is ever cut short.
 inline constexpr size_t kDatagramBufferBytes = size_t{64} * 1024;
 
+/// libuv (and reactors): echoes that found the send buffer full and wait in the loop's
+/// send queue for room, at most; beyond it an echo is dropped and counted. 4 MiB when
+/// all are as large as a datagram can be: a sender that outruns the kernel then loses
+/// echoes, as it would lose datagrams anywhere on the path, and memory stays bounded.
+inline constexpr size_t kMaxQueuedEchoes = 64;
+
 /// Counts one datagram echoed, with its bytes, in ctx.stats; a worker (reactors) also
 /// counts it in its per_worker slot. Thread-safe (atomic counters).
 void count_echo(const ServeContext& ctx, size_t bytes);

@@ -19,12 +19,6 @@
 namespace cb::servers {
 namespace {
 
-// Echoes waiting in the loop's send queue for room in the socket's send buffer, at most:
-// 4 MiB when they are all as large as a datagram can be. A sender that outruns the
-// kernel then loses echoes, as it would lose datagrams anywhere on the path, and the
-// server's memory stays bounded.
-constexpr size_t kMaxQueuedEchoes = 64;
-
 std::string uv_failure(const char* call, int status) {
   return std::string("libuv udp: ") + call + ": " + uv_strerror(status);
 }
