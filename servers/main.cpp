@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   auto* reuse_port = app.add_flag("--reuseport", options.reuse_port,
                "prefork, reactors: each worker listens on its own SO_REUSEPORT socket and the "
-               "kernel spreads connections over them");
+               "kernel spreads connections over them (udp: always so)");
   auto* epoll_level = app.add_flag("--epoll-level", options.epoll_level,
                "epoll: level-triggered instead of edge-triggered");
   auto* queue_length = app.add_option("--queue-length", options.queue_length,

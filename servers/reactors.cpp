@@ -5,7 +5,8 @@
 // connection), or with --reuseport each has its own SO_REUSEPORT socket and the kernel
 // spreads connections over them. This is muduo's one loop per thread and Swoole's
 // reactor threads, except that there one loop accepts and hands connections out,
-// while here every loop accepts for itself, as nginx's workers do.
+// while here every loop accepts for itself, as nginx's workers do. Over UDP each loop
+// always has its own SO_REUSEPORT socket, and the kernel spreads senders over them.
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -15,17 +16,22 @@
 #include <vector>
 
 #include "servers/model.hpp"
+#include "servers/udp.hpp"
 #include "servers/worker_sockets.hpp"
 
 namespace cb::servers {
 namespace {
+
+// What each loop runs: serve_libuv for tcp and http, serve_libuv_udp for udp.
+using LoopFunction = int (*)(const ServeContext& ctx, std::string& error);
 
 // The loops and what they share. run() is called once, on the serving thread, which
 // also runs loop 0; each loop touches only its own socket, the shared stats (atomic)
 // and first_error_ under its mutex.
 class Reactors {
  public:
-  Reactors(const ServeContext& ctx, size_t count) : ctx_(ctx), count_(count) {}
+  Reactors(const ServeContext& ctx, size_t count, LoopFunction loop)
+      : ctx_(ctx), count_(count), loop_(loop) {}
 
   /// Runs every loop until the stop signal fires and joins their threads. 0 after a
   /// clean stop; 1 with `error` (the first failure) when a socket, a thread or a loop
@@ -40,6 +46,7 @@ class Reactors {
 
   const ServeContext& ctx_;
   const size_t count_;
+  const LoopFunction loop_;
   // They all stay open until every loop has stopped, and no loop stops alone (see
   // fail), so no socket is left open that nobody accepts from.
   WorkerSockets sockets_;
@@ -55,7 +62,7 @@ void Reactors::serve(size_t index) {
   std::string error;
   int rc = 1;
   try {
-    rc = serve_libuv(loop_ctx, error);
+    rc = loop_(loop_ctx, error);
   } catch (const std::exception& e) {
     // On a thread of our own an escaping exception would terminate the process
     // without a summary; turn it into the model's error instead.
@@ -102,11 +109,19 @@ int Reactors::run(std::string& error) {
   return 1;
 }
 
+size_t loop_count(const ServeContext& ctx) {
+  return static_cast<size_t>(ctx.options.workers > 0 ? ctx.options.workers : usable_cpus());
+}
+
 }  // namespace
 
 int serve_reactors(const ServeContext& ctx, std::string& error) {
-  const int workers = ctx.options.workers > 0 ? ctx.options.workers : usable_cpus();
-  Reactors reactors(ctx, static_cast<size_t>(workers));
+  Reactors reactors(ctx, loop_count(ctx), serve_libuv);
+  return reactors.run(error);
+}
+
+int serve_reactors_udp(const ServeContext& ctx, std::string& error) {
+  Reactors reactors(ctx, loop_count(ctx), serve_libuv_udp);
   return reactors.run(error);
 }
 

@@ -39,6 +39,7 @@ std::string ServerStats::summary(Protocol protocol) const {
   if (protocol == Protocol::kUdp) {
     return "datagrams=" + std::to_string(messages.load()) +
            " bytes_echoed=" + std::to_string(bytes_echoed.load()) +
+           " dropped=" + std::to_string(dropped.load()) +
            " errors=" + std::to_string(errors.load()) + per_worker_summary();
   }
   const std::string responses =

@@ -20,6 +20,9 @@ struct ServerStats {
   std::atomic<uint64_t> bytes_echoed{0};  ///< bytes written back to clients
   std::atomic<uint64_t> errors{0};        ///< connections ended by a reset or I/O error
   std::atomic<uint64_t> messages{0};      ///< http: responses sent; udp: datagrams echoed
+  /// udp: datagrams received whose echo was given up because the socket's send buffer
+  /// (or the model's send queue) stayed full, or the server stopped before it went out.
+  std::atomic<uint64_t> dropped{0};
 
   /// Models with workers (prefork, reactors, threadpool) count each worker's accepted
   /// connections here, worker i in worker_accepted[i], and set `workers`; the summary
@@ -40,7 +43,8 @@ struct ServerStats {
   /// "accepted=.. refused=.. peak_concurrent=.. bytes_echoed=.. errors=.." and, for a
   /// model with workers, " per_worker=12,9,11". For http " responses=.." follows
   /// errors; for udp, which has no connections, it is "datagrams=.. bytes_echoed=..
-  /// errors=.." and per_worker counts datagrams.
+  /// dropped=.. errors=.." (errors: receive and send failures other than a full send
+  /// buffer) and per_worker counts datagrams.
   std::string summary(Protocol protocol = Protocol::kTcp) const;
 
  private:

@@ -12,11 +12,14 @@ constexpr int kListenBacklog = 4096;
 int WorkerSockets::open(const ServeContext& ctx, size_t count, std::string_view role,
                         std::string& error) {
   shared_ = &ctx.listener;
-  if (!ctx.options.reuse_port) return 0;
+  const bool udp = ctx.options.protocol == Protocol::kUdp;
+  if (!udp && !ctx.options.reuse_port) return 0;
   for (size_t i = 1; i < count; ++i) {
     std::string socket_error;
-    net::Fd socket = net::listen_tcp(ctx.address, kListenBacklog, /*nonblocking=*/true,
-                                     socket_error, /*reuse_port=*/true);
+    net::Fd socket =
+        udp ? net::bind_udp(ctx.address, /*nonblocking=*/true, socket_error, /*reuse_port=*/true)
+            : net::listen_tcp(ctx.address, kListenBacklog, /*nonblocking=*/true, socket_error,
+                              /*reuse_port=*/true);
     if (!socket) {
       error = std::string(role) + " " + std::to_string(i) + "'s socket: " + socket_error;
       return 1;

@@ -4,6 +4,9 @@
 // worker gets its own SO_REUSEPORT socket on the same address, so the kernel spreads
 // connections over them. The owner keeps them all open until every worker is done:
 // a socket nobody accepts from would leave the connections hashed to it hanging.
+// Over UDP every worker has a socket of its own, --reuseport or not (echo-server binds
+// the first one with SO_REUSEPORT for that): loops sharing one UDP socket would all
+// wake for every datagram, and the kernel spreads senders over the sockets instead.
 #pragma once
 
 #include <string>
@@ -17,7 +20,7 @@ namespace cb::servers {
 
 class WorkerSockets {
  public:
-  /// Opens what `count` workers need (nothing without --reuseport). Fails with
+  /// Opens what `count` workers need (nothing for tcp without --reuseport). Fails with
   /// "<role> I's socket: <reason>", e.g. "prefork: worker 1's socket: ...".
   int open(const ServeContext& ctx, size_t count, std::string_view role, std::string& error);
 

@@ -1,11 +1,13 @@
 // The echo-server command line: every bad input gets exactly one line on stderr
 // and exit code 2 (never a crash, never a stack trace); --list-models, --version
-// and --help exit 0; --max-connections refuses what is over the limit.
+// and --help exit 0; --max-connections refuses what is over the limit; --protocol udp
+// is refused for a model without a UDP form, and --list-models says which have one.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <csignal>
+#include <sstream>
 
 #include "net/socket.hpp"
 #include "servers/model.hpp"
@@ -106,7 +108,8 @@ TEST(Cli, ListModelsNamesEveryModel) {
   EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
   EXPECT_TRUE(run.err.empty()) << joined(run.err);
   const auto models = servers::all_models();
-  EXPECT_EQ(run.out.size(), models.size()) << joined(run.out);
+  // A header line, then one line per model.
+  EXPECT_EQ(run.out.size(), models.size() + 1) << joined(run.out);
   for (const auto& model : models) {
     bool listed = false;
     for (const std::string& line : run.out) {
@@ -120,6 +123,50 @@ TEST(Cli, ListModelsNamesEveryModel) {
     }
     EXPECT_TRUE(listed) << model.name << " with its summary is not in:\n" << joined(run.out);
   }
+}
+
+// The models with a UDP form, as the issue asked for them: the registry and
+// --list-models must agree with this list, and with each other.
+bool expected_to_serve_udp(std::string_view model) {
+  return model == "iterative" || model == "libuv" || model == "epoll" || model == "reactors";
+}
+
+TEST(CliUdp, ListModelsShowsUdpForExactlyTheUdpModels) {
+  RunResult run = run_echo_server({"--list-models"});
+  ASSERT_TRUE(run.status);
+  EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
+  for (const auto& model : servers::all_models()) {
+    EXPECT_EQ(model.serve_udp != nullptr, expected_to_serve_udp(model.name)) << model.name;
+    // "  NAME  PROTOCOLS  summary": the second word lists the protocols.
+    std::optional<std::string> protocols;
+    for (const std::string& line : run.out) {
+      std::istringstream words(line);
+      std::string name, listed;
+      if (words >> name >> listed && name == model.name) protocols = listed;
+    }
+    ASSERT_TRUE(protocols) << model.name << " is not in:\n" << joined(run.out);
+    const bool lists_udp = ("," + *protocols + ",").find(",udp,") != std::string::npos;
+    EXPECT_EQ(lists_udp, expected_to_serve_udp(model.name))
+        << model.name << " lists protocols " << *protocols;
+  }
+}
+
+TEST(CliUdp, ModelsWithoutUdpRefuseItWithOneLine) {
+  size_t refused = 0;
+  for (const auto& model : servers::all_models()) {
+    if (model.serve_udp != nullptr) continue;
+    SCOPED_TRACE(std::string(model.name));
+    ExpectUsageError({"--protocol", "udp", "--model", std::string(model.name), "--port", "0"},
+                     std::string(model.name));
+    ++refused;
+  }
+  EXPECT_GT(refused, 0u) << "thread, at least, has no UDP form";
+}
+
+TEST(CliUdp, MaxConnectionsIsRefusedForUdp) {
+  ExpectUsageError(
+      {"--protocol", "udp", "--model", "libuv", "--port", "0", "--max-connections", "1"},
+      "--max-connections");
 }
 
 TEST(Cli, VersionExitsZero) {

@@ -1,7 +1,8 @@
 // The models with workers hold to their story: prefork and reactors spread
 // connections over more than one worker (each worker counts what it accepted, and
 // the summary's per_worker field shows the spread), with one shared listening socket
-// and with --reuseport; and prefork's master replaces a worker killed with SIGKILL.
+// and with --reuseport; reactors spreads UDP senders over its loops' sockets; and
+// prefork's master replaces a worker killed with SIGKILL.
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include "loadgen/proc_tree.hpp"
 #include "tests/support/client.hpp"
 #include "tests/support/server_process.hpp"
+#include "tests/support/udp_client.hpp"
 
 namespace cb::test {
 namespace {
@@ -136,6 +138,41 @@ INSTANTIATE_TEST_SUITE_P(Models, WorkersSpread,
                          ::testing::Values(Setup{"prefork", false}, Setup{"prefork", true},
                                            Setup{"reactors", false}, Setup{"reactors", true}),
                          [](const auto& p) { return setup_name(p.param); });
+
+// Over UDP every reactors loop has its own SO_REUSEPORT socket and the kernel picks
+// one by hashing each sender's address, so a sender's datagrams all go to one loop and
+// different senders spread. With 32 senders over 2 loops, all of them hashing to the
+// same loop has odds of 1 in 2^31: a test that sees it has found a bug.
+TEST(UdpReactors, SendersAreSpreadOverTheLoops) {
+  constexpr int kWorkers = 2;
+  constexpr uint64_t kSenders = 32;
+  constexpr uint64_t kDatagramsEach = 3;
+  std::vector<std::string> argv = server_argv("reactors", false, kWorkers);
+  argv.insert(argv.end(), {"--protocol", "udp"});
+  std::string error;
+  auto server = start_server(argv, Deadline(10s), error);
+  ASSERT_TRUE(server) << error;
+  const uint16_t port = server->listening.port;
+
+  for (uint64_t s = 0; s < kSenders; ++s) {
+    net::Fd fd = udp_connect_to("127.0.0.1", port, error);
+    ASSERT_TRUE(fd) << error;
+    for (uint64_t i = 0; i < kDatagramsEach; ++i) {
+      IoResult echoed = echo_datagram(fd.get(), random_bytes(500, 9200 + s), Deadline(5s));
+      ASSERT_TRUE(echoed.ok()) << "sender " << s << ", datagram " << i << ": " << echoed.describe();
+    }
+  }
+
+  auto summary = stop_and_read_summary(*server->process, Deadline(5s), error);
+  ASSERT_TRUE(summary) << error;
+  constexpr uint64_t kDatagrams = kSenders * kDatagramsEach;
+  EXPECT_EQ(number_value(*summary, "datagrams"), kDatagrams);
+  ASSERT_NO_FATAL_FAILURE(ExpectPerWorkerAddsUp(*summary, kWorkers, kDatagrams));
+  const auto counts = per_worker_counts(*summary);
+  RecordProperty("per_worker", summary->at("per_worker"));
+  for (uint64_t count : *counts)
+    EXPECT_GT(count, 0u) << "a loop served no sender: per_worker=" << summary->at("per_worker");
+}
 
 // The server's live children once there are `count` of them and `gone` is not among
 // them; empty if the deadline passes first.

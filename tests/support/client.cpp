@@ -45,8 +45,8 @@ IoResult failed(Io status, int error, const IoResult& progress) {
 
 bool retry_later(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == EINTR; }
 
-// Waits until `fd` has something for recv (data, EOF or an error to report).
-// kTimeout when the deadline passes first; kError (errno set) when poll fails.
+}  // namespace
+
 Io wait_readable(int fd, const Deadline& deadline) {
   for (;;) {
     pollfd p{fd, POLLIN, 0};
@@ -56,8 +56,6 @@ Io wait_readable(int fd, const Deadline& deadline) {
     if (deadline.expired()) return Io::kTimeout;
   }
 }
-
-}  // namespace
 
 net::Fd connect_to(const std::string& host, uint16_t port, const Deadline& deadline,
                    std::string& error) {

@@ -69,6 +69,10 @@ IoResult read_until_eof(int fd, const Deadline& deadline);
 /// byte arrived (it is consumed), kEof, kError, or kTimeout when nothing came.
 IoResult recv_any(int fd, const Deadline& deadline);
 
+/// Waits until `fd` has something for recv (data, EOF or an error to report): kOk;
+/// kTimeout when the deadline passes first; kError (errno set) when poll fails.
+Io wait_readable(int fd, const Deadline& deadline);
+
 /// shutdown(SHUT_WR): the peer reads EOF after what was sent. False on error.
 bool shutdown_write(int fd);
 

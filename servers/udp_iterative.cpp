@@ -1,0 +1,42 @@
+// iterative over UDP: one thread blocks until a datagram is there, reads it, sends it
+// back, and reads the next; while it waits for room to send one echo (briefly, then
+// the echo is dropped and counted) nobody else is served. Its waits are in poll() on
+// the socket and the stop pipe together, so SIGTERM ends it wherever it blocks.
+#include <poll.h>
+
+#include <vector>
+
+#include "servers/udp.hpp"
+
+namespace cb::servers {
+namespace {
+
+// Datagrams handled between two looks at the stop signal while they keep coming, so
+// that a flood cannot keep the server from stopping.
+constexpr size_t kDatagramsPerTurn = 64;
+
+// How long one echo may wait for room in a full send buffer before it is dropped: as a
+// blocking sendto would wait, but bounded, since a UDP peer gets no promise anyway.
+constexpr int kSendWaitMs = 100;
+
+}  // namespace
+
+int serve_iterative_udp(const ServeContext& ctx, std::string& error) {
+  std::vector<char> buffer(kDatagramBufferBytes);
+  for (;;) {
+    switch (echo_datagrams(ctx, buffer, kDatagramsPerTurn, kSendWaitMs, error)) {
+      case DrainEnd::kDrained:
+        if (wait_ready(ctx.listener.get(), POLLIN, ctx.stop, -1) == Wait::kStopped) return 0;
+        break;
+      case DrainEnd::kBudgetSpent:
+        if (ctx.stop.stopped()) return 0;
+        break;
+      case DrainEnd::kStopped:
+        return 0;
+      case DrainEnd::kFatal:
+        return 1;
+    }
+  }
+}
+
+}  // namespace cb::servers
