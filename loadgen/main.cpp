@@ -191,6 +191,7 @@ int main(int argc, char** argv) {
   int port = 0;
   std::string slow_mode = "idle";
   std::string method = "GET";
+  std::string protocol = "tcp";
   std::optional<int> server_pid;
   std::string csv_path, histogram_path, label;
   bool json = false, progress = false, allow_remote = false;
@@ -213,10 +214,11 @@ int main(int argc, char** argv) {
 
   app.add_option("--host", host, "Server address or name; only loopback unless --allow-remote")
       ->capture_default_str();
-  app.add_option("--protocol", options.protocol,
+  // Parsed as text and then looked up, so that a bad value reads "sctp not in {...}".
+  app.add_option("--protocol", protocol,
                  "tcp, udp or http (see above); the flags below say which they apply to")
-      ->transform(CLI::CheckedTransformer(protocol_names(), CLI::ignore_case))
-      ->default_str("tcp");
+      ->transform(CLI::IsMember({"tcp", "udp", "http"}, CLI::ignore_case))
+      ->capture_default_str();
   app.add_option("-p,--port", port, "Server port (1-65535)")
       ->required()
       ->check(CLI::Range(1, 65535));
@@ -237,7 +239,7 @@ int main(int argc, char** argv) {
   app.add_option("--method", method,
                  "http only: GET (no body; the request wrk sends) or POST (a --payload body "
                  "with its Content-Length)")
-      ->check(CLI::IsMember({"GET", "POST"}, CLI::ignore_case))
+      ->transform(CLI::IsMember({"GET", "POST"}, CLI::ignore_case))
       ->capture_default_str();
   app.add_option("--path", options.path, "http only: the request target")
       ->check(path_check())
@@ -319,6 +321,7 @@ int main(int argc, char** argv) {
     return fail(kUsageError, error);
   }
   options.slow_mode = slow_mode == "trickle" ? SlowMode::kTrickle : SlowMode::kIdle;
+  options.protocol = protocol_names().at(protocol);
   options.method = method == "POST" ? HttpMethod::kPost : HttpMethod::kGet;
   if (!check_protocol(options, app, error)) return fail(kUsageError, error);
   if (options.connections == 0 && options.slow_clients == 0) {
