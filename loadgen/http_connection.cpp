@@ -26,6 +26,7 @@ Step HttpConnection::on_connected(uint64_t now_ns) {
   http_parser_init(&parser_, HTTP_RESPONSE);
   parser_.data = this;
   last_response_ = false;
+  unasked_ = false;
   return FastConnection::on_connected(now_ns);
 }
 
@@ -49,11 +50,13 @@ Step HttpConnection::on_data(const char* data, size_t length_bytes, uint64_t now
 
 Step HttpConnection::on_read_error(int status, uint64_t now_ns) {
   if (status == UV_EOF) {
-    // A response without a length ends when the server closes: tell the parser so.
-    const Step step = parse(nullptr, 0, now_ns);
-    if (completed_ || step == Step::kFail) return step;
-    // An idle keep-alive connection may be closed by the server at any time.
-    if (in_flight() == 0) return Step::kClose;
+    // A response without a length ends when the server closes: tell the parser so. A
+    // close in the middle of any other response stays a read error, not a mismatch.
+    now_ns_ = now_ns;
+    completed_ = false;
+    http_parser_execute(&parser_, &parser_settings(), nullptr, 0);
+    // Done, or an idle keep-alive connection, which a server may close at any time.
+    if (completed_ || in_flight() == 0) return Step::kClose;
   }
   return FastConnection::on_read_error(status, now_ns);
 }

@@ -23,7 +23,8 @@ class HttpConnection final : public FastConnection {
   Step on_connected(uint64_t now_ns) override;
   Step flush(uint64_t now_ns) override;
   Step on_data(const char* data, size_t length_bytes, uint64_t now_ns) override;
-  /// A body that ends with the connection ends here; any other close is a read error.
+  /// A body that ends with the connection ends here, and a server may close an idle
+  /// connection; any other close is a read error.
   Step on_read_error(int status, uint64_t now_ns) override;
 
   /// http_parser's callback at the end of each response, and the settings naming it.
