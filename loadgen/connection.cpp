@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdio>
 #include <cstring>
 
 #include "loadgen/worker.hpp"
@@ -16,7 +17,6 @@ namespace {
 // lost throughput, which is the truth).
 constexpr uint64_t kReconnectPauseNs = 10'000'000;
 
-uv_handle_t* as_handle(uv_tcp_t* tcp) { return reinterpret_cast<uv_handle_t*>(tcp); }
 uv_handle_t* as_handle(uv_timer_t* timer) { return reinterpret_cast<uv_handle_t*>(timer); }
 
 uint64_t ceil_ms(uint64_t ns) { return (ns + 999'999) / 1'000'000; }
@@ -26,7 +26,8 @@ uint64_t ceil_ms(uint64_t ns) { return (ns + 999'999) / 1'000'000; }
 // ---------------------------------------------------------------------------------------
 // Connection: connecting, reading, writing, closing.
 
-Connection::Connection(Worker& worker, bool slow) : worker_(worker), slow_(slow) {}
+Connection::Connection(Worker& worker, bool slow)
+    : worker_(worker), slow_(slow), udp_(worker.options().udp()) {}
 
 int Connection::init(uv_loop_t* loop) {
   const int rc = uv_timer_init(loop, &timer_);
@@ -44,18 +45,31 @@ void Connection::request_connect() {
 
 void Connection::start_connect(uint64_t now_ns) {
   assert(state_ == State::kQueued);
-  int rc = uv_tcp_init(worker_.loop(), &tcp_);
+  const sockaddr* address = worker_.options().address.sa();
+  int rc =
+      udp_ ? uv_udp_init(worker_.loop(), &socket_.udp) : uv_tcp_init(worker_.loop(), &socket_.tcp);
   if (rc != 0) {
     state_ = State::kIdle;
     worker_.connect_slot_released();
     connect_failed(rc, now_ns);
     return;
   }
-  tcp_.data = this;
-  tcp_open_ = true;
+  socket_.handle.data = this;
+  socket_open_ = true;
   connect_start_ns_ = now_ns;
   state_ = State::kConnecting;
-  rc = uv_tcp_connect(&connect_req_, &tcp_, worker_.options().address.sa(), connect_cb);
+  if (udp_) {
+    // A UDP "connect" only fixes the peer: it is done (or failed) when the call returns.
+    rc = uv_udp_connect(&socket_.udp, address);
+    worker_.connect_slot_released();
+    if (rc != 0) {
+      connect_failed(rc, now_ns);
+    } else {
+      established(now_ns, 0, /*timed=*/false);
+    }
+    return;
+  }
+  rc = uv_tcp_connect(&connect_req_, &socket_.tcp, address, connect_cb);
   if (rc != 0) {
     // libuv's rule: when the call fails, the callback never runs.
     worker_.connect_slot_released();
@@ -70,7 +84,7 @@ void Connection::connect_failed(int status, uint64_t now_ns) {
     initial_attempt_ = false;
     worker_.first_attempt_done(slow_);
   }
-  if (tcp_open_) {
+  if (socket_open_) {
     settle(step);
   } else if (reconnects() && !shut_) {
     arm_timer(kReconnectPauseNs);
@@ -87,19 +101,29 @@ void Connection::connect_cb(uv_connect_t* req, int status) {
     self->connect_failed(status, now_ns);
     return;
   }
-  self->state_ = State::kConnected;
-  ProgressCounters::bump(self->worker_.progress().established);
-  self->worker_.connect_succeeded(now_ns - self->connect_start_ns_, now_ns);
-  if (self->initial_attempt_) {
-    self->initial_attempt_ = false;
-    self->worker_.first_attempt_done(self->slow_);
+  self->established(now_ns, now_ns - self->connect_start_ns_, /*timed=*/true);
+}
+
+void Connection::established(uint64_t now_ns, uint64_t latency_ns, bool timed) {
+  state_ = State::kConnected;
+  ProgressCounters::bump(worker_.progress().established);
+  worker_.connect_succeeded(latency_ns, now_ns, timed, slow_);
+  if (initial_attempt_) {
+    initial_attempt_ = false;
+    worker_.first_attempt_done(slow_);
   }
-  uv_tcp_nodelay(&self->tcp_, 1);
-  if (uv_read_start(self->stream(), alloc_cb, read_cb) != 0) {
-    self->settle(self->fail(ErrorKind::kRead, now_ns));
+  int rc = 0;
+  if (udp_) {
+    rc = uv_udp_recv_start(&socket_.udp, alloc_cb, recv_cb);
+  } else {
+    uv_tcp_nodelay(&socket_.tcp, 1);
+    rc = uv_read_start(stream(), alloc_cb, read_cb);
+  }
+  if (rc != 0) {
+    settle(fail(ErrorKind::kRead, now_ns));
     return;
   }
-  self->settle(self->on_connected(now_ns));
+  settle(on_connected(now_ns));
 }
 
 void Connection::alloc_cb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
@@ -107,19 +131,34 @@ void Connection::alloc_cb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
 }
 
 void Connection::read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<Connection*>(stream->data);
-  if (nread == 0 || self->state_ != State::kConnected) return;
+  static_cast<Connection*>(stream->data)->received(nread, buf);
+}
+
+void Connection::recv_cb(uv_udp_t* udp, ssize_t nread, const uv_buf_t* buf, const sockaddr*,
+                         unsigned) {
+  // nread 0 is an empty datagram or, with no address, nothing at all: an empty echo
+  // matches no request, so both are passed over alike. A datagram larger than the
+  // buffer (UV_UDP_PARTIAL) arrives cut, and its wrong length is a mismatch.
+  static_cast<Connection*>(udp->data)->received(nread, buf);
+}
+
+void Connection::received(ssize_t nread, const uv_buf_t* buf) {
+  if (nread == 0 || state_ != State::kConnected) return;
   const uint64_t now_ns = uv_hrtime();
   if (nread < 0) {
-    // EOF included: the server closed a connection loadgen was still using.
-    self->settle(self->fail(ErrorKind::kRead, now_ns));
+    settle(on_read_error(static_cast<int>(nread), now_ns));
     return;
   }
-  self->settle(self->on_data(buf->base, static_cast<size_t>(nread), now_ns));
+  settle(on_data(buf->base, static_cast<size_t>(nread), now_ns));
+}
+
+Step Connection::on_read_error(int, uint64_t now_ns) {
+  // EOF included: the server closed a connection loadgen was still using.
+  return fail(ErrorKind::kRead, now_ns);
 }
 
 Step Connection::send(const char* data, size_t length_bytes, uint64_t now_ns) {
-  assert(!writing_);
+  assert(!writing_ && !udp_);
   // libuv does not write through uv_buf_t's base; the const_cast only satisfies its type.
   uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(length_bytes));
   const int written = uv_try_write(stream(), &buf, 1);
@@ -129,23 +168,41 @@ Step Connection::send(const char* data, size_t length_bytes, uint64_t now_ns) {
     buf.base += written;
     buf.len -= static_cast<size_t>(written);
   }
-  if (uv_write(&write_req_, stream(), &buf, 1, write_cb) != 0) {
+  if (uv_write(&write_req_.stream, stream(), &buf, 1, write_cb) != 0) {
     return fail(ErrorKind::kWrite, now_ns);
   }
   writing_ = true;
   return Step::kOk;
 }
 
+int Connection::send_datagram(const uv_buf_t* bufs, unsigned count) {
+  assert(!writing_ && udp_);
+  const int sent = uv_udp_try_send(&socket_.udp, bufs, count, nullptr);
+  if (sent >= 0) return 0;
+  if (sent != UV_EAGAIN) return sent;
+  // The socket's buffer is full: libuv keeps a copy of the uv_buf_t array, not the bytes.
+  const int rc = uv_udp_send(&write_req_.udp, &socket_.udp, bufs, count, nullptr, udp_send_cb);
+  if (rc == 0) writing_ = true;
+  return rc;
+}
+
 void Connection::write_cb(uv_write_t* req, int status) {
-  auto* self = static_cast<Connection*>(req->handle->data);
-  self->writing_ = false;
-  if (status == UV_ECANCELED || self->state_ != State::kConnected) return;
+  static_cast<Connection*>(req->handle->data)->written(status);
+}
+
+void Connection::udp_send_cb(uv_udp_send_t* req, int status) {
+  static_cast<Connection*>(req->handle->data)->written(status);
+}
+
+void Connection::written(int status) {
+  writing_ = false;
+  if (status == UV_ECANCELED || state_ != State::kConnected) return;
   const uint64_t now_ns = uv_hrtime();
   if (status < 0) {
-    self->settle(self->fail(ErrorKind::kWrite, now_ns));
+    settle(fail(ErrorKind::kWrite, now_ns));
     return;
   }
-  self->settle(self->on_write_done(now_ns));
+  settle(on_write_done(now_ns));
 }
 
 void Connection::timer_cb(uv_timer_t* timer) {
@@ -189,18 +246,18 @@ void Connection::settle(Step step) {
 
 void Connection::close_socket(bool reopen, bool pause) {
   if (state_ == State::kQueued) state_ = State::kIdle;  // the queue skips it
-  if (!tcp_open_ || state_ == State::kClosing) return;
+  if (!socket_open_ || state_ == State::kClosing) return;
   if (state_ == State::kConnected) ProgressCounters::bump(worker_.progress().established, -1);
   state_ = State::kClosing;
   reopen_ = reopen;
   pause_ = pause;
   stop_timer();
-  uv_close(as_handle(&tcp_), tcp_close_cb);
+  uv_close(&socket_.handle, socket_close_cb);
 }
 
-void Connection::tcp_close_cb(uv_handle_t* handle) {
+void Connection::socket_close_cb(uv_handle_t* handle) {
   auto* self = static_cast<Connection*>(handle->data);
-  self->tcp_open_ = false;
+  self->socket_open_ = false;
   self->state_ = State::kIdle;
   self->writing_ = false;
   self->on_closed();
@@ -230,12 +287,15 @@ void Connection::shut() {
 }
 
 // ---------------------------------------------------------------------------------------
-// FastConnection: the request/echo state machine.
+// FastConnection: the request schedule, shared by every protocol.
 
-FastConnection::FastConnection(Worker& worker, uint32_t index)
+FastConnection::FastConnection(Worker& worker, uint32_t index, size_t ring_slots)
     : Connection(worker, /*slow=*/false),
-      ring_(worker.options().open_loop() ? worker.options().max_inflight : 1),
-      next_offset_(static_cast<uint32_t>((uint64_t{index} * 977) % worker.pattern_period())) {}
+      ring_(ring_slots),
+      capacity_(worker.options().pipeline_depth()),
+      next_offset_(static_cast<uint32_t>((uint64_t{index} * 977) % worker.pattern_period())) {
+  assert(ring_.size() >= capacity_);
+}
 
 void FastConnection::start_load(uint64_t first_intended_ns, uint64_t now_ns) {
   load_started_ = true;
@@ -261,8 +321,8 @@ Step FastConnection::send_due(uint64_t now_ns) {
   // is late is sent late, and its latency counts from when it was due.
   const LoadTimes& times = worker_.times();
   const uint64_t interval_ns = worker_.interval_ns();
-  while (next_intended_ns_ <= now_ns && next_intended_ns_ < times.window_end_ns &&
-         in_flight() < ring_.size() && !churn_done()) {
+  while (next_intended_ns_ <= now_ns && next_intended_ns_ < times.window_end_ns && has_room() &&
+         !churn_done()) {
     if (next_intended_ns_ >= times.window_start_ns) {
       LoopStats& stats = worker_.stats();
       stats.send_lag_max_ns = std::max(stats.send_lag_max_ns, now_ns - next_intended_ns_);
@@ -273,15 +333,15 @@ Step FastConnection::send_due(uint64_t now_ns) {
   const Step step = flush(now_ns);
   if (step != Step::kOk) return step;
   if (churn_done()) return in_flight() == 0 ? Step::kClose : Step::kOk;
-  // Wake up for the next one unless the pipeline is full (an echo will call us then).
-  if (in_flight() < ring_.size() && next_intended_ns_ < times.window_end_ns) {
+  // Wake up for the next one unless the pipeline is full (an answer will call us then).
+  if (has_room() && next_intended_ns_ < times.window_end_ns) {
     worker_.scheduler().wake_at(*this, next_intended_ns_);
   }
   return Step::kOk;
 }
 
 void FastConnection::push(uint64_t intended_ns, uint64_t now_ns) {
-  at(tail_seq_) = Request{intended_ns, now_ns, next_offset_};
+  at(tail_seq_) = Request{intended_ns, now_ns, tail_seq_, next_offset_, Fate::kInFlight, false};
   ++tail_seq_;
   ++issued_;
   // Each request starts one byte further into the random pattern, so requests differ
@@ -289,55 +349,23 @@ void FastConnection::push(uint64_t intended_ns, uint64_t now_ns) {
   next_offset_ = next_offset_ + 1 == worker_.pattern_period() ? 0 : next_offset_ + 1;
 }
 
-Step FastConnection::flush(uint64_t now_ns) {
-  const size_t payload_bytes = worker_.options().payload_bytes;
-  while (!writing() && written_seq_ < tail_seq_) {
-    const Request& request = at(written_seq_);
-    ++written_seq_;
-    const Step step = send(worker_.pattern(request.offset), payload_bytes, now_ns);
-    if (step != Step::kOk) return step;
-  }
-  return Step::kOk;
-}
-
 Step FastConnection::on_write_done(uint64_t now_ns) { return flush(now_ns); }
 
-Step FastConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
-  const uint64_t payload_bytes = worker_.options().payload_bytes;
-  bool completed = false;
-  while (length_bytes > 0) {
-    // Bytes beyond what was handed to the socket: nobody sent them.
-    if (head_seq_ == written_seq_) return fail(ErrorKind::kMismatch, now_ns);
-    const Request& head = at(head_seq_);
-    const size_t n =
-        static_cast<size_t>(std::min<uint64_t>(length_bytes, payload_bytes - received_bytes_));
-    if (std::memcmp(data, worker_.pattern(head.offset + received_bytes_), n) != 0) {
-      return fail(ErrorKind::kMismatch, now_ns);
-    }
-    data += n;
-    length_bytes -= n;
-    received_bytes_ += n;
-    if (received_bytes_ == payload_bytes) {
-      complete(now_ns);
-      completed = true;
-    }
-  }
-  return completed ? advance(now_ns) : Step::kOk;
-}
-
-void FastConnection::complete(uint64_t now_ns) {
-  const Request& request = at(head_seq_);
+void FastConnection::record(const Request& request, uint64_t now_ns, uint64_t bytes) {
   if (worker_.in_window(now_ns)) {
     LoopStats& stats = worker_.stats();
     stats.latency_corrected.record(now_ns - request.intended_ns);
     stats.latency_uncorrected.record(now_ns - request.sent_ns);
     ++stats.requests;
-    stats.bytes += worker_.options().payload_bytes;
+    stats.bytes += bytes;
     ++completed_in_window_;
   }
   ProgressCounters::bump(worker_.progress().completed);
+}
+
+void FastConnection::complete(uint64_t now_ns, uint64_t bytes) {
+  record(at(head_seq_), now_ns, bytes);
   ++head_seq_;
-  received_bytes_ = 0;
 }
 
 Step FastConnection::advance(uint64_t now_ns) {
@@ -367,7 +395,7 @@ bool FastConnection::churn_done() const {
 void FastConnection::on_closed() {
   Scheduler::cancel(*this);
   head_seq_ = written_seq_ = tail_seq_ = 0;
-  received_bytes_ = 0;
+  resolved_behind_head_ = 0;
   issued_ = 0;
   if (draining_) {
     draining_ = false;
@@ -382,7 +410,7 @@ void FastConnection::sweep(uint64_t now_ns) {
   if (!connected() || in_flight() == 0) return;
   const uint64_t timeout_ns = worker_.options().timeout_ns;
   if (now_ns - at(head_seq_).sent_ns >= timeout_ns) {
-    // No echo in time: count it, and start over on a new connection.
+    // No answer in time: count it, and start over on a new connection.
     settle(fail(ErrorKind::kTimeout, now_ns));
   }
 }
@@ -416,6 +444,52 @@ bool FastConnection::begin_drain() {
 }
 
 // ---------------------------------------------------------------------------------------
+// EchoConnection: tcp requests from the pattern, every echoed byte checked.
+
+EchoConnection::EchoConnection(Worker& worker, uint32_t index)
+    : FastConnection(worker, index, worker.options().pipeline_depth()) {}
+
+Step EchoConnection::flush(uint64_t now_ns) {
+  const size_t payload_bytes = worker_.options().payload_bytes;
+  while (!writing() && written_seq_ < tail_seq_) {
+    const Request& request = at(written_seq_);
+    ++written_seq_;
+    const Step step = send(worker_.pattern(request.offset), payload_bytes, now_ns);
+    if (step != Step::kOk) return step;
+  }
+  return Step::kOk;
+}
+
+Step EchoConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
+  const uint64_t payload_bytes = worker_.options().payload_bytes;
+  bool completed = false;
+  while (length_bytes > 0) {
+    // Bytes beyond what was handed to the socket: nobody sent them.
+    if (head_seq_ == written_seq_) return fail(ErrorKind::kMismatch, now_ns);
+    const Request& head = at(head_seq_);
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(length_bytes, payload_bytes - received_bytes_));
+    if (std::memcmp(data, worker_.pattern(head.offset + received_bytes_), n) != 0) {
+      return fail(ErrorKind::kMismatch, now_ns);
+    }
+    data += n;
+    length_bytes -= n;
+    received_bytes_ += n;
+    if (received_bytes_ == payload_bytes) {
+      complete(now_ns, payload_bytes);
+      received_bytes_ = 0;
+      completed = true;
+    }
+  }
+  return completed ? advance(now_ns) : Step::kOk;
+}
+
+void EchoConnection::on_closed() {
+  received_bytes_ = 0;
+  FastConnection::on_closed();
+}
+
+// ---------------------------------------------------------------------------------------
 // SlowConnection: idle or trickle.
 
 SlowConnection::SlowConnection(Worker& worker, uint32_t index)
@@ -435,14 +509,32 @@ Step SlowConnection::on_timer(uint64_t now_ns) {
   if (stage == Stage::kDrain || stage == Stage::kClosing) return Step::kOk;
   // A byte still queued means the kernel's buffer is full: skip this tick.
   if (writing()) return Step::kOk;
-  const char* byte = worker_.pattern((offset_ + sent_bytes_) % worker_.pattern_period());
+  const char* byte = worker_.options().http()
+                         ? next_head_byte()
+                         : worker_.pattern((offset_ + sent_bytes_) % worker_.pattern_period());
   ++sent_bytes_;
   return send(byte, 1, now_ns);
+}
+
+const char* SlowConnection::next_head_byte() {
+  const std::string_view prefix = worker_.http_head_prefix();
+  if (sent_bytes_ < prefix.size()) return prefix.data() + sent_bytes_;
+  if (line_sent_ == line_bytes_) {
+    // Header lines for ever: the head is always one line short of its end.
+    const int n = std::snprintf(line_, sizeof line_, "X-Slow-%llu: x\r\n",
+                                static_cast<unsigned long long>(++lines_));
+    line_bytes_ = static_cast<uint32_t>(std::min<int>(n, sizeof line_ - 1));
+    line_sent_ = 0;
+  }
+  return line_ + line_sent_++;
 }
 
 Step SlowConnection::on_write_done(uint64_t) { return Step::kOk; }
 
 Step SlowConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
+  // Over http nothing is echoed: an answer (a 400 or 408 before the server closes, say)
+  // is read and ignored, and the close that may follow is what counts.
+  if (worker_.options().http()) return Step::kOk;
   // An idle client sent nothing, so any byte is one nobody sent; a trickle client checks
   // each echoed byte against the one it sent.
   for (size_t i = 0; i < length_bytes; ++i) {
@@ -457,6 +549,8 @@ Step SlowConnection::on_data(const char* data, size_t length_bytes, uint64_t now
 void SlowConnection::on_closed() {
   sent_bytes_ = 0;
   received_bytes_ = 0;
+  line_bytes_ = line_sent_ = 0;
+  lines_ = 0;
 }
 
 }  // namespace cb::loadgen

@@ -1,7 +1,8 @@
-// The per-connection state machines, in wrk's manner: a fast client (closed loop, or an
-// open-loop schedule with pipelining) and a slow client (idle or trickle). Each step
-// returns a Step that every libuv callback settles the same way. A connection lives on one
-// Worker's loop thread; nothing here is thread-safe, and nothing prints.
+// The per-connection state machines, in wrk's manner: fast clients (closed loop, or an
+// open-loop schedule with pipelining) for each protocol (tcp echo here, http in
+// http_connection.hpp, udp in datagram_connection.hpp) and a slow client (idle or
+// trickle). Each step returns a Step that every libuv callback settles the same way. A
+// connection lives on one Worker's loop thread; nothing here is thread-safe or prints.
 #pragma once
 
 #include <uv.h>
@@ -25,13 +26,15 @@ enum class Step : uint8_t {
 
 /// The part every client shares: connect (throttled by its Worker, bounded by --timeout),
 /// read into the Worker's buffer, write without allocating, close and maybe reconnect.
+/// The socket is a TCP stream, or for --protocol udp a connected UDP socket (its
+/// "connect" only fixes the peer, so it completes at once and has no latency).
 /// Call every member on the Worker's loop thread only (or before that loop runs).
 class Connection {
  public:
   enum class State : uint8_t {
     kIdle,        ///< no socket (never connected, closed, or pausing before a reconnect)
     kQueued,      ///< waiting for one of the Worker's connect slots
-    kConnecting,  ///< uv_tcp_connect in flight
+    kConnecting,  ///< uv_tcp_connect in flight (never for udp)
     kConnected,
     kClosing,  ///< uv_close called, close_cb not yet run
   };
@@ -61,8 +64,12 @@ class Connection {
  protected:
   /// The socket is connected and reading; start talking.
   virtual Step on_connected(uint64_t now_ns) = 0;
-  /// Bytes arrived (they live in the Worker's read buffer until this returns).
+  /// Bytes arrived (they live in the Worker's read buffer until this returns); for udp,
+  /// one whole datagram.
   virtual Step on_data(const char* data, size_t length_bytes, uint64_t now_ns) = 0;
+  /// A read failed with libuv error `status` (UV_EOF: the peer closed). By default an
+  /// error that closes the connection: the server closed one loadgen was still using.
+  virtual Step on_read_error(int status, uint64_t now_ns);
   /// The connection's timer fired while connected.
   virtual Step on_timer(uint64_t now_ns) = 0;
   /// The write queued by send() completed.
@@ -83,11 +90,16 @@ class Connection {
   /// uv_try_write first; what the kernel does not take is queued with the one uv_write_t,
   /// and writing() stays true until on_write_done(). Call only when !writing().
   Step send(const char* data, size_t length_bytes, uint64_t now_ns);
+  /// udp: sends one datagram gathered from `bufs` (whose bytes must stay valid until it
+  /// is sent): uv_udp_try_send first, else queued with the one uv_udp_send_t, and then
+  /// writing() stays true until on_write_done(). Returns 0 or a libuv error (nothing is
+  /// counted). Call only when !writing().
+  int send_datagram(const uv_buf_t* bufs, unsigned count);
   bool writing() const { return writing_; }
   /// Starts the timer for `delay_ns`, rounded up to whole milliseconds (libuv's unit).
   void arm_timer(uint64_t delay_ns, uint64_t repeat_ns = 0);
   void stop_timer();
-  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+  uv_stream_t* stream() { return &socket_.stream; }
 
   Worker& worker_;
 
@@ -95,20 +107,41 @@ class Connection {
   static void connect_cb(uv_connect_t* req, int status);
   static void alloc_cb(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
   static void read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void recv_cb(uv_udp_t* udp, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr,
+                      unsigned flags);
   static void write_cb(uv_write_t* req, int status);
+  static void udp_send_cb(uv_udp_send_t* req, int status);
   static void timer_cb(uv_timer_t* timer);
-  static void tcp_close_cb(uv_handle_t* handle);
+  static void socket_close_cb(uv_handle_t* handle);
 
   void connect_failed(int status, uint64_t now_ns);
+  /// The socket is connected: count it, start reading, let the client start talking.
+  void established(uint64_t now_ns, uint64_t latency_ns, bool timed);
+  /// What every read callback does with what it got.
+  void received(ssize_t nread, const uv_buf_t* buf);
+  /// What every write callback does once its request completed.
+  void written(int status);
 
-  uv_tcp_t tcp_{};
+  // One socket at a time, TCP or UDP; the union spares slow clients the larger handle.
+  union Socket {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_udp_t udp;
+  };
+  union WriteRequest {
+    uv_write_t stream;
+    uv_udp_send_t udp;
+  };
+  Socket socket_{};
   uv_connect_t connect_req_{};
-  uv_write_t write_req_{};
+  WriteRequest write_req_{};
   uv_timer_t timer_{};
   uint64_t connect_start_ns_ = 0;
   State state_ = State::kIdle;
   bool slow_;
-  bool tcp_open_ = false;
+  bool udp_;
+  bool socket_open_ = false;
   bool timer_open_ = false;
   bool writing_ = false;
   bool reopen_ = false;
@@ -117,14 +150,12 @@ class Connection {
   bool initial_attempt_ = true;  ///< the setup phase waits for every first attempt
 };
 
-/// A fast client. Closed loop: one request at a time, the next right after the echo (or
-/// after --think-time). Open loop: requests due on an evenly spaced schedule, pipelined
-/// up to --max-inflight. Every echoed byte is checked against what was sent.
-class FastConnection final : public Connection, public Wakeable {
+/// What every fast client shares, whatever its protocol. Closed loop: one request at a
+/// time, the next right after its answer (or after --think-time). Open loop: requests
+/// due on an evenly spaced schedule, up to --max-inflight at once. The subclasses say
+/// how requests go out (flush) and how answers come back (on_data).
+class FastConnection : public Connection, public Wakeable {
  public:
-  /// `index` is this connection's number among all fast connections of the run.
-  FastConnection(Worker& worker, uint32_t index);
-
   /// The load starts: a closed loop sends at once; an open loop's schedule begins at
   /// `first_intended_ns` and then advances by the Worker's interval.
   void start_load(uint64_t first_intended_ns, uint64_t now_ns);
@@ -134,44 +165,66 @@ class FastConnection final : public Connection, public Wakeable {
   /// The run drains: stop sending. Returns true when requests are still in flight; the
   /// Worker then hears Worker::drained() once, when they are done or the socket closed.
   bool begin_drain();
+  /// Stream protocols: a head request older than --timeout is a timeout, and the
+  /// connection starts over.
   void sweep(uint64_t now_ns) override;
   /// The open-loop schedule's next request is due (the Worker's Scheduler calls this).
   void wake(uint64_t now_ns) override;
 
- private:
+ protected:
+  /// What udp remembers of a datagram; stream protocols leave it kInFlight.
+  enum class Fate : uint8_t { kInFlight, kAnswered, kLost };
   struct Request {
     uint64_t intended_ns;  ///< when it should have been sent (closed loop: when it was)
     uint64_t sent_ns;      ///< when it was handed to the socket
+    uint64_t seq;          ///< its number on this socket (udp: its first 8 bytes)
     uint32_t offset;       ///< where its bytes start in the Worker's pattern
+    Fate fate;
+    bool sent_in_window;  ///< udp: counted in datagrams_sent
   };
 
+  /// `index` is this connection's number among all fast connections of the run;
+  /// `ring_slots` (at least --max-inflight) is how many requests it remembers.
+  FastConnection(Worker& worker, uint32_t index, size_t ring_slots);
+
   Step on_connected(uint64_t now_ns) override;
-  Step on_data(const char* data, size_t length_bytes, uint64_t now_ns) override;
   Step on_timer(uint64_t now_ns) override;
   Step on_write_done(uint64_t now_ns) override;
   void on_closed() override;
   bool reconnects() const override;
 
-  /// Sends what is due: the next request (closed loop) or every overdue one (open loop).
-  Step send_due(uint64_t now_ns);
-  /// Decides the next move after echoes completed.
+  /// Hands queued requests [written_seq_, tail_seq_) to the socket, in order, while no
+  /// write is pending.
+  virtual Step flush(uint64_t now_ns) = 0;
+  /// Decides the next move after answers completed (or, for udp, were given up).
   Step advance(uint64_t now_ns);
-  /// Queues one request; flush() writes it.
-  void push(uint64_t intended_ns, uint64_t now_ns);
-  /// Hands queued requests to the socket, in order, while no write is pending.
-  Step flush(uint64_t now_ns);
-  /// The head request's echo is complete: record it, drop it.
-  void complete(uint64_t now_ns);
-  bool churn_done() const;
-  uint64_t in_flight() const { return tail_seq_ - head_seq_; }
+  /// Records a request answered at `now_ns` (in the window: latency, requests, bytes).
+  void record(const Request& request, uint64_t now_ns, uint64_t bytes);
+  /// The head request's answer is complete: record it, drop it.
+  void complete(uint64_t now_ns, uint64_t bytes);
+  /// Requests queued or sent and not yet answered (or given up).
+  uint64_t in_flight() const { return tail_seq_ - head_seq_ - resolved_behind_head_; }
   Request& at(uint64_t seq) { return ring_[seq % ring_.size()]; }
 
-  std::vector<Request> ring_;    ///< in-flight requests, preallocated (closed loop: 1 slot)
-  uint64_t head_seq_ = 0;        ///< oldest request still waiting for its echo
-  uint64_t written_seq_ = 0;     ///< next request to hand to the socket
-  uint64_t tail_seq_ = 0;        ///< next request to queue
-  uint64_t received_bytes_ = 0;  ///< of the head request's echo
-  uint64_t issued_ = 0;          ///< requests queued on this socket (for churn)
+  uint64_t head_seq_ = 0;     ///< oldest request still waiting for its answer
+  uint64_t written_seq_ = 0;  ///< next request to hand to the socket
+  uint64_t tail_seq_ = 0;     ///< next request to queue
+  /// udp: requests in [head_seq_, tail_seq_) answered or given up out of order.
+  uint64_t resolved_behind_head_ = 0;
+
+ private:
+  /// Sends what is due: the next request (closed loop) or every overdue one (open loop).
+  Step send_due(uint64_t now_ns);
+  /// Queues one request; flush() writes it.
+  void push(uint64_t intended_ns, uint64_t now_ns);
+  /// Whether another request may go out: fewer than --max-inflight in flight, and a
+  /// free ring slot for it (udp: one not held by an older datagram still awaited).
+  bool has_room() const { return in_flight() < capacity_ && tail_seq_ - head_seq_ < ring_.size(); }
+  bool churn_done() const;
+
+  std::vector<Request> ring_;  ///< requests, preallocated
+  uint64_t capacity_;          ///< most in flight: --max-inflight in open loop, else 1
+  uint64_t issued_ = 0;        ///< requests queued on this socket (for churn)
   uint64_t completed_in_window_ = 0;
   uint64_t first_intended_ns_ = 0;
   uint64_t next_intended_ns_ = 0;
@@ -180,9 +233,25 @@ class FastConnection final : public Connection, public Wakeable {
   bool draining_ = false;
 };
 
+/// The TCP echo client: every echoed byte is checked against what was sent.
+class EchoConnection final : public FastConnection {
+ public:
+  EchoConnection(Worker& worker, uint32_t index);
+
+ private:
+  Step flush(uint64_t now_ns) override;
+  Step on_data(const char* data, size_t length_bytes, uint64_t now_ns) override;
+  void on_closed() override;
+
+  uint64_t received_bytes_ = 0;  ///< of the head request's echo
+};
+
 /// A slow client: connected before the fast ones and kept to the end. Idle ones say
-/// nothing; trickle ones send one byte per --trickle-interval and check each echo, with
-/// no deadline (waiting is what slow clients do). Never reconnects.
+/// nothing; trickle ones send one byte per --trickle-interval, with no deadline
+/// (waiting is what slow clients do): over tcp they check each echo; over http the
+/// bytes are a request head that never ends (slowloris: the request line, Host, then
+/// "X-Slow-N: x" lines), and whatever the server answers is read and ignored. Never
+/// reconnects; a server that closes one is counted as a read error, as over tcp.
 class SlowConnection final : public Connection {
  public:
   SlowConnection(Worker& worker, uint32_t index);
@@ -195,9 +264,16 @@ class SlowConnection final : public Connection {
   void on_closed() override;
   bool reconnects() const override { return false; }
 
+  /// http: the next byte of the endless head, kept valid until the next call.
+  const char* next_head_byte();
+
   uint32_t offset_;  ///< where this client's bytes start in the pattern
   uint64_t sent_bytes_ = 0;
   uint64_t received_bytes_ = 0;
+  char line_[40] = {};  ///< http: the "X-Slow-N: x" line being sent
+  uint32_t line_bytes_ = 0;
+  uint32_t line_sent_ = 0;
+  uint64_t lines_ = 0;
 };
 
 }  // namespace cb::loadgen

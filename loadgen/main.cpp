@@ -15,6 +15,9 @@
 #include <optional>
 #include <string>
 
+#include "common/cli.hpp"
+#include "common/protocol.hpp"
+#include "loadgen/datagram_connection.hpp"
 #include "loadgen/duration.hpp"
 #include "loadgen/engine.hpp"
 #include "loadgen/histogram.hpp"
@@ -22,7 +25,6 @@
 #include "loadgen/proc_tree.hpp"
 #include "loadgen/report.hpp"
 #include "loadgen/server_sampler.hpp"
-#include "common/cli.hpp"
 #include "net/socket.hpp"
 
 namespace {
@@ -35,6 +37,8 @@ constexpr int kUnreachable = 1;
 // files, and room for libuv's and the sampler's own.
 constexpr uint64_t kDescriptorMargin = 64;
 constexpr uint64_t kMaxPayloadBytes = uint64_t{16} << 20;
+// The most a UDP datagram carries over IPv4 (65,535 less the IP and UDP headers).
+constexpr uint64_t kMaxDatagramBytes = 65'507;
 
 int fail(int code, const std::string& message) {
   std::cerr << "loadgen: " << message << "\n";
@@ -65,6 +69,19 @@ CLI::Validator positive_rate_check() {
       "RATE>0");
 }
 
+/// A CLI11 check that the text is an HTTP request target: "/" and then printable bytes.
+CLI::Validator path_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (text.empty() || text.front() != '/') return "'" + text + "' must start with '/'";
+        for (unsigned char c : text) {
+          if (c <= ' ' || c >= 0x7f) return "'" + text + "' has a space or a control byte";
+        }
+        return {};
+      },
+      "PATH");
+}
+
 struct Durations {
   std::string duration = "10s", warmup = "0s", timeout = "2s", think_time = "0s",
               trickle_interval = "1s";
@@ -85,6 +102,56 @@ bool convert_duration(const char* flag, const std::string& text, uint64_t min_ns
   }
   out_ns = *ns;
   return true;
+}
+
+/// Checks the flags that apply to one protocol only and settles the payload: an 8-byte
+/// sequence number at least for udp; for http, the POST body (0 when not given).
+bool check_protocol(LoadOptions& options, const CLI::App& app, std::string& error) {
+  const bool payload_given = app.count("--payload") > 0;
+  if (!options.http()) {
+    for (const char* flag : {"--method", "--path"}) {
+      if (app.count(flag) > 0) {
+        error = std::string(flag) + ": applies to --protocol http only";
+        return false;
+      }
+    }
+  }
+  if (options.udp()) {
+    if (options.payload_bytes < DatagramConnection::kHeaderBytes) {
+      error = "--payload: " + std::to_string(options.payload_bytes) +
+              " is too small for udp: each datagram starts with an 8-byte sequence number";
+      return false;
+    }
+    if (options.payload_bytes > kMaxDatagramBytes) {
+      error = "--payload: " + std::to_string(options.payload_bytes) +
+              " does not fit one UDP datagram (at most 65507 bytes)";
+      return false;
+    }
+    if (options.slow_clients > 0) {
+      error =
+          "--slow-clients: udp has no connections to hold open (slow clients are tcp and "
+          "http only)";
+      return false;
+    }
+    if (app.count("--requests-per-connection") > 0) {
+      error = "--requests-per-connection: udp has no connections to reopen (tcp and http only)";
+      return false;
+    }
+  }
+  if (options.http()) {
+    if (options.method == HttpMethod::kGet && payload_given) {
+      error = "--payload: a GET has no body; add --method POST to send one";
+      return false;
+    }
+    if (!payload_given) options.payload_bytes = 0;
+  }
+  return true;
+}
+
+/// The Host header's value: the host as given, and the port.
+std::string host_header(const std::string& host, int port) {
+  const bool ipv6 = host.find(':') != std::string::npos;
+  return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
 /// Opens `path` for appending, creating it, to find out before the run whether the
@@ -123,15 +190,22 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   int port = 0;
   std::string slow_mode = "idle";
+  std::string method = "GET";
+  std::string protocol = "tcp";
   std::optional<int> server_pid;
   std::string csv_path, histogram_path, label;
   bool json = false, progress = false, allow_remote = false;
 
   CLI::App app{
-      "loadgen: drives one RFC 862 TCP echo server with fast clients (closed loop, or open\n"
-      "loop at --rate) and slow clients (idle or trickle), checks every echoed byte and\n"
-      "reports throughput, latency percentiles, errors, starved connections and, with\n"
-      "--server-pid, the server's CPU, memory, threads and processes.\n"
+      "loadgen: drives one server with fast clients (closed loop, or open loop at --rate)\n"
+      "and slow clients (idle or trickle) and reports throughput, latency percentiles,\n"
+      "errors, starved connections and, with --server-pid, the server's CPU, memory,\n"
+      "threads and processes. --protocol tcp: RFC 862 echo, every echoed byte checked.\n"
+      "udp: RFC 862 echo, one connected socket per fast client, each datagram numbered\n"
+      "and checked; lost (no echo within --timeout), late and reordered ones counted; no\n"
+      "slow clients, no --requests-per-connection. http: HTTP/1.1 keep-alive requests\n"
+      "(GET as wrk sends it, or POST), non-2xx responses counted by status code; slow\n"
+      "trickle clients send an endless request head (slowloris).\n"
       "Durations take a unit: 250us, 500ms, 10s, 2m, 1h; a bare number means seconds.\n"
       "Exit status: 0 the run completed, 1 the target could not be reached, 2 usage error.",
       "loadgen"};
@@ -140,7 +214,12 @@ int main(int argc, char** argv) {
 
   app.add_option("--host", host, "Server address or name; only loopback unless --allow-remote")
       ->capture_default_str();
-  app.add_option("-p,--port", port, "Server TCP port (1-65535)")
+  // Parsed as text and then looked up, so that a bad value reads "sctp not in {...}".
+  app.add_option("--protocol", protocol,
+                 "tcp, udp or http (see above); the flags below say which they apply to")
+      ->transform(CLI::IsMember({"tcp", "udp", "http"}, CLI::ignore_case))
+      ->capture_default_str();
+  app.add_option("-p,--port", port, "Server port (1-65535)")
       ->required()
       ->check(CLI::Range(1, 65535));
   app.add_option("-c,--connections", options.connections,
@@ -151,9 +230,19 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
   app.add_option("--payload", options.payload_bytes,
-                 "Bytes per request (units: b, k, KiB, m; 1 B to 16 MiB)")
+                 "Bytes per request (units: b, k, KiB, m; 1 B to 16 MiB). udp: bytes per "
+                 "datagram, 8 (its sequence number) to 65507. http: the POST body (no "
+                 "--payload: an empty body); not with GET")
       ->transform(CLI::AsSizeValue(false))
       ->check(CLI::Range(uint64_t{1}, kMaxPayloadBytes))
+      ->capture_default_str();
+  app.add_option("--method", method,
+                 "http only: GET (no body; the request wrk sends) or POST (a --payload body "
+                 "with its Content-Length)")
+      ->transform(CLI::IsMember({"GET", "POST"}, CLI::ignore_case))
+      ->capture_default_str();
+  app.add_option("--path", options.path, "http only: the request target")
+      ->check(path_check())
       ->capture_default_str();
   auto* rate = app.add_option("-r,--rate", options.rate_rps,
                               "Open loop: requests per second over all fast clients, each on "
@@ -161,11 +250,14 @@ int main(int argc, char** argv) {
                    ->check(positive_rate_check());
   app.add_option("--max-inflight", options.max_inflight,
                  "Open loop: most requests in flight per connection (1-65536); above 1 they "
-                 "are pipelined, and latency from the actual send then sees stalls too")
+                 "are pipelined (http: responses in order; udp: datagrams awaiting an echo, "
+                 "a lost one holding its place until --timeout), and latency from the "
+                 "actual send then sees stalls too")
       ->check(CLI::Range(1u, 65536u))
       ->capture_default_str();
   app.add_option("--requests-per-connection", options.requests_per_connection,
-                 "Close and reconnect after this many requests (0: keep the connection)")
+                 "tcp and http: close and reconnect after this many requests (0: keep the "
+                 "connection)")
       ->capture_default_str();
   app.add_option("--think-time", durations.think_time,
                  "Closed loop: pause between an echo and the next request (rounded up to ms)")
@@ -178,17 +270,18 @@ int main(int argc, char** argv) {
       ->check(duration_check())
       ->capture_default_str();
   app.add_option("--timeout", durations.timeout,
-                 "A request without its whole echo, or a connect, after this long is a "
-                 "timeout / connect error (the connection is reopened); also the drain limit")
+                 "A request without its whole answer, or a connect, after this long is a "
+                 "timeout / connect error (the connection is reopened); udp: a datagram "
+                 "without its echo by then is lost (the socket stays). Also the drain limit")
       ->check(duration_check())
       ->capture_default_str();
   app.add_option("-s,--slow-clients", options.slow_clients,
-                 "Slow clients, all connected before the fast ones start")
+                 "tcp and http: slow clients, all connected before the fast ones start")
       ->check(CLI::Range(0u, 1'000'000u))
       ->capture_default_str();
   app.add_option("--slow-mode", slow_mode,
                  "idle: connect and stay silent; trickle: send one byte per --trickle-interval "
-                 "and check its echo")
+                 "(tcp: and check its echo; http: of a request head that never ends)")
       ->check(CLI::IsMember({"idle", "trickle"}))
       ->capture_default_str();
   app.add_option("--trickle-interval", durations.trickle_interval,
@@ -228,6 +321,9 @@ int main(int argc, char** argv) {
     return fail(kUsageError, error);
   }
   options.slow_mode = slow_mode == "trickle" ? SlowMode::kTrickle : SlowMode::kIdle;
+  options.protocol = protocol_names().at(protocol);
+  options.method = method == "POST" ? HttpMethod::kPost : HttpMethod::kGet;
+  if (!check_protocol(options, app, error)) return fail(kUsageError, error);
   if (options.connections == 0 && options.slow_clients == 0) {
     return fail(kUsageError,
                 "--connections: 0 with no --slow-clients leaves nothing to run (give at least "
@@ -250,6 +346,7 @@ int main(int argc, char** argv) {
                                  "--allow-remote to load another machine");
   }
   options.address = *address;
+  options.host_header = host_header(host, port);
 
   if (server_pid && !process_alive(static_cast<pid_t>(*server_pid))) {
     return fail(kUsageError, "--server-pid: no running process " + std::to_string(*server_pid));

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/protocol.hpp"
 #include "net/socket.hpp"
 
 namespace cb::loadgen {
@@ -12,7 +13,8 @@ namespace cb::loadgen {
 /// What slow clients do once connected.
 enum class SlowMode : uint8_t {
   kIdle,     ///< say nothing; only notice when the server closes them
-  kTrickle,  ///< send one byte every trickle_interval_ns and check its echo
+  kTrickle,  ///< send one byte every trickle_interval_ns (tcp: check its echo; http: an
+             ///< endless request head, slowloris)
 };
 
 /// "idle" or "trickle".
@@ -20,17 +22,32 @@ inline const char* slow_mode_name(SlowMode mode) {
   return mode == SlowMode::kIdle ? "idle" : "trickle";
 }
 
+/// What an HTTP fast client asks for.
+enum class HttpMethod : uint8_t {
+  kGet,   ///< no body
+  kPost,  ///< a body of payload_bytes (0 allowed) with its Content-Length
+};
+
+inline const char* http_method_name(HttpMethod method) {
+  return method == HttpMethod::kGet ? "GET" : "POST";
+}
+
 /// One run's parameters. The CLI validates them; the engine assumes they are sane
-/// (threads >= 1, payload_bytes >= 1, connections + slow_clients >= 1, rate_rps > 0
-/// only with connections >= 1, max_inflight >= 1, max_connecting >= 1, timeout_ns > 0).
+/// (threads >= 1, payload_bytes >= 1 for tcp and >= 8 for udp, connections + slow_clients >= 1,
+/// rate_rps > 0 only with connections >= 1, max_inflight >= 1, max_connecting >= 1, timeout_ns >
+/// 0).
 struct LoadOptions {
-  net::Address address;       ///< the echo server
+  net::Address address;  ///< the echo server
+  Protocol protocol = Protocol::kTcp;
+  std::string host_header;  ///< http: the Host header's value, "HOST:PORT" as given
+  HttpMethod method = HttpMethod::kGet;
+  std::string path = "/";     ///< http: the request target
   uint32_t threads = 1;       ///< libuv loops, one thread each
   uint32_t connections = 10;  ///< fast clients
   uint32_t slow_clients = 0;  ///< slow clients, connected before the fast ones
   SlowMode slow_mode = SlowMode::kIdle;
   uint64_t trickle_interval_ns = 1'000'000'000;
-  uint64_t payload_bytes = 64;            ///< bytes per request
+  uint64_t payload_bytes = 64;            ///< bytes per request (http: POST body bytes)
   double rate_rps = 0;                    ///< requests/s in total; 0: closed loop
   uint32_t max_inflight = 1;              ///< open loop: pipelined requests per connection
   uint64_t requests_per_connection = 0;   ///< reconnect after this many; 0: never
@@ -41,6 +58,10 @@ struct LoadOptions {
   uint32_t max_connecting = 128;          ///< connects in flight at once, over all loops
 
   bool open_loop() const { return rate_rps > 0; }
+  /// Most requests in flight on one connection: --max-inflight in open loop, else 1.
+  uint32_t pipeline_depth() const { return open_loop() ? max_inflight : 1; }
+  bool udp() const { return protocol == Protocol::kUdp; }
+  bool http() const { return protocol == Protocol::kHttp; }
 };
 
 }  // namespace cb::loadgen

@@ -15,6 +15,7 @@ namespace {
 constexpr int kUsDecimals = 3;  // latencies are kept in ns: µs with 3 places is exact
 constexpr int kRateDecimals = 1;
 constexpr int kSecondsDecimals = 3;
+constexpr int kPctDecimals = 3;
 
 std::string iso8601_utc(std::chrono::system_clock::time_point when) {
   const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
@@ -87,6 +88,11 @@ Report make_report(const LoadOptions& options, const EngineResult& result, std::
   Report report;
   report.timestamp = iso8601_utc(result.started_at);
   report.label = std::string(label);
+  report.protocol = std::string(protocol_name(options.protocol));
+  if (options.http()) {
+    report.http_method = http_method_name(options.method);
+    report.http_path = options.path;
+  }
   report.host = numeric_host(options.address);
   report.port = options.address.port();
   report.threads = options.threads;
@@ -112,6 +118,25 @@ Report make_report(const LoadOptions& options, const EngineResult& result, std::
   report.errors_write = stats.errors_write;
   report.errors_mismatch = stats.errors_mismatch;
   report.timeouts = stats.timeouts;
+  report.reconnects = stats.reconnects;
+  if (options.http()) {
+    report.errors_status = stats.errors_status;
+    for (size_t code = 0; code < LoopStats::kStatusCodes; ++code) {
+      if (stats.status_errors[code] > 0) {
+        report.status_errors.emplace_back(static_cast<unsigned>(code), stats.status_errors[code]);
+      }
+    }
+  }
+  if (options.udp()) {
+    report.datagrams_sent = stats.datagrams_sent;
+    report.lost = stats.lost;
+    report.late = stats.late;
+    report.reordered = stats.reordered;
+    if (stats.datagrams_sent > 0) {
+      report.lost_pct =
+          100.0 * static_cast<double>(stats.lost) / static_cast<double>(stats.datagrams_sent);
+    }
+  }
   if (options.connections > 0) report.starved_connections = stats.starved;
   if (options.slow_clients > 0) report.slow_connected = stats.slow_connected;
   if (options.open_loop()) {
@@ -122,6 +147,16 @@ Report make_report(const LoadOptions& options, const EngineResult& result, std::
   report.server_pid = server_pid;
   report.server = server;
   return report;
+}
+
+std::optional<std::string> Report::status_errors_text() const {
+  if (!errors_status) return std::nullopt;
+  std::string text;
+  for (const auto& [code, count] : status_errors) {
+    if (!text.empty()) text += ';';
+    text += std::to_string(code) + ":" + std::to_string(count);
+  }
+  return text;
 }
 
 const std::vector<std::string_view>& csv_columns() {
@@ -164,7 +199,16 @@ const std::vector<std::string_view>& csv_columns() {
                                                      "server_cpu_s",
                                                      "server_rss_peak_kb",
                                                      "server_threads_peak",
-                                                     "server_procs_peak"};
+                                                     "server_procs_peak",
+                                                     "http_method",
+                                                     "errors_status",
+                                                     "http_status_errors",
+                                                     "reconnects",
+                                                     "datagrams_sent",
+                                                     "lost",
+                                                     "lost_pct",
+                                                     "late",
+                                                     "reordered"};
   return columns;
 }
 
@@ -175,6 +219,10 @@ std::vector<Field> report_fields(const Report& r) {
     return *value;
   };
   auto count = [](std::optional<uint64_t> value) -> Value {
+    if (!value) return std::monostate{};
+    return *value;
+  };
+  auto text = [](const std::optional<std::string>& value) -> Value {
     if (!value) return std::monostate{};
     return *value;
   };
@@ -201,7 +249,7 @@ std::vector<Field> report_fields(const Report& r) {
   std::vector<Field> fields{
       {"timestamp", r.timestamp},
       {"label", r.label},
-      {"protocol", std::string("tcp")},
+      {"protocol", r.protocol},
       {"host", r.host},
       {"port", uint64_t{r.port}},
       {"threads", uint64_t{r.threads}},
@@ -239,6 +287,15 @@ std::vector<Field> report_fields(const Report& r) {
       {"server_rss_peak_kb", count(server_rss)},
       {"server_threads_peak", count(server_threads)},
       {"server_procs_peak", count(server_procs)},
+      {"http_method", text(r.http_method)},
+      {"errors_status", count(r.errors_status)},
+      {"http_status_errors", text(r.status_errors_text())},
+      {"reconnects", r.reconnects},
+      {"datagrams_sent", count(r.datagrams_sent)},
+      {"lost", count(r.lost)},
+      {"lost_pct", real(r.lost_pct), kPctDecimals},
+      {"late", count(r.late)},
+      {"reordered", count(r.reordered)},
   };
   return fields;
 }
@@ -330,10 +387,16 @@ std::string human_bytes(double bytes_per_s) {
 void write_text(std::ostream& out, const Report& r) {
   const bool open_loop = r.rate_rps.has_value();
   out << "Load\n";
-  out << "  target        tcp " << r.host << ":" << r.port << (r.label.empty() ? "" : "  label ")
-      << r.label << "\n";
+  out << "  target        " << r.protocol << " " << r.host << ":" << r.port;
+  if (r.http_method) out << " " << *r.http_method << " " << r.http_path;
+  out << (r.label.empty() ? "" : "  label ") << r.label << "\n";
   out << "  fast clients  " << r.connections << " on " << r.threads
-      << (r.threads == 1 ? " thread, " : " threads, ") << r.payload_bytes << " B per request, ";
+      << (r.threads == 1 ? " thread, " : " threads, ");
+  if (!r.http_method) {
+    out << r.payload_bytes << (r.lost ? " B datagrams, " : " B per request, ");
+  } else if (*r.http_method != "GET") {
+    out << r.payload_bytes << " B bodies, ";
+  }
   if (open_loop) {
     out << "open loop at " << fixed(*r.rate_rps, 1) << " req/s (up to " << r.max_inflight
         << " in flight each)";
@@ -351,11 +414,21 @@ void write_text(std::ostream& out, const Report& r) {
   out << "Throughput\n";
   out << "  requests      " << r.requests << " completed in the window\n";
   out << "  rate          " << fixed(r.throughput_rps, 1) << " req/s, "
-      << human_bytes(r.throughput_bytes_s) << " echoed and checked\n";
+      << human_bytes(r.throughput_bytes_s)
+      << (r.http_method ? " of responses read\n" : " echoed and checked\n");
   if (open_loop) {
     out << "  offered       " << fixed(r.offered_rps.value_or(0), 1)
         << " req/s scheduled; worst send lag behind schedule "
         << fixed(r.send_lag_max_us.value_or(0), 1) << " µs\n";
+  }
+  if (r.lost) {
+    out << "Datagrams\n";
+    out << "  sent          " << r.datagrams_sent.value_or(0) << " in the window\n";
+    out << "  lost          " << *r.lost << " (" << fixed(r.lost_pct.value_or(0), 2)
+        << " % of those sent: no echo within the timeout)\n";
+    out << "  late          " << r.late.value_or(0) << " (echoes of datagrams already lost)\n";
+    out << "  reordered     " << r.reordered.value_or(0)
+        << " (echoes below the highest number already received)\n";
   }
 
   out << "Latency (µs)          min        p50        p90        p99      p99.9        max "
@@ -366,8 +439,18 @@ void write_text(std::ostream& out, const Report& r) {
 
   out << "Errors\n";
   out << "  errors        " << r.errors() << " (connect " << r.errors_connect << ", read "
-      << r.errors_read << ", write " << r.errors_write << ", mismatch " << r.errors_mismatch
-      << ")\n";
+      << r.errors_read << ", write " << r.errors_write << ", mismatch " << r.errors_mismatch;
+  if (r.errors_status) out << ", status " << *r.errors_status;
+  out << ")\n";
+  if (!r.status_errors.empty()) {
+    out << "  status       ";
+    const char* separator = " ";
+    for (const auto& [code, count] : r.status_errors) {
+      out << separator << code << ": " << count;
+      separator = ", ";
+    }
+    out << "\n";
+  }
   out << "  timeouts      " << r.timeouts << "\n";
 
   out << "Clients\n";
@@ -375,6 +458,7 @@ void write_text(std::ostream& out, const Report& r) {
     out << "  starved       " << *r.starved_connections << " of " << r.connections
         << " fast connections completed nothing in the window\n";
   }
+  out << "  reconnects    " << r.reconnects << " fast connections opened again in the window\n";
   if (r.slow_connected) {
     out << "  slow          " << *r.slow_connected << " of " << r.slow_clients
         << " still connected at the end of the window\n";

@@ -30,7 +30,10 @@ struct Report {
   // The load.
   std::string timestamp;  ///< start of the run, UTC ISO 8601
   std::string label;
-  std::string host;  ///< the numeric address the target resolved to
+  std::string protocol;                    ///< "tcp", "udp" or "http"
+  std::optional<std::string> http_method;  ///< http only: "GET" or "POST"
+  std::string http_path;                   ///< http only
+  std::string host;                        ///< the numeric address the target resolved to
   uint16_t port = 0;
   uint32_t threads = 0;
   uint32_t connections = 0;
@@ -53,8 +56,20 @@ struct Report {
   std::optional<LatencySummary> connect;
   // Errors.
   uint64_t errors_connect = 0, errors_read = 0, errors_write = 0, errors_mismatch = 0;
+  std::optional<uint64_t> errors_status;  ///< http only: non-2xx responses
+  /// http only: those responses by status code, ascending, e.g. {{404, 12}, {500, 3}}.
+  std::vector<std::pair<unsigned, uint64_t>> status_errors;
   uint64_t timeouts = 0;
-  uint64_t errors() const { return errors_connect + errors_read + errors_write + errors_mismatch; }
+  uint64_t errors() const {
+    return errors_connect + errors_read + errors_write + errors_mismatch +
+           errors_status.value_or(0);
+  }
+  /// "404:12;500:3" (http, "" when every response was 2xx); nullopt for other protocols.
+  std::optional<std::string> status_errors_text() const;
+  uint64_t reconnects = 0;
+  // udp only (see LoopStats).
+  std::optional<uint64_t> datagrams_sent, lost, late, reordered;
+  std::optional<double> lost_pct;               ///< lost over datagrams_sent, in percent
   std::optional<uint64_t> starved_connections;  ///< with fast clients only
   std::optional<uint64_t> slow_connected;       ///< with slow clients only
   // Open loop.

@@ -20,6 +20,13 @@ void LoopStats::merge(const LoopStats& other) {
   send_lag_max_ns = std::max(send_lag_max_ns, other.send_lag_max_ns);
   starved += other.starved;
   slow_connected += other.slow_connected;
+  reconnects += other.reconnects;
+  datagrams_sent += other.datagrams_sent;
+  lost += other.lost;
+  late += other.late;
+  reordered += other.reordered;
+  for (size_t i = 0; i < kStatusCodes; ++i) status_errors[i] += other.status_errors[i];
+  errors_status += other.errors_status;
   setup_established += other.setup_established;
   if (first_connect_error == 0) first_connect_error = other.first_connect_error;
 }

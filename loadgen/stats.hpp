@@ -3,6 +3,7 @@
 // after the threads are joined. Progress counters are the only state shared while running.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -17,6 +18,7 @@ enum class ErrorKind : uint8_t {
   kRead,      ///< read error, reset, or the server closed a connection loadgen still used
   kWrite,     ///< write error
   kMismatch,  ///< an echoed byte differs from what was sent, or bytes nobody sent arrived
+              ///< (http: a response that does not parse, or one nobody asked for)
   kTimeout,   ///< a request got no complete echo within --timeout
 };
 
@@ -28,8 +30,8 @@ struct LoopStats {
   Histogram latency_uncorrected;  ///< completion minus actual send time (ns)
   Histogram connect_latency;      ///< connect completion minus connect start (ns)
 
-  uint64_t requests = 0;  ///< requests whose echo completed inside the window
-  uint64_t bytes = 0;     ///< their bytes, each echoed and checked
+  uint64_t requests = 0;  ///< requests whose echo (http: 2xx response) completed in the window
+  uint64_t bytes = 0;     ///< their bytes, each echoed and checked (http: response bytes read)
   uint64_t errors_connect = 0;
   uint64_t errors_read = 0;
   uint64_t errors_write = 0;
@@ -40,6 +42,27 @@ struct LoopStats {
   uint64_t send_lag_max_ns = 0;     ///< open loop: worst (actual - intended) send time
   uint64_t starved = 0;             ///< fast connections that completed nothing in the window
   uint64_t slow_connected = 0;      ///< slow clients still connected when the window ended
+
+  uint64_t reconnects = 0;  ///< tcp/http: fast-client connects that succeeded in the window
+
+  // udp, counted by the datagram's send time: sent in the window, and of those, echoes
+  // that never came within --timeout (lost), came after it (late), or came back below
+  // the highest sequence number that socket had already received (reordered).
+  uint64_t datagrams_sent = 0;
+  uint64_t lost = 0;
+  uint64_t late = 0;
+  uint64_t reordered = 0;
+
+  // http: responses completed in the window whose status is not 2xx, by status code
+  // (100-599; anything else is counted under 0).
+  static constexpr size_t kStatusCodes = 600;
+  std::array<uint64_t, kStatusCodes> status_errors{};
+  uint64_t errors_status = 0;  ///< the sum of status_errors
+  /// Counts one non-2xx response.
+  void count_status(unsigned status) {
+    ++status_errors[status < kStatusCodes ? status : 0];
+    ++errors_status;
+  }
 
   uint64_t setup_established = 0;  ///< connects that succeeded before the load started
   int first_connect_error = 0;     ///< libuv error of the first failed connect (0: none)

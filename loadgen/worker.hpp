@@ -10,6 +10,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -45,6 +47,14 @@ class Coordinator {
   std::mutex mutex_;
   std::condition_variable cv_;
   uint32_t counts_[3] = {0, 0, 0};
+};
+
+/// The HTTP request every fast client of a Worker sends: `copies` of it back to back, so
+/// that pipelined requests go out in one write.
+struct WorkerHttpRequest {
+  const char* bytes = nullptr;
+  uint64_t length_bytes = 0;  ///< one request
+  uint64_t copies = 0;
 };
 
 /// The measured window and load start, on uv_hrtime()'s monotonic clock (ns).
@@ -98,13 +108,16 @@ class Worker {
   /// every offset below the period starts a full payload.
   const char* pattern(uint64_t offset) const { return pattern_.data() + offset; }
   uint32_t pattern_period() const { return kPatternPeriod; }
+  /// http: the request, and the head's first lines (request line and Host) for slow clients.
+  const WorkerHttpRequest& http_request() const { return http_request_; }
+  std::string_view http_head_prefix() const { return http_head_prefix_; }
   /// One read buffer for all connections: libuv fills it and calls read_cb at once.
   uv_buf_t read_buffer() { return uv_buf_init(read_buffer_.data(), kReadBufferBytes); }
 
   /// Counts an error if it falls in the window (connect errors also during setup).
   void count_error(ErrorKind kind, uint64_t now_ns);
-  /// A connect succeeded after `latency_ns`.
-  void connect_succeeded(uint64_t latency_ns, uint64_t now_ns);
+  /// A connect succeeded after `latency_ns` (recorded when `timed`: udp's is not).
+  void connect_succeeded(uint64_t latency_ns, uint64_t now_ns, bool timed, bool slow);
   /// Remembers why connects fail, for the "could not reach" message.
   void note_connect_error(int status);
   /// A connection's first connect attempt ended (setup waits for all of them).
@@ -126,6 +139,8 @@ class Worker {
   static void phase_cb(uv_timer_t* timer);
 
   void run_thread();
+  /// Builds the HTTP request bytes from the options.
+  void build_http_request();
   void execute(Command command, const LoadTimes& times);
   void pump_connects();
   void end_window(uint64_t now_ns);
@@ -154,6 +169,9 @@ class Worker {
   std::vector<std::unique_ptr<SlowConnection>> slow_;
   std::vector<char> pattern_;
   std::vector<char> read_buffer_;
+  std::string http_requests_;  ///< the request, http_request_.copies times
+  std::string http_head_prefix_;
+  WorkerHttpRequest http_request_;
   std::deque<Connection*> connect_queue_;
   uint32_t connecting_ = 0;
   bool pumping_ = false;

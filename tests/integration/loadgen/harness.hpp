@@ -21,7 +21,8 @@ inline const std::string kLoadgen = CB_LOADGEN_PATH;
 inline const std::string kEchoServer = CB_ECHO_SERVER_PATH;
 inline const std::string kTestEchoServer = CB_TEST_ECHO_SERVER_PATH;
 
-/// The CSV columns issue 3 names, in its order; the JSON object has the same keys.
+/// The CSV columns issue 3 names, in its order, then the protocol columns (http, udp);
+/// the JSON object has the same keys.
 inline constexpr std::string_view kCsvHeader =
     "timestamp,label,protocol,host,port,threads,connections,slow_clients,slow_mode,"
     "payload_bytes,rate_rps,duration_s,requests,throughput_rps,throughput_bytes_s,"
@@ -29,7 +30,8 @@ inline constexpr std::string_view kCsvHeader =
     "latency_p999_us,latency_max_us,uncorrected_p99_us,connect_p50_us,connect_p99_us,errors,"
     "errors_connect,errors_read,errors_write,errors_mismatch,timeouts,starved_connections,"
     "slow_connected,offered_rps,send_lag_max_us,loadgen_cpu_s,server_cpu_s,server_rss_peak_kb,"
-    "server_threads_peak,server_procs_peak";
+    "server_threads_peak,server_procs_peak,http_method,errors_status,http_status_errors,"
+    "reconnects,datagrams_sent,lost,lost_pct,late,reordered";
 
 /// kCsvHeader split at the commas.
 std::vector<std::string> csv_columns();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -64,6 +65,54 @@ TEST(LoadgenCli, RateWithoutConnectionsIsUsageError) {
 TEST(LoadgenCli, ZeroPayloadIsUsageError) {
   expect_usage_error(harmless() + std::vector<std::string>{"--payload", "0", "--duration", "1s"},
                      "payload");
+}
+
+TEST(LoadgenCli, UdpSlowClientsAreUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--protocol", "udp", "--slow-clients",
+                                                           "1", "--duration", "1s"},
+                     "slow-clients");
+}
+
+// Each datagram starts with an 8-byte sequence number: 7 bytes cannot carry it.
+TEST(LoadgenCli, UdpPayloadBelowEightBytesIsUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--protocol", "udp", "--payload", "7",
+                                                           "--duration", "1s"},
+                     "payload");
+}
+
+TEST(LoadgenCli, UdpRequestsPerConnectionIsUsageError) {
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--protocol", "udp", "--requests-per-connection", "10",
+                                            "--duration", "1s"},
+      "requests-per-connection");
+}
+
+TEST(LoadgenCli, UnknownProtocolIsUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--protocol", "sctp"}, "protocol");
+}
+
+TEST(LoadgenCli, MethodOtherThanGetOrPostIsUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--protocol", "http", "--method", "PUT",
+                                                           "--duration", "1s"},
+                     "method");
+}
+
+TEST(LoadgenCli, MethodWithoutHttpIsUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--method", "POST", "--duration", "1s"},
+                     "method");
+}
+
+// A GET has no body, so a --payload for it is a mistake rather than something to drop.
+TEST(LoadgenCli, HttpGetWithPayloadIsUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--protocol", "http", "--payload", "100",
+                                                           "--duration", "1s"},
+                     "payload");
+}
+
+TEST(LoadgenCli, PathWithoutLeadingSlashIsUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--protocol", "http", "--path",
+                                                           "index.html", "--duration", "1s"},
+                     "path");
 }
 
 TEST(LoadgenCli, PortOutOfRangeIsUsageError) {
@@ -133,7 +182,10 @@ TEST(LoadgenCli, HelpNamesEveryFlag) {
                            "--threads",
                            "--host",
                            "--port",
-                           "--allow-remote"}) {
+                           "--allow-remote",
+                           "--protocol",
+                           "--method",
+                           "--path"}) {
     EXPECT_NE(run.out.find(flag), std::string::npos) << "--help does not name " << flag;
   }
 }
@@ -201,9 +253,13 @@ TEST_F(LoadgenOutput, CsvAppendsOneRowPerRunUnderOneHeader) {
     EXPECT_EQ(cells[column("port")], std::to_string(server_->listening.port)) << lines[row];
     EXPECT_EQ(cells[column("connections")], "2") << lines[row];
     EXPECT_FALSE(cells[column("requests")].empty()) << lines[row];
-    // Closed loop and no --server-pid: these do not apply, so they are empty.
-    for (const char* empty : {"rate_rps", "offered_rps", "send_lag_max_us", "server_cpu_s",
-                              "server_rss_peak_kb", "server_threads_peak", "server_procs_peak"})
+    EXPECT_EQ(cells[column("protocol")], "tcp") << lines[row];
+    EXPECT_EQ(cells[column("reconnects")], "0") << lines[row];
+    // Closed loop, tcp and no --server-pid: these do not apply, so they are empty.
+    for (const char* empty :
+         {"rate_rps", "offered_rps", "send_lag_max_us", "server_cpu_s", "server_rss_peak_kb",
+          "server_threads_peak", "server_procs_peak", "http_method", "errors_status",
+          "http_status_errors", "datagrams_sent", "lost", "lost_pct", "late", "reordered"})
       EXPECT_EQ(cells[column(empty)], "") << empty << " in " << lines[row];
   }
 }
@@ -287,6 +343,58 @@ TEST_F(LoadgenOutput, HistogramFileIsInHdrHistogramFormat) {
   EXPECT_EQ(last_count, report.value("requests", -1.0))
       << "the histogram should hold every request";
   EXPECT_TRUE(has_mean && has_max) << "no #[Mean ...] / #[Max ...] footer\n" << text;
+}
+
+// Each protocol fills its own columns and leaves the other's empty: a CSV row per
+// protocol against test-echo-server speaking it.
+TEST(LoadgenProtocolColumns, EachProtocolFillsItsOwnColumnsOnly) {
+  const std::vector<std::string> udp_columns{"datagrams_sent", "lost", "lost_pct", "late",
+                                             "reordered"};
+  const std::vector<std::string> http_columns{"http_method", "errors_status", "http_status_errors"};
+  const fs::path dir = fs::temp_directory_path() /
+                       ("cb-loadgen-" + std::to_string(::getpid()) + "-protocol-columns");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const std::string protocol : {"udp", "http"}) {
+    SCOPED_TRACE(protocol);
+    auto server = start_server_or_throw(
+        {kTestEchoServer, "--port", "0", "--protocol", protocol, "--status", "3:503"});
+    const fs::path csv = dir / (protocol + ".csv");
+    RunResult run = run_loadgen(
+        {"--host", "127.0.0.1", "--port", std::to_string(server.listening.port), "--protocol",
+         protocol, "--connections", "2", "--duration", "500ms", "--csv", csv.string()},
+        std::chrono::seconds(20));
+    EXPECT_EQ(stop_server(server), "");
+    ASSERT_EQ(run.code(), 0) << run.describe();
+    std::ifstream in(csv);
+    std::string header, row;
+    ASSERT_TRUE(std::getline(in, header) && std::getline(in, row)) << run.describe();
+    EXPECT_EQ(header, kCsvHeader);
+    const std::vector<std::string> columns = csv_columns();
+    const std::vector<std::string> cells = split_csv_line(row);
+    ASSERT_EQ(cells.size(), columns.size()) << row;
+    std::map<std::string, std::string> cell;
+    for (size_t i = 0; i < columns.size(); ++i) cell[columns[i]] = cells[i];
+    EXPECT_EQ(cell["protocol"], protocol) << row;
+    const bool udp = protocol == "udp";
+    for (const std::string& name : udp_columns) {
+      EXPECT_EQ(cell[name].empty(), !udp) << name << " in " << row;
+    }
+    for (const std::string& name : http_columns) {
+      EXPECT_EQ(cell[name].empty(), udp) << name << " in " << row;
+    }
+    if (udp) {
+      EXPECT_EQ(cell["lost"], "0") << row;
+    } else {
+      // Every third request is answered 503: "503:N", and the errors include them.
+      EXPECT_EQ(cell["http_method"], "GET") << row;
+      EXPECT_EQ(cell["http_status_errors"], "503:" + cell["errors_status"]) << row;
+      EXPECT_GT(std::stoull(cell["errors_status"]), 0u) << row;
+      EXPECT_EQ(cell["errors"], cell["errors_status"]) << row;
+    }
+  }
+  std::error_code ignored;
+  fs::remove_all(dir, ignored);
 }
 
 }  // namespace

@@ -1,11 +1,14 @@
 // Are loadgen's numbers true? Runs the real loadgen binary against servers whose
-// behaviour is known (test-echo-server's exact delays, stalls and corrupted byte;
-// echo-server's iterative and libuv models with slow clients attached) and checks
-// what it reports in --json against what those servers must have done. Timing-
-// sensitive: CTest runs these serially (RUN_SERIAL) so they do not share the cores.
+// behaviour is known (test-echo-server's exact delays, stalls and corrupted byte, its
+// http statuses and closes, its udp drops, late and swapped datagrams; echo-server's
+// iterative and libuv models with slow clients attached) and checks what it reports in
+// --json against what those servers must have done. Timing-sensitive: CTest runs these
+// serially (RUN_SERIAL) so they do not share the cores.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -38,6 +41,16 @@ double number(const json& report, const std::string& key) {
   return found->get<double>();
 }
 
+// The text under `key` ("" with a failure if it is absent or not text).
+std::string text(const json& report, const std::string& key) {
+  auto found = report.find(key);
+  if (found == report.end() || !found->is_string()) {
+    ADD_FAILURE() << "no text '" << key << "' in " << report.dump();
+    return "";
+  }
+  return found->get<std::string>();
+}
+
 std::vector<std::string> target(const StartedServer& server) {
   return {"--host", "127.0.0.1", "--port", std::to_string(server.listening.port)};
 }
@@ -47,25 +60,38 @@ std::vector<std::string> operator+(std::vector<std::string> a, const std::vector
   return a;
 }
 
+// 4 closed-loop clients against a server that answers exactly 5 ms after it reads:
+// every request takes 5 ms plus a loopback round trip, so p50 lies in [5, 6.5] ms,
+// nothing is faster than 5 ms, and the rate is 4 / 5 ms = 800 requests/s within 15 %.
+void expect_fixed_delay_measured(const json& report) {
+  const std::string dump = report.dump(2);
+  EXPECT_GE(number(report, "latency_p50_us"), 5000.0) << dump;
+  EXPECT_LE(number(report, "latency_p50_us"), 6500.0) << dump;
+  // The histogram keeps 3 significant digits, so allow 0.1 % below the true 5 ms.
+  EXPECT_GE(number(report, "latency_min_us"), 4995.0) << dump;
+  EXPECT_NEAR(number(report, "throughput_rps"), 800.0, 800.0 * 0.15) << dump;
+}
+
+// Runs loadgen with `args` against `server`, stops the server, and returns the --json
+// report (nullopt, with failures recorded, when either went wrong).
+std::optional<json> measure(StartedServer& server, const std::vector<std::string>& args) {
+  RunResult run = run_loadgen(target(server) + args + std::vector<std::string>{"--json"});
+  EXPECT_EQ(stop_server(server), "");
+  EXPECT_EQ(run.code(), 0) << run.describe();
+  if (run.code() != 0) return std::nullopt;
+  return parse_report(run);
+}
+
 // Closed loop, 4 connections, a server that answers exactly 5 ms after it reads: every
 // request takes 5 ms plus a loopback round trip, so p50 lies in [5, 6.5] ms, nothing is
 // faster than 5 ms, and the rate is 4 / 5 ms = 800 requests/s within 15 %.
 TEST(LoadgenMeasurement, ClosedLoopAgainstFixedDelayReportsTrueLatencyAndRate) {
   auto server = start_server_or_throw({kTestEchoServer, "--port", "0", "--delay-ms", "5"});
-  RunResult run =
-      run_loadgen(target(server) + std::vector<std::string>{"--connections", "4", "--duration",
-                                                            "2s", "--warmup", "300ms", "--json"});
-  EXPECT_EQ(stop_server(server), "");
-  ASSERT_EQ(run.code(), 0) << run.describe();
-  auto report = parse_report(run);
+  auto report = measure(server, {"--connections", "4", "--duration", "2s", "--warmup", "300ms"});
   ASSERT_TRUE(report);
   const std::string dump = report->dump(2);
 
-  EXPECT_GE(number(*report, "latency_p50_us"), 5000.0) << dump;
-  EXPECT_LE(number(*report, "latency_p50_us"), 6500.0) << dump;
-  // The histogram keeps 3 significant digits, so allow 0.1 % below the true 5 ms.
-  EXPECT_GE(number(*report, "latency_min_us"), 4995.0) << dump;
-  EXPECT_NEAR(number(*report, "throughput_rps"), 800.0, 800.0 * 0.15) << dump;
+  expect_fixed_delay_measured(*report);
   EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
   EXPECT_EQ(number(*report, "timeouts"), 0.0) << dump;
   EXPECT_EQ(number(*report, "starved_connections"), 0.0) << dump;
@@ -88,13 +114,8 @@ TEST(LoadgenMeasurement, ClosedLoopAgainstFixedDelayReportsTrueLatencyAndRate) {
 TEST(LoadgenMeasurement, OpenLoopCountsStallsFromIntendedSendTime) {
   auto server = start_server_or_throw(
       {kTestEchoServer, "--port", "0", "--stall-every-ms", "1000", "--stall-ms", "300"});
-  RunResult run =
-      run_loadgen(target(server) + std::vector<std::string>{"--connections", "4", "--rate", "1000",
-                                                            "--max-inflight", "1", "--duration",
-                                                            "3s", "--warmup", "200ms", "--json"});
-  EXPECT_EQ(stop_server(server), "");
-  ASSERT_EQ(run.code(), 0) << run.describe();
-  auto report = parse_report(run);
+  auto report = measure(server, {"--connections", "4", "--rate", "1000", "--max-inflight", "1",
+                                 "--duration", "3s", "--warmup", "200ms"});
   ASSERT_TRUE(report);
   const std::string dump = report->dump(2);
 
@@ -115,12 +136,8 @@ TEST(LoadgenMeasurement, CorruptedByteIsCountedAsOneMismatch) {
   // the mismatch falls in the measured window) and well before the end.
   auto server = start_server_or_throw(
       {kTestEchoServer, "--port", "0", "--delay-ms", "1", "--corrupt-at-byte", "6400"});
-  RunResult run = run_loadgen(
-      target(server) + std::vector<std::string>{"--connections", "2", "--payload", "64",
-                                                "--duration", "1s", "--warmup", "0s", "--json"});
-  EXPECT_EQ(stop_server(server), "");
-  ASSERT_EQ(run.code(), 0) << run.describe();
-  auto report = parse_report(run);
+  auto report = measure(
+      server, {"--connections", "2", "--payload", "64", "--duration", "1s", "--warmup", "0s"});
   ASSERT_TRUE(report);
   const std::string dump = report->dump(2);
 
@@ -133,14 +150,8 @@ TEST(LoadgenMeasurement, CorruptedByteIsCountedAsOneMismatch) {
 // holds it for the whole run, so no fast connection completes a single request.
 TEST(LoadgenMeasurement, IterativeWithOneIdleClientStarvesEveryFastConnection) {
   auto server = start_server_or_throw({kEchoServer, "--model", "iterative", "--port", "0"});
-  RunResult run =
-      run_loadgen(target(server) + std::vector<std::string>{"--connections", "4", "--slow-clients",
-                                                            "1", "--slow-mode", "idle",
-                                                            "--duration", "2s", "--warmup", "100ms",
-                                                            "--timeout", "500ms", "--json"});
-  EXPECT_EQ(stop_server(server), "");
-  ASSERT_EQ(run.code(), 0) << run.describe();
-  auto report = parse_report(run);
+  auto report = measure(server, {"--connections", "4", "--slow-clients", "1", "--slow-mode", "idle",
+                                 "--duration", "2s", "--warmup", "100ms", "--timeout", "500ms"});
   ASSERT_TRUE(report);
   const std::string dump = report->dump(2);
 
@@ -174,13 +185,8 @@ TEST(LoadgenMeasurement, LibuvWithAThousandIdleClientsStarvesNobody) {
 // connection, so 3 fast connections make 4 processes (each with one thread).
 TEST(LoadgenMeasurement, ServerPidCountsTheForkServersWholeProcessTree) {
   auto server = start_server_or_throw({kEchoServer, "--model", "fork", "--port", "0"});
-  RunResult run = run_loadgen(
-      target(server) + std::vector<std::string>{"--connections", "3", "--duration", "1s",
-                                                "--warmup", "200ms", "--server-pid",
-                                                std::to_string(server.process->pid()), "--json"});
-  EXPECT_EQ(stop_server(server), "");
-  ASSERT_EQ(run.code(), 0) << run.describe();
-  auto report = parse_report(run);
+  auto report = measure(server, {"--connections", "3", "--duration", "1s", "--warmup", "200ms",
+                                 "--server-pid", std::to_string(server.process->pid())});
   ASSERT_TRUE(report);
   const std::string dump = report->dump(2);
 
@@ -188,6 +194,206 @@ TEST(LoadgenMeasurement, ServerPidCountsTheForkServersWholeProcessTree) {
   EXPECT_GE(number(*report, "server_threads_peak"), 4.0) << dump;
   EXPECT_GT(number(*report, "server_cpu_s"), 0.0) << dump;
   EXPECT_GT(number(*report, "server_rss_peak_kb"), 0.0) << dump;
+}
+
+// ---------------------------------------------------------------------------------------
+// http
+
+// The same known 5 ms as over tcp, now as an HTTP response: latency runs to the last
+// byte of the response, so it is 5 ms plus a round trip, and 4 keep-alive connections
+// make 800 requests/s.
+TEST(LoadgenHttp, ClosedLoopAgainstFixedDelayReportsTrueLatencyAndRate) {
+  auto server = start_server_or_throw(
+      {kTestEchoServer, "--port", "0", "--protocol", "http", "--delay-ms", "5"});
+  auto report = measure(server, {"--protocol", "http", "--connections", "4", "--duration", "2s",
+                                 "--warmup", "300ms"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  expect_fixed_delay_measured(*report);
+  EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "reconnects"), 0.0) << dump;
+  EXPECT_EQ(text(*report, "http_method"), "GET") << dump;
+  EXPECT_EQ(text(*report, "http_status_errors"), "") << dump;
+}
+
+// Request n (counted by the server from 1) is answered 404 when 7 divides it, else 500
+// when 10 does, else 200: of all responses 1/7 are 404s and 1/10 - 1/70 are 500s.
+TEST(LoadgenHttp, NonSuccessStatusesAreCountedByCode) {
+  auto server = start_server_or_throw({kTestEchoServer, "--port", "0", "--protocol", "http",
+                                       "--status", "7:404", "--status", "10:500"});
+  auto report = measure(server, {"--protocol", "http", "--connections", "4", "--duration", "1s"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  // "404:a;500:b": codes ascending, separated by ';'.
+  std::map<unsigned, double> by_code;
+  std::string cell = text(*report, "http_status_errors");
+  for (char& c : cell) c = c == ';' ? ',' : c;
+  for (const std::string& item : split_csv_line(cell)) {
+    unsigned code = 0;
+    unsigned long long count = 0;
+    ASSERT_EQ(std::sscanf(item.c_str(), "%u:%llu", &code, &count), 2) << dump;
+    by_code[code] = static_cast<double>(count);
+  }
+  ASSERT_EQ(by_code.size(), 2u) << dump;
+  const double answered = number(*report, "requests") + number(*report, "errors_status");
+  ASSERT_GT(answered, 500.0) << dump;
+  EXPECT_NEAR(by_code[404] / answered, 1.0 / 7, 0.01) << dump;
+  EXPECT_NEAR(by_code[500] / answered, 1.0 / 10 - 1.0 / 70, 0.01) << dump;
+  EXPECT_EQ(number(*report, "errors_status"), by_code[404] + by_code[500]) << dump;
+  EXPECT_EQ(number(*report, "errors"), number(*report, "errors_status")) << dump;
+}
+
+// Every 5th response says Connection: close and the server closes: the client opens a
+// new connection each time, which is counted, and is no error.
+TEST(LoadgenHttp, ConnectionCloseMakesTheClientReconnect) {
+  auto server = start_server_or_throw(
+      {kTestEchoServer, "--port", "0", "--protocol", "http", "--close-every", "5"});
+  auto report = measure(server, {"--protocol", "http", "--connections", "2", "--duration", "1s"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  const double requests = number(*report, "requests");
+  EXPECT_GT(requests, 200.0) << dump;
+  EXPECT_NEAR(number(*report, "reconnects"), requests / 5, requests / 5 * 0.1 + 2) << dump;
+  EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "timeouts"), 0.0) << dump;
+}
+
+// Chunked bodies keep the connection; bodies with no length end with the connection,
+// so each response is followed by a reconnect. Neither is an error.
+TEST(LoadgenHttp, ChunkedAndCloseDelimitedBodiesAreReadToTheEnd) {
+  for (const char* framing : {"chunked", "close"}) {
+    SCOPED_TRACE(framing);
+    auto server = start_server_or_throw(
+        {kTestEchoServer, "--port", "0", "--protocol", "http", "--body", framing});
+    auto report = measure(server, {"--protocol", "http", "--connections", "2", "--duration", "1s",
+                                   "--payload", "300", "--method", "POST"});
+    ASSERT_TRUE(report);
+    const std::string dump = report->dump(2);
+    const double requests = number(*report, "requests");
+    EXPECT_GT(requests, 100.0) << dump;
+    EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
+    EXPECT_EQ(text(*report, "http_method"), "POST") << dump;
+    if (std::string(framing) == "chunked") {
+      EXPECT_EQ(number(*report, "reconnects"), 0.0) << dump;
+    } else {
+      // Window edges: a connect or a response of each connection may fall outside.
+      EXPECT_NEAR(number(*report, "reconnects"), requests, 4.0) << dump;
+    }
+  }
+}
+
+// Open loop with up to 8 requests pipelined on each connection, each answered 5 ms
+// after it is read: the schedule is kept and every response matched in order.
+TEST(LoadgenHttp, PipelinedRequestsAreAnsweredInOrder) {
+  auto server = start_server_or_throw(
+      {kTestEchoServer, "--port", "0", "--protocol", "http", "--delay-ms", "5"});
+  auto report = measure(server, {"--protocol", "http", "--connections", "2", "--rate", "2000",
+                                 "--max-inflight", "8", "--duration", "1s", "--warmup", "200ms"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  EXPECT_NEAR(number(*report, "requests"), 2000.0, 2000.0 * 0.1) << dump;
+  EXPECT_GE(number(*report, "latency_p50_us"), 5000.0) << dump;
+  EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "timeouts"), 0.0) << dump;
+}
+
+// Slowloris: trickle clients send a request head one byte per 5 ms that never ends.
+// The server saw, from each of them, only one-byte reads of a clean GET / head with
+// header lines after Host, and no complete request.
+TEST(LoadgenHttp, TrickleSlowClientsSendAnEndlessHeadByteByByte) {
+  auto server = start_server_or_throw({kTestEchoServer, "--port", "0", "--protocol", "http"});
+  RunResult run =
+      run_loadgen(target(server) + std::vector<std::string>{
+                                       "--protocol", "http", "--connections", "1", "--slow-clients",
+                                       "2", "--slow-mode", "trickle", "--trickle-interval", "5ms",
+                                       "--duration", "1s", "--json"});
+  std::string error;
+  auto summary = stop_and_read_summary(*server.process, Deadline(std::chrono::seconds(5)), error);
+  ASSERT_EQ(run.code(), 0) << run.describe();
+  ASSERT_TRUE(summary) << error;
+  EXPECT_EQ(number_value(*summary, "partial_heads"), 2u) << error;
+  EXPECT_EQ(number_value(*summary, "partial_heads_valid"), 2u);
+  EXPECT_EQ(number_value(*summary, "partial_largest_read"), 1u);
+  // About 200 bytes in one second at one per 5 ms; the request line and Host are ~40.
+  EXPECT_GE(number_value(*summary, "partial_head_bytes_min").value_or(0), 100u);
+  auto report = parse_report(run);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(number(*report, "slow_connected"), 2.0) << report->dump(2);
+  EXPECT_EQ(number(*report, "errors"), 0.0) << report->dump(2);
+  EXPECT_GT(number(*report, "requests"), 0.0) << report->dump(2);
+}
+
+// ---------------------------------------------------------------------------------------
+// udp
+
+// The known 5 ms over udp: every datagram comes back, in order, checked.
+TEST(LoadgenUdp, ClosedLoopAgainstFixedDelayReportsTrueLatencyAndRate) {
+  auto server = start_server_or_throw(
+      {kTestEchoServer, "--port", "0", "--protocol", "udp", "--delay-ms", "5"});
+  auto report = measure(
+      server, {"--protocol", "udp", "--connections", "4", "--duration", "2s", "--warmup", "300ms"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  expect_fixed_delay_measured(*report);
+  EXPECT_EQ(number(*report, "lost"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "late"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "reordered"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
+  // Closed loop: each datagram sent in the window is answered, in it or just after.
+  EXPECT_NEAR(number(*report, "datagrams_sent"), number(*report, "requests"), 8.0) << dump;
+}
+
+// The server never echoes every tenth datagram: 10 % of those sent are lost, each
+// given up after the 100 ms timeout, after which its client sends the next.
+TEST(LoadgenUdp, ServerDroppingEveryTenthDatagramShowsTenPercentLoss) {
+  auto server = start_server_or_throw(
+      {kTestEchoServer, "--port", "0", "--protocol", "udp", "--drop-every", "10"});
+  auto report = measure(server, {"--protocol", "udp", "--connections", "8", "--duration", "2s",
+                                 "--timeout", "100ms"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  EXPECT_NEAR(number(*report, "lost_pct"), 10.0, 1.0) << dump;
+  EXPECT_GT(number(*report, "datagrams_sent"), 500.0) << dump;
+  EXPECT_EQ(number(*report, "late"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "timeouts"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "starved_connections"), 0.0) << dump;
+  // A loss costs its client the timeout: about 10 datagrams per 100 ms each.
+  EXPECT_LT(number(*report, "throughput_rps"), 8 * 10 / 0.1 * 1.3) << dump;
+}
+
+// The server echoes the second datagram of every pair before the first: with one
+// socket, every first of a pair comes back below the highest number already received.
+TEST(LoadgenUdp, SwappedPairsAreCountedAsReordered) {
+  auto server =
+      start_server_or_throw({kTestEchoServer, "--port", "0", "--protocol", "udp", "--swap-pairs"});
+  auto report = measure(server, {"--protocol", "udp", "--connections", "1", "--rate", "1000",
+                                 "--max-inflight", "4", "--duration", "1s"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  const double requests = number(*report, "requests");
+  EXPECT_NEAR(requests, 1000.0, 100.0) << dump;
+  EXPECT_NEAR(number(*report, "reordered"), requests / 2, 3.0) << dump;
+  EXPECT_EQ(number(*report, "lost"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
+}
+
+// Every tenth echo comes 300 ms late, after the 100 ms timeout: it is lost, and its
+// late echo is counted late, not as a request. Late echoes of datagrams sent in the
+// window's last 300 ms come after loadgen stopped listening, so late <= lost.
+TEST(LoadgenUdp, EchoAfterTheTimeoutIsLateNotASuccess) {
+  auto server = start_server_or_throw({kTestEchoServer, "--port", "0", "--protocol", "udp",
+                                       "--late-every", "10", "--late-ms", "300"});
+  auto report = measure(server, {"--protocol", "udp", "--connections", "4", "--duration", "2s",
+                                 "--timeout", "100ms"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  const double lost = number(*report, "lost");
+  EXPECT_NEAR(number(*report, "lost_pct"), 10.0, 1.0) << dump;
+  EXPECT_LE(number(*report, "late"), lost) << dump;
+  EXPECT_GE(number(*report, "late"), lost * 0.6) << dump;
+  EXPECT_NEAR(number(*report, "requests"), number(*report, "datagrams_sent") - lost, 8.0) << dump;
+  EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
 }
 
 }  // namespace
