@@ -93,7 +93,8 @@ def matrix(kind: str) -> list[Scenario]:
     if kind == "udp":
         # Closed loop: one datagram per socket in flight, as the TCP ping-pong. Open loop:
         # a fixed schedule with many in flight, where a server that falls behind loses
-        # datagrams (its socket buffer overflows) instead of slowing the sender down.
+        # datagrams (its socket buffer overflows) instead of slowing the sender down as
+        # TCP would.
         return [Scenario("udp-closed", protocol="udp"),
                 Scenario("udp-open-100k", protocol="udp",
                          extra=["--rate", "100000", "--max-inflight", "64", "--timeout", "1s"])]
@@ -703,11 +704,11 @@ class Bench:
         if udp_rows:
             lines += ["", "udp datagrams lost (no echo within --timeout) and reordered:"]
             for r in udp_rows:
-                sent = (float(r.get("requests") or 0) + float(r.get("lost") or 0)
-                        if r.get("lost") else 0)
-                share = f" ({float(r['lost']) / sent:.2%} of those answered or lost)" if sent else ""
+                share = f" ({float(r['lost_pct']):.2f}% of {int(r['datagrams_sent']):,} sent)" \
+                    if r.get("lost_pct") and r.get("datagrams_sent") else ""
                 lines.append(f"  {r['model']:<10} {r['scenario']:<14} lost {r.get('lost') or '-'}"
-                             f"{share}, reordered {r.get('reordered') or '-'}")
+                             f"{share}, late {r.get('late') or '-'}, "
+                             f"reordered {r.get('reordered') or '-'}")
         for s in scenarios:
             if s.pinned or "libuv" not in models:
                 continue
