@@ -280,6 +280,8 @@ void Connection::serve_http(const char* data, size_t length_bytes) {
   // Whatever the peer sends after the request that ends the connection goes unread.
   if (http.session.closing() && reading_) stop_reading();
   send_http();
+  // Also while a write is in flight, when these responses only gathered in out.
+  if (!uv_is_closing(as_handle(&handle_))) stop_reading_if_backlogged();
 }
 
 void Connection::send_http() {
@@ -304,7 +306,6 @@ void Connection::send_http() {
         http.in_flight_bytes = 0;  // a failed call never calls back
         return fail();
       }
-      stop_reading_if_backlogged();
       return;
     }
     http.out.clear();
