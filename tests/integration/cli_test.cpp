@@ -106,7 +106,10 @@ TEST(Cli, ListModelsNamesEveryModel) {
   EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
   EXPECT_TRUE(run.err.empty()) << joined(run.err);
   const auto models = servers::all_models();
-  EXPECT_EQ(run.out.size(), models.size()) << joined(run.out);
+  // A header line, then one line per model.
+  ASSERT_FALSE(run.out.empty());
+  EXPECT_TRUE(run.out.front().starts_with("  MODEL")) << joined(run.out);
+  EXPECT_EQ(run.out.size(), models.size() + 1) << joined(run.out);
   for (const auto& model : models) {
     bool listed = false;
     for (const std::string& line : run.out) {
