@@ -6,12 +6,16 @@
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "loadgen/proc_tree.hpp"
 #include "tests/integration/model_variants.hpp"
 #include "tests/integration/unavailable_model.hpp"
 #include "tests/support/client.hpp"
@@ -73,6 +77,36 @@ class ModelServerTest : public ::testing::TestWithParam<std::string> {
     EXPECT_EQ(summary["model"], model_);
     for (const char* key : {"accepted", "refused", "peak_concurrent", "bytes_echoed", "errors"})
       EXPECT_TRUE(number_value(summary, key)) << "no number for " << key;
+  }
+
+  // Sends on `fd` without reading (send_without_reading: at most `max_bytes`, of
+  // `pattern` or random bytes) and samples the server's memory, its whole process
+  // tree, all along. Expects the server to stop reading, so that the flood stalls for
+  // `stall`, with its RSS grown by at most 32 MiB. Make one exchange on `fd` first,
+  // so that whatever serves a connection exists before the baseline and what is
+  // measured is buffering alone.
+  void ExpectFloodIsBounded(int fd, size_t max_bytes, std::chrono::milliseconds stall,
+                            std::span<const char> pattern = {}) {
+    using namespace std::chrono_literals;
+    constexpr uint64_t kMaxGrowthKb = 32 * 1024;
+    auto tree_rss_kb = [&]() -> uint64_t {
+      auto sample = loadgen::sample_process_tree(server_->pid());
+      return sample ? sample->rss_kb : 0;
+    };
+    const uint64_t baseline_kb = tree_rss_kb();
+    ASSERT_GT(baseline_kb, 0u) << "cannot read the server's RSS";
+    uint64_t peak_kb = baseline_kb;
+    FloodResult flood = send_without_reading(
+        fd, max_bytes, stall, Deadline(40s), [&] { peak_kb = std::max(peak_kb, tree_rss_kb()); },
+        50ms, pattern);
+    peak_kb = std::max(peak_kb, tree_rss_kb());
+    const std::string story = "sent " + std::to_string(flood.sent / 1024) + " KiB; server RSS " +
+                              std::to_string(baseline_kb) + " KiB before, peak " +
+                              std::to_string(peak_kb) + " KiB";
+    RecordProperty("flood", story);
+    EXPECT_LE(peak_kb - baseline_kb, kMaxGrowthKb) << story;
+    // Bounded buffering means the server stops reading long before max_bytes.
+    EXPECT_TRUE(flood.stalled) << story << "; " << flood.last.describe();
   }
 
   std::unique_ptr<ChildProcess> server_;
