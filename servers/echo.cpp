@@ -103,7 +103,7 @@ EchoEnd http_connection(int fd, std::span<char> buffer, const StopSignal& stop,
       if (end == EchoEnd::kError) stats.errors.fetch_add(1, std::memory_order_relaxed);
       return end;
     }
-    out.clear();
+    clear_buffer(out, http_output_limit_bytes(buffer.size()));
     if (session.closing()) return EchoEnd::kDone;
   }
 }

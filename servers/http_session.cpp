@@ -11,8 +11,7 @@ namespace {
 constexpr size_t kNoMatch = std::string_view::npos;
 
 // A request's held bytes are given back to malloc after it is answered when they
-// took more than this, so an idle keep-alive connection does not keep a large
-// request's memory; smaller ones are kept for the next request.
+// took more than this (see clear_buffer); smaller ones are kept for the next request.
 constexpr size_t kKeptHeldBytes = 64 * 1024;
 
 // The response head is kept small on purpose: it is part of what the benchmark
@@ -193,11 +192,7 @@ void HttpSession::reject(int status, std::string& out) {
 }
 
 void HttpSession::reset_request() {
-  if (held_.capacity() > kKeptHeldBytes) {
-    std::string().swap(held_);
-  } else {
-    held_.clear();
-  }
+  clear_buffer(held_, kKeptHeldBytes);
   headers_done_ = false;
   message_done_ = false;
   head_only_ = false;
@@ -207,6 +202,14 @@ void HttpSession::reset_request() {
   field_matched_ = 0;
   value_matched_ = 0;
   expect_continue_ = false;
+}
+
+void clear_buffer(std::string& buffer, size_t max_kept_bytes) {
+  if (buffer.capacity() > max_kept_bytes) {
+    std::string().swap(buffer);
+  } else {
+    buffer.clear();
+  }
 }
 
 size_t http_output_limit_bytes(size_t buffer_bytes) {

@@ -78,6 +78,11 @@ class HttpSession {
   bool closing_ = false;
 };
 
+/// Empties `buffer`, keeping its memory for the next use unless it has grown past
+/// `max_kept_bytes` (after a large request or response): then it goes back to
+/// malloc, so that an idle keep-alive connection holds little.
+void clear_buffer(std::string& buffer, size_t max_kept_bytes);
+
 /// The most response bytes a connection may have waiting to be written before its
 /// server stops reading from it, so that a client that pipelines requests and never
 /// reads cannot grow the server's memory without limit.

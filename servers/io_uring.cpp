@@ -329,12 +329,7 @@ void Server::on_sent(Connection& connection, int res) {
     if (connection.http) {
       // Every response owed is out: the one that ends the connection closes it.
       if (connection.http->closing()) return close(connection, /*failed=*/false);
-      // A large response's buffer goes back to malloc; a small one is kept.
-      if (connection.out.capacity() > http_output_limit_bytes(ctx_.options.buffer_bytes)) {
-        std::string().swap(connection.out);
-      } else {
-        connection.out.clear();
-      }
+      clear_buffer(connection.out, http_output_limit_bytes(ctx_.options.buffer_bytes));
     }
     return arm_recv(connection);
   }

@@ -308,7 +308,7 @@ void Connection::send_http() {
       }
       return;
     }
-    http.out.clear();
+    clear_buffer(http.out, server_.write_backlog_limit_bytes());
   }
   // Everything is in the kernel, which sends it before the FIN that close() makes.
   if (eof_ || http.session.closing()) close();
@@ -319,12 +319,7 @@ void Connection::http_write_cb(uv_write_t* req, int status) {
   Http& http = *self->http_;
   const size_t written_bytes = http.in_flight_bytes;
   http.in_flight_bytes = 0;
-  // A large response's buffer goes back to malloc; a small one is kept for the next.
-  if (http.in_flight.capacity() > self->server_.write_backlog_limit_bytes()) {
-    std::string().swap(http.in_flight);
-  } else {
-    http.in_flight.clear();
-  }
+  clear_buffer(http.in_flight, self->server_.write_backlog_limit_bytes());
   if (status == UV_ECANCELED) return;   // the handle is closing (stop, or an error)
   if (status < 0) return self->fail();  // UV_EPIPE or UV_ECONNRESET
   self->server_.ctx().stats.bytes_echoed.fetch_add(written_bytes, std::memory_order_relaxed);

@@ -156,13 +156,7 @@ void Connection::flush() {
   if (pending_bytes() == 0) {
     begin_ = end_ = 0;
     if (http_) {
-      // An idle keep-alive connection keeps a small output buffer for its next
-      // responses, not the memory of a large one.
-      if (http_->out.capacity() > http_->limit_bytes) {
-        std::string().swap(http_->out);
-      } else {
-        http_->out.clear();
-      }
+      clear_buffer(http_->out, http_->limit_bytes);
       http_->sent_bytes = 0;
     }
   }

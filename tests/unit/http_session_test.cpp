@@ -280,6 +280,17 @@ TEST(HttpSession, NothingMoreAfterClosing) {
   EXPECT_EQ(out.size(), size);
 }
 
+TEST(HttpSession, ClearBufferKeepsOnlySmallCapacity) {
+  std::string small(100, 's');
+  clear_buffer(small, 1000);
+  EXPECT_TRUE(small.empty());
+  EXPECT_GE(small.capacity(), 100u) << "kept for the next use";
+  std::string large(5000, 'l');
+  clear_buffer(large, 1000);
+  EXPECT_TRUE(large.empty());
+  EXPECT_LT(large.capacity(), 1000u) << "given back";
+}
+
 TEST(HttpSession, OutputLimitIsAFewBuffers) {
   EXPECT_EQ(http_output_limit_bytes(1), 64u * 1024);
   EXPECT_EQ(http_output_limit_bytes(1 << 20), 4u << 20);
