@@ -4,6 +4,9 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <string>
+
+#include "servers/http_session.hpp"
 
 namespace cb::servers {
 
@@ -45,29 +48,70 @@ bool write_all(int fd, const char* data, size_t size, const StopSignal& stop, Se
   return true;
 }
 
+// One recv into `buffer`, waiting for input as a blocking read would: the bytes read,
+// or 0 with `end` saying why there are none (EOF, stop, or an error, counted).
+size_t read_some(int fd, std::span<char> buffer, const StopSignal& stop, ServerStats& stats,
+                 EchoEnd& end) {
+  for (;;) {
+    ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) {
+      end = EchoEnd::kPeerClosed;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (wait_for(fd, POLLIN, stop)) continue;
+      end = EchoEnd::kStopped;
+      return 0;
+    }
+    stats.errors.fetch_add(1, std::memory_order_relaxed);
+    end = EchoEnd::kError;
+    return 0;
+  }
+}
+
 }  // namespace
 
 EchoEnd echo_connection(int fd, std::span<char> buffer, const StopSignal& stop,
                         ServerStats& stats) {
+  EchoEnd end{};
   for (;;) {
-    ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
-    if (n > 0) {
-      EchoEnd end{};
-      if (!write_all(fd, buffer.data(), static_cast<size_t>(n), stop, stats, end)) {
-        if (end == EchoEnd::kError) stats.errors.fetch_add(1, std::memory_order_relaxed);
-        return end;
-      }
-      continue;
+    const size_t n = read_some(fd, buffer, stop, stats, end);
+    if (n == 0) return end;
+    if (!write_all(fd, buffer.data(), n, stop, stats, end)) {
+      if (end == EchoEnd::kError) stats.errors.fetch_add(1, std::memory_order_relaxed);
+      return end;
     }
-    if (n == 0) return EchoEnd::kPeerClosed;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (!wait_for(fd, POLLIN, stop)) return EchoEnd::kStopped;
-      continue;
-    }
-    stats.errors.fetch_add(1, std::memory_order_relaxed);
-    return EchoEnd::kError;
   }
+}
+
+EchoEnd http_connection(int fd, std::span<char> buffer, const StopSignal& stop,
+                        ServerStats& stats) {
+  HttpSession session;
+  std::string out;
+  EchoEnd end{};
+  for (;;) {
+    const size_t n = read_some(fd, buffer, stop, stats, end);
+    // EOF with a request half read: there is nobody to answer.
+    if (n == 0) return end;
+    const size_t responses = session.feed(buffer.first(n), out);
+    if (responses > 0) stats.messages.fetch_add(responses, std::memory_order_relaxed);
+    // All of it is written before the next read, which bounds what a client that
+    // pipelines without reading can make us hold to one read's responses.
+    if (!write_all(fd, out.data(), out.size(), stop, stats, end)) {
+      if (end == EchoEnd::kError) stats.errors.fetch_add(1, std::memory_order_relaxed);
+      return end;
+    }
+    clear_buffer(out, http_output_limit_bytes(buffer.size()));
+    if (session.closing()) return EchoEnd::kDone;
+  }
+}
+
+EchoEnd serve_connection(int fd, std::span<char> buffer, const ServeContext& ctx) {
+  if (ctx.options.protocol == Protocol::kHttp)
+    return http_connection(fd, buffer, ctx.stop, ctx.stats);
+  return echo_connection(fd, buffer, ctx.stop, ctx.stats);
 }
 
 }  // namespace cb::servers

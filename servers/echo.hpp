@@ -1,5 +1,6 @@
 // The echo protocol (RFC 862, TCP) for the blocking models, in one place: read
-// what arrives, write all of it back, repeat until the peer closes. Waiting is done
+// what arrives, write all of it back, repeat until the peer closes; and their HTTP
+// form, which writes back HttpSession's responses instead. Waiting is done
 // in poll() on the connection and the stop pipe together, which blocks exactly as a
 // blocking read or write would, but lets SIGTERM end a connection whose peer is
 // silent or never reads.
@@ -8,6 +9,7 @@
 #include <cstddef>
 #include <span>
 
+#include "servers/model.hpp"
 #include "servers/stats.hpp"
 #include "servers/stop_signal.hpp"
 
@@ -16,6 +18,7 @@ namespace cb::servers {
 /// Why echo_connection returned.
 enum class EchoEnd {
   kPeerClosed,  ///< orderly EOF after everything was echoed
+  kDone,        ///< http: the last response said the connection closes, and is written
   kStopped,     ///< the stop signal fired
   kError,       ///< reset or I/O error (counted in stats.errors)
 };
@@ -24,8 +27,18 @@ enum class EchoEnd {
 /// buffer.size() bytes are held per connection: nothing more is read until the
 /// last read is written back). Adds written bytes to stats.bytes_echoed. Does not
 /// close `fd`. Safe to call from many threads at once, one fd each.
-EchoEnd echo_connection(int fd, std::span<char> buffer, const StopSignal& stop,
-                        ServerStats& stats);
+EchoEnd echo_connection(int fd, std::span<char> buffer, const StopSignal& stop, ServerStats& stats);
+
+/// HTTP/1.1 on one connection (see HttpSession): reads into `buffer`, writes every
+/// response the read completed before it reads again, and returns once a response
+/// that closes the connection is written, or on EOF, error or stop. Counts responses
+/// in stats.messages and written bytes in stats.bytes_echoed. Does not close `fd`.
+/// Safe to call from many threads at once, one fd each.
+EchoEnd http_connection(int fd, std::span<char> buffer, const StopSignal& stop, ServerStats& stats);
+
+/// Serves one connection with the protocol ctx.options.protocol names: tcp through
+/// echo_connection, http through http_connection.
+EchoEnd serve_connection(int fd, std::span<char> buffer, const ServeContext& ctx);
 
 /// Blocks until `fd` has any of `events` (POLLIN/POLLOUT) or stop fires.
 /// Returns false when stop fired.

@@ -46,7 +46,8 @@ class Children {
   const ServeContext& ctx_;
   // Allocated once here rather than in each child: every child gets its own
   // copy-on-write copy, and a child forked from a multi-threaded process (a test
-  // running serve_fork on a thread) must not call malloc.
+  // running serve_fork on a thread) must not call malloc. (HTTP does allocate in the
+  // child, for its session and responses: echo-server forks from its only thread.)
   std::vector<char> buffer_;
   std::vector<pid_t> pids_;
 };
@@ -80,8 +81,9 @@ void Children::spawn(net::Fd connection) {
 
 void Children::serve_child(int connection_fd) {
   ::close(ctx_.listener.get());
-  // bytes_echoed and errors land in the parent's counters: ServerStats is MAP_SHARED.
-  echo_connection(connection_fd, buffer_, ctx_.stop, ctx_.stats);
+  // bytes_echoed, errors and responses land in the parent's counters: ServerStats is
+  // MAP_SHARED.
+  serve_connection(connection_fd, buffer_, ctx_);
   // _exit, not return or exit(): the parent's stack, destructors, atexit handlers and
   // unflushed stdio belong to the parent and must not run twice.
   ::_exit(0);

@@ -3,7 +3,8 @@
 // each completion; the thread blocks only in io_uring_enter() waiting for completions,
 // and never makes a read or write call of its own. Each connection has at most one
 // operation in flight: a recv into its own buffer, or the send of what that recv
-// brought, and the next recv waits until the echo is all sent.
+// brought, and the next recv waits until the echo is all sent. With --protocol http
+// what is sent is instead the responses HttpSession completed from that recv.
 #include <liburing.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -16,10 +17,12 @@
 #include <list>
 #include <memory>
 #include <new>
+#include <span>
 #include <string>
 
 #include "net/fd.hpp"
 #include "net/socket.hpp"
+#include "servers/http_session.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
@@ -59,9 +62,16 @@ struct Connection {
   net::Fd fd;
   std::unique_ptr<char[]> buffer;
   size_t received_bytes = 0;  ///< what the last recv brought: the echo owed
-  size_t sent_bytes = 0;      ///< how much of that echo has gone out
+  size_t sent_bytes = 0;      ///< how much of owed() has gone out
   bool sending = false;       ///< the request in flight is a send (else a recv)
   std::list<Connection>::iterator self;
+  std::unique_ptr<HttpSession> http;  ///< --protocol http only
+  std::string out;                    ///< http: the responses to the last recv
+
+  /// What the last recv calls for: its echo, or its HTTP responses.
+  std::span<const char> owed() const {
+    return http ? std::span<const char>(out) : std::span<const char>(buffer.get(), received_bytes);
+  }
 };
 
 /// The ring, the connections and the accept and stop requests. Call only on the
@@ -90,6 +100,8 @@ class Server {
   void on_accept(int res, unsigned flags);
   void add_connection(net::Fd fd);
   void on_received(Connection& connection, int res);
+  /// HTTP: feeds what a recv brought to the session and sends its responses.
+  void on_http_received(Connection& connection, size_t length);
   void on_sent(Connection& connection, int res);
   /// Closes a connection whose request has completed; `failed` counts it in stats.errors.
   void close(Connection& connection, bool failed);
@@ -178,8 +190,8 @@ void Server::arm_send(Connection& connection) {
   if (sqe == nullptr) return close(connection, /*failed=*/true);
   connection.sending = true;
   // MSG_NOSIGNAL: a peer gone mid-echo is an EPIPE for this connection, never a SIGPIPE.
-  io_uring_prep_send(sqe, connection.fd.get(), connection.buffer.get() + connection.sent_bytes,
-                     connection.received_bytes - connection.sent_bytes, MSG_NOSIGNAL);
+  const std::span<const char> rest = connection.owed().subspan(connection.sent_bytes);
+  io_uring_prep_send(sqe, connection.fd.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
   io_uring_sqe_set_data(sqe, &connection);
 }
 
@@ -278,10 +290,15 @@ void Server::add_connection(net::Fd fd) {
   connection.fd = std::move(fd);
   connection.buffer = std::move(buffer);
   stats.on_open();
+  if (ctx_.options.protocol == Protocol::kHttp) {
+    connection.http.reset(new (std::nothrow) HttpSession);
+    if (!connection.http) return close(connection, /*failed=*/true);
+  }
   arm_recv(connection);
 }
 
 void Server::on_received(Connection& connection, int res) {
+  if (res > 0 && connection.http) return on_http_received(connection, static_cast<size_t>(res));
   if (res > 0) {
     connection.received_bytes = static_cast<size_t>(res);
     connection.sent_bytes = 0;
@@ -294,13 +311,26 @@ void Server::on_received(Connection& connection, int res) {
   close(connection, /*failed=*/true);  // ECONNRESET and the like: this connection only
 }
 
+void Server::on_http_received(Connection& connection, size_t length) {
+  const size_t responses = connection.http->feed({connection.buffer.get(), length}, connection.out);
+  if (responses > 0) ctx_.stats.messages.fetch_add(responses, std::memory_order_relaxed);
+  connection.sent_bytes = 0;
+  if (!connection.out.empty()) return arm_send(connection);
+  arm_recv(connection);  // the request is not complete yet
+}
+
 void Server::on_sent(Connection& connection, int res) {
   if (res > 0) {
     ctx_.stats.bytes_echoed.fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
     connection.sent_bytes += static_cast<size_t>(res);
     // A short send: the rest goes next. Only once all of it is out is the client
     // read again, which is what bounds the memory a client that never reads can cost.
-    if (connection.sent_bytes < connection.received_bytes) return arm_send(connection);
+    if (connection.sent_bytes < connection.owed().size()) return arm_send(connection);
+    if (connection.http) {
+      // Every response owed is out: the one that ends the connection closes it.
+      if (connection.http->closing()) return close(connection, /*failed=*/false);
+      clear_buffer(connection.out, http_output_limit_bytes(ctx_.options.buffer_bytes));
+    }
     return arm_recv(connection);
   }
   if (res == -EINTR || res == -EAGAIN) return arm_send(connection);

@@ -13,7 +13,7 @@ int serve_iterative(const ServeContext& ctx, std::string& error) {
   AcceptHooks hooks;
   hooks.on_connection = [&](net::Fd connection) {
     ctx.stats.on_open();
-    echo_connection(connection.get(), buffer, ctx.stop, ctx.stats);
+    serve_connection(connection.get(), buffer, ctx);
     ctx.stats.on_close();
   };
   return accept_loop(ctx, hooks, error);

@@ -1,7 +1,9 @@
 // libuv: one thread runs one uv_loop_t (epoll on Linux, kqueue on BSD/macOS) that
 // accepts, reads and writes every connection on non-blocking sockets. Nothing blocks
 // but the loop's wait for readiness, so an idle or non-reading client costs a handle
-// and a little memory, never a thread, and never stalls anyone else.
+// and a little memory, never a thread, and never stalls anyone else. With --protocol
+// http each read goes to the connection's HttpSession, and the responses it completes
+// leave in one write (prefork and reactors run this same loop in every worker).
 #include <fcntl.h>
 #include <uv.h>
 
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "net/fd.hpp"
+#include "servers/http_session.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
@@ -78,6 +81,17 @@ class Connection {
 
   void echo(std::unique_ptr<char[]> data, size_t length_bytes);
   void finish_on_eof();
+  /// HTTP: feeds one read to the session and sends what it answered.
+  void serve_http(const char* data, size_t length_bytes);
+  /// HTTP: hands the session's output to the kernel, with uv_try_write first and
+  /// uv_write for what it leaves, one write at a time; closes once the connection
+  /// has ended (EOF, or the session says so) and nothing is left to send.
+  void send_http();
+  static void http_write_cb(uv_write_t* req, int status);
+  /// Output handed to libuv or waiting for it, which reading must not outrun.
+  size_t pending_output_bytes() const;
+  /// Stops reading while pending_output_bytes() is over the server's backlog limit.
+  void stop_reading_if_backlogged();
   void resume_reading_if_drained();
   bool start_reading();
   void stop_reading();
@@ -94,6 +108,19 @@ class Connection {
   bool reading_ = false;
   bool eof_ = false;      ///< the peer shut its write side; we shut ours after the echo
   bool counted_ = false;  ///< stats.on_open() was called, so close_cb owes on_close()
+
+  /// --protocol http: the session and its responses. One uv_write at a time sends
+  /// `in_flight`, which stays untouched until its callback; responses completed
+  /// meanwhile gather in `out` and go in the next write. Both strings keep their
+  /// capacity, so a keep-alive connection in steady state allocates nothing.
+  struct Http {
+    HttpSession session;
+    std::string out;
+    std::string in_flight;
+    size_t in_flight_bytes = 0;  ///< what the uv_write in flight sends; 0 when none
+    uv_write_t write_req{};
+  };
+  std::unique_ptr<Http> http_;
 };
 
 /// The loop, the listening handle and the stop watcher. Call only on the loop thread.
@@ -143,6 +170,11 @@ class Server {
 void Connection::start() {
   counted_ = true;
   server_.ctx().stats.on_open();
+  if (server_.ctx().options.protocol == Protocol::kHttp) {
+    http_.reset(new (std::nothrow) Http);
+    if (!http_) return fail();  // out of memory: this connection only
+    http_->write_req.data = this;
+  }
   // Echo replies are small and latency is what gets measured: do not let Nagle hold
   // them back. A failure only costs latency, so it is not worth ending the connection.
   uv_tcp_nodelay(&handle_, 1);
@@ -181,12 +213,22 @@ void Connection::alloc_cb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
 void Connection::read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<Connection*>(stream->data);
   std::unique_ptr<char[]> data(buf->base);  // ours since alloc_cb; may be null
+  if (nread > 0 && self->http_) {
+    self->serve_http(data.get(), static_cast<size_t>(nread));
+    self->server_.give_back(std::move(data));  // the session keeps what it needs
+    return;
+  }
   if (nread > 0) {
     self->echo(std::move(data), static_cast<size_t>(nread));
     return;
   }
   if (data) self->server_.give_back(std::move(data));
-  if (nread == UV_EOF) {
+  if (nread == UV_EOF && self->http_) {
+    // A request cut short has nobody to answer; what is answered still goes out.
+    self->eof_ = true;
+    self->reading_ = false;
+    self->send_http();
+  } else if (nread == UV_EOF) {
     self->finish_on_eof();
   } else if (nread < 0) {
     // UV_ECONNRESET, UV_ENOBUFS or another read error: this connection only.
@@ -218,10 +260,71 @@ void Connection::echo(std::unique_ptr<char[]> data, size_t length_bytes) {
   }
   held_bytes_ += capacity_bytes;
   assert(uv_stream_get_write_queue_size(as_stream(&handle_)) <= held_bytes_);
+  stop_reading_if_backlogged();
+}
 
+size_t Connection::pending_output_bytes() const {
+  return http_ ? http_->in_flight_bytes + http_->out.size() : held_bytes_;
+}
+
+void Connection::stop_reading_if_backlogged() {
   // The peer is not reading as fast as it sends: stop taking its bytes until the
   // kernel has taken ours, so its backlog waits in its own socket buffers, not here.
-  if (held_bytes_ > server_.write_backlog_limit_bytes() && reading_) stop_reading();
+  if (pending_output_bytes() > server_.write_backlog_limit_bytes() && reading_) stop_reading();
+}
+
+void Connection::serve_http(const char* data, size_t length_bytes) {
+  Http& http = *http_;
+  const size_t responses = http.session.feed({data, length_bytes}, http.out);
+  if (responses > 0) server_.ctx().stats.messages.fetch_add(responses, std::memory_order_relaxed);
+  // Whatever the peer sends after the request that ends the connection goes unread.
+  if (http.session.closing() && reading_) stop_reading();
+  send_http();
+  // Also while a write is in flight, when these responses only gathered in out.
+  if (!uv_is_closing(as_handle(&handle_))) stop_reading_if_backlogged();
+}
+
+void Connection::send_http() {
+  Http& http = *http_;
+  if (http.in_flight_bytes > 0 || uv_is_closing(as_handle(&handle_))) return;  // write_cb calls
+  if (!http.out.empty()) {
+    // Most often the kernel takes every response of the read at once, with no request
+    // to allocate or call back.
+    uv_buf_t buf = uv_buf_init(http.out.data(), static_cast<unsigned int>(http.out.size()));
+    const int written = uv_try_write(as_stream(&handle_), &buf, 1);
+    if (written < 0 && written != UV_EAGAIN) return fail();  // EPIPE, ECONNRESET
+    const size_t sent = written > 0 ? static_cast<size_t>(written) : 0;
+    server_.ctx().stats.bytes_echoed.fetch_add(sent, std::memory_order_relaxed);
+    if (sent < http.out.size()) {
+      // The rest goes by uv_write from in_flight, which nothing touches until
+      // http_write_cb; out (the old in_flight, empty) takes the next responses.
+      std::swap(http.out, http.in_flight);
+      http.in_flight_bytes = http.in_flight.size() - sent;
+      uv_buf_t rest = uv_buf_init(http.in_flight.data() + sent,
+                                  static_cast<unsigned int>(http.in_flight_bytes));
+      if (uv_write(&http.write_req, as_stream(&handle_), &rest, 1, http_write_cb) < 0) {
+        http.in_flight_bytes = 0;  // a failed call never calls back
+        return fail();
+      }
+      return;
+    }
+    clear_buffer(http.out, server_.write_backlog_limit_bytes());
+  }
+  // Everything is in the kernel, which sends it before the FIN that close() makes.
+  if (eof_ || http.session.closing()) close();
+}
+
+void Connection::http_write_cb(uv_write_t* req, int status) {
+  auto* self = static_cast<Connection*>(req->data);
+  Http& http = *self->http_;
+  const size_t written_bytes = http.in_flight_bytes;
+  http.in_flight_bytes = 0;
+  clear_buffer(http.in_flight, self->server_.write_backlog_limit_bytes());
+  if (status == UV_ECANCELED) return;   // the handle is closing (stop, or an error)
+  if (status < 0) return self->fail();  // UV_EPIPE or UV_ECONNRESET
+  self->server_.ctx().stats.bytes_echoed.fetch_add(written_bytes, std::memory_order_relaxed);
+  self->send_http();
+  self->resume_reading_if_drained();
 }
 
 void Connection::write_cb(uv_write_t* req, int status) {
@@ -242,7 +345,8 @@ void Connection::write_cb(uv_write_t* req, int status) {
 
 void Connection::resume_reading_if_drained() {
   if (reading_ || eof_ || uv_is_closing(as_handle(&handle_))) return;
-  if (held_bytes_ >= server_.write_backlog_limit_bytes() / 2) return;
+  if (http_ && http_->session.closing()) return;
+  if (pending_output_bytes() >= server_.write_backlog_limit_bytes() / 2) return;
   if (!start_reading()) fail();
 }
 

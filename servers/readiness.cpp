@@ -6,6 +6,9 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <string>
+
+#include "servers/http_session.hpp"
 
 namespace cb::servers {
 namespace {
@@ -43,9 +46,25 @@ void BufferPool::give_back(std::unique_ptr<char[]> buffer) {
 
 // ---- Connection ----
 
+// With --protocol http: the session, and the responses it wrote that are not sent yet.
+struct Connection::Http {
+  HttpSession session;
+  std::string out;
+  size_t sent_bytes = 0;   ///< out[0, sent_bytes) has gone out
+  size_t limit_bytes = 0;  ///< reading stops while more than this waits in out
+};
+
 Connection::Connection(net::Fd fd, const ServeContext& ctx, BufferPool& buffers)
     : fd_(std::move(fd)), ctx_(ctx), buffers_(buffers) {
   ctx_.stats.on_open();
+  if (ctx_.options.protocol == Protocol::kHttp) {
+    http_.reset(new (std::nothrow) Http);
+    if (http_) {
+      http_->limit_bytes = http_output_limit_bytes(buffers_.buffer_bytes());
+    } else {
+      close(/*failed=*/true);  // out of memory: done() at once, this connection only
+    }
+  }
 }
 
 Connection::~Connection() {
@@ -53,9 +72,33 @@ Connection::~Connection() {
 }
 
 size_t Connection::room_bytes() const {
+  // HTTP reads into the start of a buffer that it hands on at once, and waits while
+  // its responses pile up or once it is closing.
+  if (http_) {
+    const bool wait = http_->session.closing() || pending_bytes() > http_->limit_bytes;
+    return wait ? 0 : buffers_.buffer_bytes();
+  }
   // With no buffer held, a read takes a whole one.
   return buffers_.buffer_bytes() - end_;
 }
+
+const char* Connection::pending_data() const {
+  return http_ ? http_->out.data() + http_->sent_bytes : buffer_.get() + begin_;
+}
+
+size_t Connection::pending_bytes() const {
+  return http_ ? http_->out.size() - http_->sent_bytes : end_ - begin_;
+}
+
+void Connection::consume(size_t length) {
+  if (http_) {
+    http_->sent_bytes += length;
+  } else {
+    begin_ += length;
+  }
+}
+
+bool Connection::ending() const { return eof_ || (http_ && http_->session.closing()); }
 
 Interest Connection::interest() const {
   if (done()) return {};
@@ -81,9 +124,10 @@ Interest Connection::on_ready(Readiness ready) {
     if (done()) return {};
   }
   if (pending_bytes() == 0) {
-    // The peer shut its side and has all its echo: close, which also tells a
-    // half-closed client that it has everything.
-    if (eof_) {
+    // The peer shut its side and has all its echo, or HTTP said to close and its
+    // last response is out: close, which also tells a half-closed client that it has
+    // everything.
+    if (ending()) {
       close(/*failed=*/false);
       return {};
     }
@@ -94,9 +138,9 @@ Interest Connection::on_ready(Readiness ready) {
 
 void Connection::flush() {
   while (writable_ && pending_bytes() > 0) {
-    ssize_t n = ::send(fd_.get(), buffer_.get() + begin_, pending_bytes(), MSG_NOSIGNAL);
+    ssize_t n = ::send(fd_.get(), pending_data(), pending_bytes(), MSG_NOSIGNAL);
     if (n > 0) {
-      begin_ += static_cast<size_t>(n);
+      consume(static_cast<size_t>(n));
       ctx_.stats.bytes_echoed.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       continue;
     }
@@ -109,7 +153,13 @@ void Connection::flush() {
     close(/*failed=*/true);
     return;
   }
-  if (pending_bytes() == 0) begin_ = end_ = 0;
+  if (pending_bytes() == 0) {
+    begin_ = end_ = 0;
+    if (http_) {
+      clear_buffer(http_->out, http_->limit_bytes);
+      http_->sent_bytes = 0;
+    }
+  }
 }
 
 void Connection::read_once() {
@@ -122,10 +172,14 @@ void Connection::read_once() {
   }
   const size_t room = room_bytes();
   ssize_t n;
-  do n = ::recv(fd_.get(), buffer_.get() + end_, room, 0);
+  do n = ::recv(fd_.get(), buffer_.get() + (http_ ? 0 : end_), room, 0);
   while (n < 0 && errno == EINTR);
   if (n > 0) {
-    end_ += static_cast<size_t>(n);
+    if (http_) {
+      feed_http(static_cast<size_t>(n));
+    } else {
+      end_ += static_cast<size_t>(n);
+    }
     // A short read emptied the receive queue, and input that arrives later brings a
     // new report, even edge-triggered: so skip the recv that would only say EAGAIN
     // (one syscall in three on a ping-pong). Not after a hang-up: an EOF queued
@@ -139,6 +193,13 @@ void Connection::read_once() {
   } else {
     close(/*failed=*/true);  // ECONNRESET, ETIMEDOUT...
   }
+}
+
+void Connection::feed_http(size_t length) {
+  const size_t responses = http_->session.feed({buffer_.get(), length}, http_->out);
+  if (responses > 0) ctx_.stats.messages.fetch_add(responses, std::memory_order_relaxed);
+  // The session keeps what it needs: the buffer is free for the next read, anyone's.
+  buffers_.give_back(std::move(buffer_));
 }
 
 void Connection::close(bool failed) {

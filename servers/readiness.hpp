@@ -1,7 +1,8 @@
-// What the readiness models (select, poll, epoll) share: the echo protocol for one
-// non-blocking connection, driven by "this socket is readable/writable" reports, and
-// the non-blocking accept step. Each model only waits for readiness its own way and
-// hands the reports here, so the three files differ in nothing but the waiting.
+// What the readiness models (select, poll, epoll) share: the echo protocol (or, with
+// --protocol http, HttpSession) for one non-blocking connection, driven by "this
+// socket is readable/writable" reports, and the non-blocking accept step. Each model only waits for
+// readiness its own way and hands the reports here, so the three files differ in nothing but the
+// waiting.
 #pragma once
 
 #include <cstddef>
@@ -57,10 +58,12 @@ class BufferPool {
 /// One accepted, non-blocking client. It echoes through a buffer of at most
 /// options.buffer_bytes: while the buffer is full it stops reading, so a client that
 /// never reads makes the server stop reading from it rather than buffer without
-/// limit. It remembers readiness it has not used up (a socket still readable when
-/// its buffer filled, or when it spent its read budget), which is what lets an
-/// edge-triggered poller drive it: no report for that readiness will come again.
-/// Counted in stats.on_open() when made and stats.on_close() when it closes (or is
+/// limit. With --protocol http it feeds what it reads to an HttpSession and sends
+/// the responses, and stops reading while more than http_output_limit_bytes() of
+/// them wait; it closes once a response that ends the connection is out. It remembers readiness it
+/// has not used up (a socket still readable when its buffer filled, or when it spent its read
+/// budget), which is what lets an edge-triggered poller drive it: no report for that readiness will
+/// come again. Counted in stats.on_open() when made and stats.on_close() when it closes (or is
 /// destroyed open, as on stop); a reset or I/O error closes it and bumps
 /// stats.errors; stats.bytes_echoed counts bytes as they are written.
 /// Call only on the loop's thread; the BufferPool must outlive it.
@@ -81,11 +84,11 @@ class Connection {
   /// remembers (see yielded()). Returns interest(). A no-op once done().
   Interest on_ready(Readiness ready);
 
-  /// What to wait for: read while the buffer has room, write while echo is pending.
+  /// What to wait for: read while the buffer has room, write while output is pending.
   Interest interest() const;
 
-  /// Closed (EOF after the whole echo, reset or error): drop it from the poll set and
-  /// destroy it.
+  /// Closed (EOF after the whole echo, the end of an HTTP exchange, reset or error):
+  /// drop it from the poll set and destroy it.
   bool done() const { return !fd_.valid(); }
 
   /// The last on_ready() stopped at its read budget with the socket still readable,
@@ -100,14 +103,25 @@ class Connection {
   // One recv into the free part of the buffer.
   void read_once();
   void close(bool failed);
-  size_t pending_bytes() const { return end_ - begin_; }
+  // Hands what the last recv put at the start of buffer_ to the HTTP session.
+  void feed_http(size_t length);
+  // The output not yet sent: echo, or HTTP responses.
+  const char* pending_data() const;
+  size_t pending_bytes() const;
+  // Marks `length` bytes of pending_data() as sent.
+  void consume(size_t length);
+  // How much the next recv may take: 0 while reading must wait.
   size_t room_bytes() const;
+  // The connection is done once its pending output is out: EOF, or HTTP's say-so.
+  bool ending() const;
 
   net::Fd fd_;
   const ServeContext& ctx_;
   BufferPool& buffers_;
   std::unique_ptr<char[]> buffer_;  ///< held only while echo is pending
-  size_t begin_ = 0;                ///< [begin_, end_) is read and not yet written
+  struct Http;
+  std::unique_ptr<Http> http_;  ///< --protocol http only
+  size_t begin_ = 0;            ///< [begin_, end_) is read and not yet written
   size_t end_ = 0;
   bool readable_ = false;  ///< may have input: no EAGAIN or short read since the report
   bool writable_ = true;   ///< may take output: no EAGAIN since the report (a new socket can)

@@ -84,7 +84,7 @@ void Workers::start(net::Fd connection) {
 }
 
 void Workers::run(net::Fd connection, std::vector<char> buffer, WorkerList::iterator self) {
-  echo_connection(connection.get(), buffer, ctx_.stop, ctx_.stats);
+  serve_connection(connection.get(), buffer, ctx_);
   // Close now rather than when this thread is joined, up to a tick later: the
   // client is owed its EOF as soon as its echo is done.
   connection.reset();

@@ -126,7 +126,7 @@ void Pool::run(size_t index, std::span<char> buffer) {
     ctx_.stats.on_worker_accept(index);
     // Blocks for as long as the client stays, silent or not: this is the exhaustion
     // the model exists to show. It returns on EOF, an error or the stop signal.
-    const EchoEnd end = echo_connection(connection.get(), buffer, ctx_.stop, ctx_.stats);
+    const EchoEnd end = serve_connection(connection.get(), buffer, ctx_);
     connection.reset();
     ctx_.stats.on_close();
     // Stopped: leave now rather than take queued connections only to drop them (and
@@ -136,7 +136,7 @@ void Pool::run(size_t index, std::span<char> buffer) {
 }
 
 void Pool::stop() {
-  // Workers inside echo_connection leave once the stop pipe is readable. Serving can
+  // Workers inside serve_connection leave once the stop pipe is readable. Serving can
   // also end on a failed listener or a failed start, when nobody has asked them to
   // stop yet: ask now (it is idempotent).
   ctx_.stop.request();

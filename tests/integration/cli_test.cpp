@@ -109,6 +109,8 @@ TEST(Cli, ListModelsNamesEveryModel) {
   EXPECT_TRUE(run.err.empty()) << joined(run.err);
   const auto models = servers::all_models();
   // A header line, then one line per model.
+  ASSERT_FALSE(run.out.empty());
+  EXPECT_TRUE(run.out.front().starts_with("  MODEL")) << joined(run.out);
   EXPECT_EQ(run.out.size(), models.size() + 1) << joined(run.out);
   for (const auto& model : models) {
     bool listed = false;

@@ -4,7 +4,6 @@
 // the registry is covered here without any change.
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -18,7 +17,7 @@
 
 #include "loadgen/proc_tree.hpp"
 #include "servers/model.hpp"
-#include "tests/integration/unavailable_model.hpp"
+#include "tests/integration/model_server_test.hpp"
 #include "tests/support/client.hpp"
 #include "tests/support/server_process.hpp"
 
@@ -26,84 +25,13 @@ namespace cb::test {
 namespace {
 
 using namespace std::chrono_literals;
-using Summary = std::map<std::string, std::string>;
 
 constexpr size_t kKiB = 1024;
 constexpr size_t kMiB = 1024 * kKiB;
 
-// A model as the suite runs it: its name and the flags it is started with. Models
-// that take a mode flag (--epoll-level, --reuseport) are run both ways, so the other
-// mode is held to the same rules; the variant's parameter name gets a suffix.
-struct Variant {
-  std::string model;
-  std::vector<std::string> flags;
-};
-
-const std::pair<servers::ModelFlag, std::pair<const char*, const char*>> kModeFlags[] = {
-    {servers::kEpollLevelFlag, {"_level", "--epoll-level"}},
-    {servers::kReusePortFlag, {"_reuseport", "--reuseport"}},
-};
-
-std::vector<std::string> model_names() {
-  std::vector<std::string> names;
-  for (const auto& model : servers::all_models()) {
-    names.emplace_back(model.name);
-    for (const auto& [flag, suffix_and_option] : kModeFlags)
-      if (model.flags & flag) names.push_back(std::string(model.name) + suffix_and_option.first);
-  }
-  return names;
-}
-
-Variant variant_of(const std::string& name) {
-  for (const auto& [flag, suffix_and_option] : kModeFlags) {
-    const std::string suffix = suffix_and_option.first;
-    if (name.size() > suffix.size() && name.ends_with(suffix))
-      return {name.substr(0, name.size() - suffix.size()), {suffix_and_option.second}};
-  }
-  return {name, {}};
-}
-
-// Models that serve one connection at a time: with one client being served, the
-// next ones wait in the backlog, so tests that keep a connection open while
-// opening another must close the first one first.
-bool serves_one_at_a_time(const std::string& model) { return model == "iterative"; }
-
-class Conformance : public ::testing::TestWithParam<std::string> {
+class Conformance : public ModelServerTest {
  protected:
-  void SetUp() override {
-    // Orphans of the server would be reparented to us rather than to init, so the
-    // shutdown test can see any the server failed to reap.
-    ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
-    std::string error;
-    const Variant variant = variant_of(GetParam());
-    model_ = variant.model;
-    std::vector<std::string> argv = {CB_ECHO_SERVER_PATH, "--model", model_, "--host",
-                                     "127.0.0.1",         "--port",  "0"};
-    argv.insert(argv.end(), variant.flags.begin(), variant.flags.end());
-    auto started = start_server(argv, Deadline(10s), error);
-    if (!started) {
-      if (auto reason = unavailable_reason(error, model_)) GTEST_SKIP() << *reason;
-    }
-    ASSERT_TRUE(started) << error;
-    server_ = std::move(started->process);
-    port_ = started->listening.port;
-    ASSERT_EQ(started->listening.model, model_);
-    ASSERT_NE(port_, 0);
-  }
-
-  void TearDown() override {
-    if (server_ && server_->running()) {
-      Summary ignored;
-      StopServer(ignored);
-    }
-  }
-
-  net::Fd Connect() {
-    std::string error;
-    net::Fd fd = connect_to("127.0.0.1", port_, Deadline(5s), error);
-    EXPECT_TRUE(fd) << error;
-    return fd;
-  }
+  void SetUp() override { StartServer(); }
 
   // Echoes `payload` on `fd`, then half-closes and expects nothing more than EOF:
   // the server must add no bytes of its own and close once we do.
@@ -116,22 +44,6 @@ class Conformance : public ::testing::TestWithParam<std::string> {
     EXPECT_EQ(end.received, 0u) << "bytes after the echo";
     fd.reset();
   }
-
-  // Sends SIGTERM, expects exit code 0 within 5 s and returns the summary's
-  // key=value pairs and how long the exit took.
-  void StopServer(Summary& summary, std::chrono::milliseconds* elapsed = nullptr) {
-    std::string error;
-    auto values = stop_and_read_summary(*server_, Deadline(5s), error, elapsed);
-    ASSERT_TRUE(values) << error;
-    summary = *values;
-    EXPECT_EQ(summary["model"], model_);
-    for (const char* key : {"accepted", "refused", "peak_concurrent", "bytes_echoed", "errors"})
-      EXPECT_TRUE(number_value(summary, key)) << "no number for " << key;
-  }
-
-  std::unique_ptr<ChildProcess> server_;
-  std::string model_;  ///< the model's registry name (GetParam() may add a mode suffix)
-  uint16_t port_ = 0;
 };
 
 TEST_P(Conformance, EchoesPayloadsOfEverySize) {
@@ -359,33 +271,11 @@ TEST_P(Conformance, ClientsClosingMidEchoDoNotKillTheServer) {
 }
 
 TEST_P(Conformance, ClientThatNeverReadsDoesNotGrowServerMemory) {
-  constexpr size_t kMaxFlood = 64 * kMiB;
-  constexpr uint64_t kMaxGrowthKb = 32 * 1024;
   net::Fd flooder = Connect();
   ASSERT_TRUE(flooder);
-  // One echo first, so whatever serves a connection (a process, a thread, a
-  // buffer) exists before the baseline: what is measured is buffering alone.
   IoResult warm = echo(flooder.get(), random_bytes(100, 5000), Deadline(10s));
   ASSERT_TRUE(warm.ok()) << warm.describe();
-
-  auto tree_rss_kb = [&]() -> uint64_t {
-    auto sample = loadgen::sample_process_tree(server_->pid());
-    return sample ? sample->rss_kb : 0;
-  };
-  const uint64_t baseline_kb = tree_rss_kb();
-  ASSERT_GT(baseline_kb, 0u) << "cannot read the server's RSS";
-  uint64_t peak_kb = baseline_kb;
-  FloodResult flood = send_without_reading(
-      flooder.get(), kMaxFlood, 1000ms, Deadline(40s),
-      [&] { peak_kb = std::max(peak_kb, tree_rss_kb()); }, 50ms);
-  peak_kb = std::max(peak_kb, tree_rss_kb());
-  const std::string story = "sent " + std::to_string(flood.sent / kKiB) + " KiB; server RSS " +
-                            std::to_string(baseline_kb) + " KiB before, peak " +
-                            std::to_string(peak_kb) + " KiB";
-  RecordProperty("flood", story);
-  EXPECT_LE(peak_kb - baseline_kb, kMaxGrowthKb) << story;
-  // Bounded buffering means the server stops reading long before 64 MiB.
-  EXPECT_TRUE(flood.stalled) << story << "; " << flood.last.describe();
+  ExpectFloodIsBounded(flooder.get(), 64 * kMiB, 1000ms);
 
   if (!serves_one_at_a_time(model_)) {
     // Not reading pauses that connection only.

@@ -176,21 +176,25 @@ IoResult read_until_eof(int fd, const Deadline& deadline) {
   }
 }
 
-IoResult recv_any(int fd, const Deadline& deadline) {
+IoResult recv_some(int fd, std::span<char> into, const Deadline& deadline) {
   IoResult result;
   for (;;) {
     const Io waited = wait_readable(fd, deadline);
     if (waited != Io::kOk) return failed(waited, waited == Io::kError ? errno : 0, result);
-    char byte;
-    ssize_t got = ::recv(fd, &byte, 1, 0);
-    if (got == 1) {
-      result.received = 1;
+    ssize_t got = ::recv(fd, into.data(), into.size(), 0);
+    if (got > 0) {
+      result.received = static_cast<size_t>(got);
       return result;
     }
     if (got == 0) return failed(Io::kEof, 0, result);
     if (!retry_later(errno)) return failed(Io::kError, errno, result);
     if (deadline.expired()) return failed(Io::kTimeout, 0, result);
   }
+}
+
+IoResult recv_any(int fd, const Deadline& deadline) {
+  char byte;
+  return recv_some(fd, std::span(&byte, 1), deadline);
 }
 
 bool shutdown_write(int fd) { return ::shutdown(fd, SHUT_WR) == 0; }
@@ -204,9 +208,12 @@ void reset_connection(net::Fd& fd) {
 
 FloodResult send_without_reading(int fd, size_t max_bytes, std::chrono::milliseconds stall,
                                  const Deadline& deadline, const std::function<void()>& tick,
-                                 std::chrono::milliseconds tick_interval) {
+                                 std::chrono::milliseconds tick_interval,
+                                 std::span<const char> pattern) {
   FloodResult flood;
-  const std::vector<char> chunk = random_bytes(64 * 1024, 0xf100d);
+  const std::vector<char> random =
+      pattern.empty() ? random_bytes(64 * 1024, 0xf100d) : std::vector<char>();
+  const std::span<const char> chunk = pattern.empty() ? std::span<const char>(random) : pattern;
   auto last_progress = Clock::now();
   auto next_tick = Clock::now();
   while (flood.sent < max_bytes) {
@@ -219,8 +226,10 @@ FloodResult send_without_reading(int fd, size_t max_bytes, std::chrono::millisec
       flood.last = failed(Io::kTimeout, 0, flood.last);
       break;
     }
-    size_t size = std::min(chunk.size(), max_bytes - flood.sent);
-    ssize_t put = ::send(fd, chunk.data(), size, MSG_NOSIGNAL | MSG_DONTWAIT);
+    // The pattern goes out over and over, each time from where the last send stopped.
+    const size_t at = flood.sent % chunk.size();
+    size_t size = std::min(chunk.size() - at, max_bytes - flood.sent);
+    ssize_t put = ::send(fd, chunk.data() + at, size, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (put > 0) {
       flood.sent += static_cast<size_t>(put);
       flood.last.sent = flood.sent;

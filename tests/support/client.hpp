@@ -65,6 +65,11 @@ IoResult echo(int fd, std::span<const char> payload, const Deadline& deadline,
 /// kTimeout otherwise. `received` counts bytes that arrived before the end.
 IoResult read_until_eof(int fd, const Deadline& deadline);
 
+/// Waits up to the deadline for anything to read and receives what there is, at most
+/// into.size() bytes: kOk with `received` bytes at the start of `into`, kEof, kError,
+/// or kTimeout when nothing came.
+IoResult recv_some(int fd, std::span<char> into, const Deadline& deadline);
+
 /// Waits up to the deadline for anything to read: kOk with received = 1 when a
 /// byte arrived (it is consumed), kEof, kError, or kTimeout when nothing came.
 IoResult recv_any(int fd, const Deadline& deadline);
@@ -89,11 +94,13 @@ struct FloodResult {
 /// Sends up to `max_bytes` without ever reading, until the socket has stayed full
 /// for `stall` (the server stopped reading), `max_bytes` went out, or the deadline
 /// passed. Calls `tick` (if any) about every `tick_interval` meanwhile, e.g. to
-/// sample the server's memory.
+/// sample the server's memory. Sends `pattern` over and over (pipelined requests,
+/// say), or pseudo-random bytes when it is empty.
 FloodResult send_without_reading(
     int fd, size_t max_bytes, std::chrono::milliseconds stall, const Deadline& deadline,
     const std::function<void()>& tick = {},
-    std::chrono::milliseconds tick_interval = std::chrono::milliseconds(50));
+    std::chrono::milliseconds tick_interval = std::chrono::milliseconds(50),
+    std::span<const char> pattern = {});
 
 /// `size` pseudo-random bytes from `seed` (the same seed gives the same bytes).
 std::vector<char> random_bytes(size_t size, uint64_t seed);
