@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import platform
 import re
+import resource
 import select
 import signal
 import subprocess
@@ -171,6 +172,19 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             queue.append(child)
     return found
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of pid and its live descendants, from /proc."""
+    total = 0.0
+    for p in [pid] + descendants(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def alive(pid: int) -> bool:
@@ -527,9 +541,11 @@ class Bench:
         cpu = pinned([], self.server_cpu)
         if name == "nginx":
             nginx = peers.Nginx(self.out / "nginx", cpu)
-            return nginx, nginx.port, nginx.proc.pid, nginx.wait_ready()
+            error = nginx.wait_ready()
+            return nginx, nginx.port, nginx.proc.pid, error
         server = Server(name, self.server_cpu, 0, "http")
-        return server, server.port, server.proc.pid, server.wait_ready()
+        error = server.wait_ready()  # learns the port
+        return server, server.port, server.proc.pid, error
 
     def http_case(self, tag: str, generator: str, server: str, port: int, pid: int,
                   duration_s: float) -> dict[str, str]:
@@ -537,22 +553,32 @@ class Bench:
         outcome, row = "ok", None
         budget_s = duration_s + 120
         if generator == "wrk":
+            # wrk reports neither its own CPU nor the server's: read both around its run
+            # (the children's rusage, the server's /proc), into the columns loadgen fills.
+            server_before = tree_cpu_s(pid)
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
             values, error = peers.run_wrk(pinned([], self.loadgen_cpu), port, HTTP_CONNECTIONS,
                                           duration_s, budget_s)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if values:
                 row = {name: "" for name in self.header}
                 row.update(peers.wrk_row(values, port, HTTP_CONNECTIONS))
+                wrk_cpu_s = (after.ru_utime + after.ru_stime) - (children.ru_utime +
+                                                                   children.ru_stime)
+                row["loadgen_cpu_s"] = f"{wrk_cpu_s:.3f}"
+                row["server_cpu_s"] = f"{tree_cpu_s(pid) - server_before:.3f}"
             else:
                 outcome = error
         else:
-            csv_path = self.out / "cases" / f"{server}-http-{tag}.csv"
+            case = f"{server}-http-{tag.split('/')[0]}"
+            csv_path = self.out / "cases" / f"{case}.csv"
             csv_path.unlink(missing_ok=True)
             # No warm-up: wrk has none, and both sides must measure the same thing.
             cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(port), "--protocol", "http",
                    "--connections", str(HTTP_CONNECTIONS), "--threads", "1",
                    "--duration", f"{duration_s:g}s", "--warmup", "0s",
                    "--server-pid", str(pid), "--label", "loadgen", "--csv", str(csv_path),
-                   "--histogram", str(self.out / "histograms" / f"{server}-http-{tag}.hgrm")]
+                   "--histogram", str(self.out / "histograms" / f"{case}.hgrm")]
             outcome, row = self.run_loadgen(pinned(cmd, self.loadgen_cpu), csv_path, budget_s)
         if row is None:
             row = {name: "" for name in self.header}
@@ -618,6 +644,11 @@ class Bench:
                  f"each, GET /; medians of {HTTP_ROUNDS} alternating runs",
                  f"  {'server':<10}{'loadgen req/s':>15}{'wrk req/s':>12}{'loadgen/wrk':>13}"
                  f"{'loadgen p50/p99 us':>21}{'wrk p50/p99 us':>17}"]
+        # A closed loop keeps every connection busy: by Little's law, req/s times the
+        # mean latency must come to the number of connections. A generator whose
+        # product falls short is leaving part of each request's time off its clock.
+        checks = ["", f"  {'server':<10}{'generator':<10}{'req/s x mean latency':>22}"
+                      f"{'generator CPU':>15}{'server CPU/request':>20}"]
         for server in servers:
             lg, wrk = med(server, "loadgen", "throughput_rps"), med(server, "wrk", "throughput_rps")
 
@@ -630,12 +661,28 @@ class Bench:
             lines.append(f"  {server:<10}{(f'{lg:,.0f}' if lg else 'failed'):>15}"
                          f"{(f'{wrk:,.0f}' if wrk else 'failed'):>12}{ratio:>13}"
                          f"{cell('loadgen'):>21}{cell('wrk'):>17}")
+            for generator in ("loadgen", "wrk"):
+                rps = med(server, generator, "throughput_rps")
+                mean_us = med(server, generator, "latency_mean_us")
+                seconds = med(server, generator, "duration_s")
+                gen_cpu = med(server, generator, "loadgen_cpu_s")
+                srv_cpu = med(server, generator, "server_cpu_s")
+                requests = med(server, generator, "requests")
+                if not (rps and mean_us and seconds):
+                    continue
+                busy = f"{gen_cpu / seconds:.0%}" if gen_cpu is not None else "-"
+                per_request = f"{srv_cpu / requests * 1e6:.2f} us" \
+                    if srv_cpu is not None and requests else "-"
+                checks.append(f"  {server:<10}{generator:<10}"
+                              f"{f'{rps * mean_us / 1e6:.1f} of {HTTP_CONNECTIONS}':>22}"
+                              f"{busy:>15}{per_request:>20}")
         def target(what: str, top: float | None, bottom: float | None) -> str:
             if not top or not bottom:
                 return f"{what}: not measured (a run failed)"
             return (f"{what}: {top:,.0f} / {bottom:,.0f} = {top / bottom:.2f}x "
                     f"(target >= 1.00x): {verdict(top / bottom >= 1.0)}")
 
+        lines += checks
         lines.append("")
         for server in servers:
             lines.append(target(f"loadgen req/s over wrk req/s against {server}",
@@ -645,6 +692,28 @@ class Bench:
             lines.append(target(f"{server} HTTP server req/s over nginx's, as wrk measures",
                                 med(server, "wrk", "throughput_rps"),
                                 med("nginx", "wrk", "throughput_rps")))
+            # When wrk is the bottleneck, that ratio measures wrk twice: say so, and give
+            # the two figures that do tell the servers apart.
+            busy = [med(s, "wrk", "loadgen_cpu_s") / med(s, "wrk", "duration_s")
+                    for s in ("nginx", server)
+                    if med(s, "wrk", "loadgen_cpu_s") is not None and med(s, "wrk", "duration_s")]
+            ours, theirs = med(server, "loadgen", "throughput_rps"), \
+                med("nginx", "loadgen", "throughput_rps")
+
+            def cpu_per_request(name: str) -> float | None:
+                cpu, requests = med(name, "loadgen", "server_cpu_s"), \
+                    med(name, "loadgen", "requests")
+                return cpu / requests * 1e6 if cpu is not None and requests else None
+
+            if len(busy) == 2 and min(busy) >= 0.95 and ours and theirs:
+                note = (f"  (wrk kept its CPU {min(busy):.0%} busy against both: it, not the "
+                        f"servers, set that ratio; loadgen, which drew more from both, measures "
+                        f"{server} over nginx at {ours / theirs:.2f}x")
+                mine, nginx = cpu_per_request(server), cpu_per_request("nginx")
+                if mine and nginx:
+                    note += (f", and {server} spends {mine:.2f} us of CPU per request to "
+                             f"nginx's {nginx:.2f} us")
+                lines.append(note + ")")
         return lines
 
     # --- the whole run -----------------------------------------------------------
