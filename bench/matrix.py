@@ -43,6 +43,17 @@ class UsageError(Exception):
     pass
 
 
+# Servers (ours and nginx) started and not yet stopped: stopped by main() however the
+# run ends, so an interrupted bench leaves no process behind. loadgen and wrk run
+# under subprocess.run, which kills its child when an exception (SIGINT, or SIGTERM
+# turned into SystemExit) interrupts the wait.
+LIVE_SERVERS: list = []
+
+
+def on_terminate(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 @dataclass
 class Scenario:
     name: str
@@ -207,6 +218,7 @@ class Server:
                                      stderr=subprocess.PIPE, text=True)
         self.port = 0
         self.children: set[int] = set()
+        LIVE_SERVERS.append(self)
 
     def wait_ready(self, timeout_s: float = 10) -> str | None:
         """Reads the 'listening on HOST:PORT' line; returns an error text or None."""
@@ -229,6 +241,8 @@ class Server:
 
     def stop(self) -> tuple[str | None, str]:
         """SIGTERM, wait, check exit 0 and that no child is left; returns (error, summary)."""
+        if self in LIVE_SERVERS:
+            LIVE_SERVERS.remove(self)
         self.note_children()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -540,7 +554,9 @@ class Bench:
         """Starts nginx or one of our models in http mode; (handle, port, pid, error)."""
         cpu = pinned([], self.server_cpu)
         if name == "nginx":
-            nginx = peers.Nginx(self.out / "nginx", cpu)
+            # nginx resolves relative paths against its prefix: hand it absolute ones.
+            nginx = peers.Nginx(self.out.resolve() / "nginx", cpu)
+            LIVE_SERVERS.append(nginx)
             error = nginx.wait_ready()
             return nginx, nginx.port, nginx.proc.pid, error
         server = Server(name, self.server_cpu, 0, "http")
@@ -621,6 +637,8 @@ class Bench:
                         continue
                     row = self.http_case(tag, generator, name, port, pid, duration_s)
                     rows.setdefault((name, generator), []).append(row)
+                if handle in LIVE_SERVERS:
+                    LIVE_SERVERS.remove(handle)
                 stop_error = handle.stop()
                 if isinstance(stop_error, tuple):  # our Server returns (error, summary)
                     stop_error = stop_error[0]
@@ -891,7 +909,15 @@ def main(argv: list[str]) -> int:
         if not binary.exists():
             print(f"bench/run: {binary} is missing; the build did not produce it", file=sys.stderr)
             return 1
-    return Bench(args).run()
+    signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        return Bench(args).run()
+    except KeyboardInterrupt:
+        print("bench/run: interrupted; stopping the servers it started", file=sys.stderr)
+        return 130
+    finally:
+        for server in list(LIVE_SERVERS):
+            server.stop()
 
 
 if __name__ == "__main__":
