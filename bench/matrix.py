@@ -361,7 +361,9 @@ class Bench:
             f"git_rev: {self.git_rev}",
             "pinning: " + ("none: this matrix lets server and loadgen share every CPU"
                            if not any(s.pinned for s in self.args.scenarios) else
-                           f"server on CPU {self.server_cpu}, loadgen on CPU {self.loadgen_cpu} (taskset)"
+                           f"server on CPU {self.server_cpu}, "
+                           f"{'load generator (loadgen or wrk)' if self.args.scenarios[0].protocol == 'http' else 'loadgen'} "
+                           f"on CPU {self.loadgen_cpu} (taskset)"
                            if self.cpus >= 2 else "none: only one CPU, server and loadgen share it"),
             f"fd_limit_soft: {run_text(['sh', '-c', 'ulimit -Sn']).strip()}",
             f"fd_limit_hard: {run_text(['sh', '-c', 'ulimit -Hn']).strip()}",
