@@ -30,6 +30,7 @@ bool expected_to_stall(const std::string& model) { return model == "iterative"; 
 class Behaviour : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Behaviour, SecondClientBehindAnIdleOneIsServedUnlessIterative) {
+  if (auto reason = untestable_in_this_build(GetParam())) GTEST_SKIP() << *reason;
   std::string error;
   auto server = start_server(
       {CB_ECHO_SERVER_PATH, "--model", GetParam(), "--host", "127.0.0.1", "--port", "0"},
