@@ -101,9 +101,6 @@ class Master {
   net::Fd error_read_;
   net::Fd error_write_;
   const pid_t master_pid_;
-  // Workers replaced after dying of a signal. ServerStats has no field for it, so it
-  // shows in no summary; it is kept for a debugger and for a future `restarts=`.
-  uint64_t restarts_ = 0;
 };
 
 int Master::open_error_pipe(std::string& error) {
@@ -228,7 +225,7 @@ int Master::watch_workers(std::string& error) {
     // the other workers serve the shared socket, or this worker's backlog waits.
     std::string ignored;
     worker.replacement = true;
-    if (spawn(i, ignored)) ++restarts_;
+    if (spawn(i, ignored)) ctx_.stats.restarts.fetch_add(1, std::memory_order_relaxed);
   }
   return 0;
 }
@@ -265,6 +262,7 @@ void Master::stop_workers() {
 
 int Master::run(std::string& error) {
   ctx_.stats.workers.store(static_cast<uint32_t>(workers_.size()));
+  ctx_.stats.counts_restarts.store(true);
   if (sockets_.open(ctx_, workers_.size(), "prefork: worker", error) != 0 ||
       open_error_pipe(error) != 0)
     return 1;

@@ -27,7 +27,9 @@ void ServerStats::on_worker_accept(size_t index) {
 std::string ServerStats::per_worker_summary() const {
   const size_t count = std::min<size_t>(workers.load(), kMaxWorkers);
   if (count == 0) return "";
-  std::string text = " per_worker=";
+  std::string text =
+      counts_restarts.load() ? " restarts=" + std::to_string(restarts.load()) : std::string();
+  text += " per_worker=";
   for (size_t i = 0; i < count; ++i) {
     if (i > 0) text += ',';
     text += std::to_string(worker_accepted[i].load());

@@ -29,6 +29,10 @@ struct ServerStats {
   /// then shows how the load was spread. Workers beyond kMaxWorkers share the last slot.
   static constexpr size_t kMaxWorkers = 256;
   std::atomic<uint32_t> workers{0};
+  /// prefork: workers replaced after dying of a signal. `counts_restarts` makes the
+  /// summary show it (as " restarts=N"), so a model that cannot restart never shows 0.
+  std::atomic<uint64_t> restarts{0};
+  std::atomic<bool> counts_restarts{false};
   std::atomic<uint64_t> worker_accepted[kMaxWorkers]{};
 
   /// Counts one connection accepted (or, for udp, one datagram echoed) by worker

@@ -228,6 +228,7 @@ TEST_P(PreforkRestart, AWorkerKilledWithSigkillIsReplaced) {
   EXPECT_EQ(number_value(*summary, "accepted"), kAfter + 1);
   EXPECT_EQ(number_value(*summary, "errors"), 0u);
   ExpectPerWorkerAddsUp(*summary, kWorkers, kAfter + 1);
+  EXPECT_EQ(number_value(*summary, "restarts"), 1u) << "the killed worker's replacement";
 
   for (pid_t pid : first) EXPECT_FALSE(loadgen::process_alive(pid)) << "worker " << pid;
   for (pid_t pid : second) EXPECT_FALSE(loadgen::process_alive(pid)) << "worker " << pid;
