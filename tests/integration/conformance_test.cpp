@@ -267,7 +267,12 @@ TEST_P(Conformance, ClientsClosingMidEchoDoNotKillTheServer) {
   }
   Summary summary;
   ASSERT_NO_FATAL_FAILURE(StopServer(summary));
-  EXPECT_EQ(number_value(summary, "accepted"), 10u);
+  // Every good client was served (EchoAndClose checked it). A quitter may still sit
+  // unaccepted in a backlog when SIGTERM comes: with --reuseport each worker has its
+  // own, and the good client that followed may have gone to another worker.
+  const uint64_t accepted = number_value(summary, "accepted").value_or(0);
+  EXPECT_GE(accepted, 5u);
+  EXPECT_LE(accepted, 10u);
 }
 
 TEST_P(Conformance, ClientThatNeverReadsDoesNotGrowServerMemory) {
