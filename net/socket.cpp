@@ -78,35 +78,17 @@ static std::string errno_text(const Address& address, int err) {
   return address.to_string() + ": " + std::strerror(err);
 }
 
-Fd listen_tcp(const Address& address, int backlog, bool nonblocking, std::string& error,
-              bool reuse_port) {
-  int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
-  Fd fd(::socket(address.family(), type, 0));
+// A socket of `type` bound to `address`: SO_REUSEADDR (best effort) and SO_REUSEPORT
+// when asked, set before the bind. Fails with a message naming the address.
+static Fd bound_socket(const Address& address, int type, bool reuse_addr, bool reuse_port,
+                       std::string& error) {
+  Fd fd(::socket(address.family(), type | SOCK_CLOEXEC, 0));
   if (!fd) {
     error = errno_text(address, errno);
     return {};
   }
   int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-    error = errno_text(address, errno);
-    return {};
-  }
-  if (::bind(fd.get(), address.sa(), address.length) != 0 || ::listen(fd.get(), backlog) != 0) {
-    error = errno_text(address, errno);
-    return {};
-  }
-  return fd;
-}
-
-Fd bind_udp(const Address& address, bool nonblocking, std::string& error, bool reuse_port) {
-  int type = SOCK_DGRAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
-  Fd fd(::socket(address.family(), type, 0));
-  if (!fd) {
-    error = errno_text(address, errno);
-    return {};
-  }
-  int one = 1;
+  if (reuse_addr) ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
     error = errno_text(address, errno);
     return {};
@@ -116,6 +98,22 @@ Fd bind_udp(const Address& address, bool nonblocking, std::string& error, bool r
     return {};
   }
   return fd;
+}
+
+Fd listen_tcp(const Address& address, int backlog, bool nonblocking, std::string& error,
+              bool reuse_port) {
+  Fd fd = bound_socket(address, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0),
+                       /*reuse_addr=*/true, reuse_port, error);
+  if (fd && ::listen(fd.get(), backlog) != 0) {
+    error = errno_text(address, errno);
+    return {};
+  }
+  return fd;
+}
+
+Fd bind_udp(const Address& address, bool nonblocking, std::string& error, bool reuse_port) {
+  return bound_socket(address, SOCK_DGRAM | (nonblocking ? SOCK_NONBLOCK : 0),
+                      /*reuse_addr=*/false, reuse_port, error);
 }
 
 Fd connect_tcp(const Address& address, std::string& error) {
