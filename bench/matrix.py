@@ -138,11 +138,13 @@ def parse_duration_s(text: str) -> float:
     return seconds
 
 
-def run_text(cmd: list[str], timeout: float = 30) -> str:
+def run_text(cmd: list[str], timeout: float = 30, stderr: bool = False) -> str:
+    """What cmd printed on stdout (and on stderr too, when asked); '' if it cannot run."""
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError):
         return ""
+    return result.stdout + result.stderr if stderr else result.stdout
 
 
 def registered_models() -> dict[str, set[str]]:
@@ -370,7 +372,11 @@ class Bench:
             f"somaxconn: {Path('/proc/sys/net/core/somaxconn').read_text().strip()}",
         ]
         if self.args.scenarios[0].protocol == "http":
-            lines += [f"wrk: {peers.wrk_version()}", f"nginx: {peers.nginx_version()}"]
+            # wrk --version prints on stdout, nginx -v on stderr.
+            for name, cmd in (("wrk", ["wrk", "--version"]),
+                              ("nginx", [peers.nginx_binary(), "-v"])):
+                first = run_text(cmd, stderr=True).strip().splitlines()
+                lines.append(f"{name}: {first[0] if first else ''}")
         lines += [f"floor.{k}: {v:g}" for k, v in self.floor.items()]
         (self.out / "machine.txt").write_text("\n".join(lines) + "\n")
 
@@ -587,11 +593,14 @@ class Bench:
         return server, server.port, server.proc.pid, error
 
     def http_case(self, tag: str, generator: str, server: str, port: int, pid: int,
-                  duration_s: float) -> dict[str, str]:
-        """One generator's run against one server; appends and returns its row."""
+                  duration_s: float, start_error: str | None) -> dict[str, str]:
+        """One generator's run against one server (none when the server did not start:
+        then the row carries start_error); appends and returns its row."""
         outcome, row = "ok", None
         budget_s = duration_s + 120
-        if generator == "wrk":
+        if start_error:
+            outcome = start_error
+        elif generator == "wrk":
             # wrk reports neither its own CPU nor the server's: read both around its run
             # (the children's rusage, the server's /proc), into the columns loadgen fills.
             server_before = tree_cpu_s(pid)
@@ -649,22 +658,12 @@ class Bench:
                 handle, port, pid, error = self.start_http_server(name)
                 for generator in generators[::-1] if flip else generators:
                     index += 1
-                    tag = f"{index}/{total}"
-                    if error:
-                        row = {n: "" for n in self.header}
-                        row.update({"label": generator, "protocol": "http", "run_id": self.run_id,
-                                    "model": name, "scenario": "http", "outcome": error,
-                                    "git_rev": self.git_rev})
-                        self.append_row(row)
-                        print(f"[{tag}] {generator:>7} -> {name:<8} failed: {error}", flush=True)
-                        continue
-                    row = self.http_case(tag, generator, name, port, pid, duration_s)
+                    row = self.http_case(f"{index}/{total}", generator, name, port, pid,
+                                         duration_s, error)
                     rows.setdefault((name, generator), []).append(row)
                 if handle in LIVE_SERVERS:
                     LIVE_SERVERS.remove(handle)
-                stop_error = handle.stop()
-                if isinstance(stop_error, tuple):  # our Server returns (error, summary)
-                    stop_error = stop_error[0]
+                stop_error, _ = handle.stop()
                 if stop_error:
                     print(f"  {name}: {stop_error}", file=sys.stderr, flush=True)
         return self.http_summary(servers, rows)
@@ -678,8 +677,28 @@ class Bench:
                     values.append(float(row[key]))
             return median(values) if values else None
 
-        def verdict(ok: bool) -> str:
-            return "met" if ok else "MISSED"
+        def busy(server: str, generator: str) -> float | None:
+            """The generator's CPU seconds over the window's: 1.0 is a saturated core."""
+            cpu, seconds = med(server, generator, "loadgen_cpu_s"), med(server, generator,
+                                                                        "duration_s")
+            return cpu / seconds if cpu is not None and seconds else None
+
+        def cpu_per_request_us(server: str, generator: str) -> float | None:
+            cpu, requests = med(server, generator, "server_cpu_s"), med(server, generator,
+                                                                        "requests")
+            return cpu / requests * 1e6 if cpu is not None and requests else None
+
+        def latency_cell(server: str, generator: str) -> str:
+            p50 = med(server, generator, "latency_p50_us")
+            p99 = med(server, generator, "latency_p99_us")
+            return f"{p50:,.0f} / {p99:,.0f}" if p50 is not None and p99 is not None else "-"
+
+        def target(what: str, top: float | None, bottom: float | None) -> str:
+            if not top or not bottom:
+                return f"{what}: not measured (a run failed)"
+            verdict = "met" if top / bottom >= 1.0 else "MISSED"
+            return (f"{what}: {top:,.0f} / {bottom:,.0f} = {top / bottom:.2f}x "
+                    f"(target >= 1.00x): {verdict}")
 
         lines = [f"http: loadgen and wrk, 1 thread and {HTTP_CONNECTIONS} keep-alive connections "
                  f"each, GET /; medians of {HTTP_ROUNDS} alternating runs",
@@ -692,37 +711,21 @@ class Bench:
                       f"{'generator CPU':>15}{'server CPU/request':>20}"]
         for server in servers:
             lg, wrk = med(server, "loadgen", "throughput_rps"), med(server, "wrk", "throughput_rps")
-
-            def cell(generator: str) -> str:
-                p50 = med(server, generator, "latency_p50_us")
-                p99 = med(server, generator, "latency_p99_us")
-                return f"{p50:,.0f} / {p99:,.0f}" if p50 is not None and p99 is not None else "-"
-
             ratio = f"{lg / wrk:.2f}x" if lg and wrk else "-"
             lines.append(f"  {server:<10}{(f'{lg:,.0f}' if lg else 'failed'):>15}"
                          f"{(f'{wrk:,.0f}' if wrk else 'failed'):>12}{ratio:>13}"
-                         f"{cell('loadgen'):>21}{cell('wrk'):>17}")
+                         f"{latency_cell(server, 'loadgen'):>21}{latency_cell(server, 'wrk'):>17}")
             for generator in ("loadgen", "wrk"):
                 rps = med(server, generator, "throughput_rps")
                 mean_us = med(server, generator, "latency_mean_us")
-                seconds = med(server, generator, "duration_s")
-                gen_cpu = med(server, generator, "loadgen_cpu_s")
-                srv_cpu = med(server, generator, "server_cpu_s")
-                requests = med(server, generator, "requests")
-                if not (rps and mean_us and seconds):
+                if not (rps and mean_us):
                     continue
-                busy = f"{gen_cpu / seconds:.0%}" if gen_cpu is not None else "-"
-                per_request = f"{srv_cpu / requests * 1e6:.2f} us" \
-                    if srv_cpu is not None and requests else "-"
+                fraction, per_request = busy(server, generator), cpu_per_request_us(server,
+                                                                                    generator)
                 checks.append(f"  {server:<10}{generator:<10}"
                               f"{f'{rps * mean_us / 1e6:.1f} of {HTTP_CONNECTIONS}':>22}"
-                              f"{busy:>15}{per_request:>20}")
-        def target(what: str, top: float | None, bottom: float | None) -> str:
-            if not top or not bottom:
-                return f"{what}: not measured (a run failed)"
-            return (f"{what}: {top:,.0f} / {bottom:,.0f} = {top / bottom:.2f}x "
-                    f"(target >= 1.00x): {verdict(top / bottom >= 1.0)}")
-
+                              f"{(f'{fraction:.0%}' if fraction is not None else '-'):>15}"
+                              f"{(f'{per_request:.2f} us' if per_request else '-'):>20}")
         lines += checks
         lines.append("")
         for server in servers:
@@ -735,22 +738,15 @@ class Bench:
                                 med("nginx", "wrk", "throughput_rps")))
             # When wrk is the bottleneck, that ratio measures wrk twice: show how busy it
             # was, and the two figures that tell the servers apart regardless.
-            busy = [med(s, "wrk", "loadgen_cpu_s") / med(s, "wrk", "duration_s")
-                    for s in ("nginx", server)
-                    if med(s, "wrk", "loadgen_cpu_s") is not None and med(s, "wrk", "duration_s")]
-            ours, theirs = med(server, "loadgen", "throughput_rps"), \
-                med("nginx", "loadgen", "throughput_rps")
-
-            def cpu_per_request(name: str) -> float | None:
-                cpu, requests = med(name, "loadgen", "server_cpu_s"), \
-                    med(name, "loadgen", "requests")
-                return cpu / requests * 1e6 if cpu is not None and requests else None
-
-            if len(busy) == 2 and ours and theirs:
-                note = (f"  (wrk's CPU was {busy[0]:.0%} busy against nginx and {busy[1]:.0%} "
+            wrk_nginx, wrk_ours = busy("nginx", "wrk"), busy(server, "wrk")
+            ours = med(server, "loadgen", "throughput_rps")
+            theirs = med("nginx", "loadgen", "throughput_rps")
+            if wrk_nginx is not None and wrk_ours is not None and ours and theirs:
+                note = (f"  (wrk's CPU was {wrk_nginx:.0%} busy against nginx and {wrk_ours:.0%} "
                         f"against {server}: where it is saturated it, not the server, bounds "
                         f"that ratio; loadgen measures {server} over nginx at {ours / theirs:.2f}x")
-                mine, nginx = cpu_per_request(server), cpu_per_request("nginx")
+                mine, nginx = cpu_per_request_us(server, "loadgen"), \
+                    cpu_per_request_us("nginx", "loadgen")
                 if mine and nginx:
                     note += (f", and {server} spends {mine:.2f} us of CPU per request to "
                              f"nginx's {nginx:.2f} us")

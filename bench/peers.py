@@ -37,11 +37,16 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 10) -> b
     return False
 
 
+def nginx_binary() -> str:
+    """Debian's nginx lives in /usr/sbin, which a non-root PATH may lack."""
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
 class Nginx:
     """One nginx process we started, with its own config in `scratch`."""
 
     def __init__(self, scratch: Path, cpu_prefix: list[str]):
-        self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.binary = nginx_binary()
         self.dir = scratch
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_loopback_port()
@@ -62,8 +67,9 @@ class Nginx:
         text = log.read_text().strip().splitlines()[-1:] if log.exists() else []
         return "nginx not ready: " + (text[0] if text else "no answer on its port")
 
-    def stop(self) -> str | None:
-        """SIGTERM (nginx's fast shutdown) to the one process we started."""
+    def stop(self) -> tuple[str | None, str]:
+        """SIGTERM (nginx's fast shutdown) to the one process we started; returns
+        (error, summary) as the bench's own Server.stop does (nginx has no summary)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -71,25 +77,8 @@ class Nginx:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
-            return "nginx did not exit within 10 s of SIGTERM"
-        return None
-
-
-def wrk_version() -> str:
-    try:
-        out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr) else ""
-
-
-def nginx_version() -> str:
-    try:
-        out = subprocess.run([shutil.which("nginx") or "/usr/sbin/nginx", "-v"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stderr.strip()
+            return "nginx did not exit within 10 s of SIGTERM", ""
+        return None, ""
 
 
 def run_wrk(cpu_prefix: list[str], port: int, connections: int, duration_s: float,
