@@ -475,15 +475,17 @@ class Bench:
             return None
 
     def append_row(self, row: dict[str, str]) -> None:
+        """Adds a row and writes results.csv again, whole: loadgen's columns are known
+        only from its first CSV, so rows of cases that failed before any loadgen run
+        would otherwise be written under a header without them, and so would every
+        row after them. A few hundred rows at most: rewriting costs nothing."""
         self.rows.append(row)
         path = self.out / "results.csv"
-        columns = self.header + EXTRA_COLUMNS
-        new = not path.exists() or path.stat().st_size == 0
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.header + EXTRA_COLUMNS,
+                                    extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rows)
 
     # --- targets -----------------------------------------------------------------
     def targets(self, duration_s: float) -> list[str]:
