@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
       ->transform(CLI::AsSizeValue(false))
       ->check(CLI::Range(uint64_t{1}, uint64_t{16} << 20))
       ->capture_default_str();
-  app.add_option("--max-connections", options.max_connections,
+  auto* max_connections = app.add_option("--max-connections", options.max_connections,
                  "Most connections served at once; beyond it a new one is closed at once and "
                  "counted as refused (0: as many as the system allows)")
       ->check(CLI::NonNegativeNumber)
@@ -126,7 +126,6 @@ int main(int argc, char** argv) {
                                  std::string(protocol_name(options.protocol)) +
                                  " (see --list-models)");
   }
-  auto* max_connections = app.get_option("--max-connections");
   if (options.protocol == Protocol::kUdp && max_connections->count() > 0)
     return fail(kUsageError, "--max-connections: udp has no connections");
 
