@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
   // Parsed as text and then looked up, so that a bad value reads "sctp not in {...}".
   app.add_option("--protocol", protocol,
                  "tcp, udp or http (see above); the flags below say which they apply to")
-      ->transform(CLI::IsMember({"tcp", "udp", "http"}, CLI::ignore_case))
+      ->transform(CLI::IsMember(protocol_names(), CLI::ignore_case))
       ->capture_default_str();
   app.add_option("-p,--port", port, "Server port (1-65535)")
       ->required()

@@ -62,11 +62,14 @@ int main(int argc, char** argv) {
   app.add_option("-m,--model", model_name, "Concurrency model (see --list-models)")
       ->check(CLI::IsMember(names))
       ->capture_default_str();
-  app.add_option("--protocol", options.protocol,
+  // Parsed as text and then looked up, as loadgen does: a bad value reads "ftp not in
+  // {http,tcp,udp}", and the enum's numbers are not accepted in place of its names.
+  std::string protocol = "tcp";
+  app.add_option("--protocol", protocol,
                  "tcp: echo bytes (RFC 862); udp: echo datagrams (RFC 862); http: HTTP/1.1, "
                  "200 OK with the request as the body (keep-alive, pipelining, chunked bodies)")
-      ->transform(CLI::CheckedTransformer(protocol_names(), CLI::ignore_case))
-      ->default_str("tcp");
+      ->transform(CLI::IsMember(protocol_names(), CLI::ignore_case))
+      ->capture_default_str();
   app.add_option("--host", options.host, "Address or name to bind (IPv4 or IPv6)")
       ->capture_default_str();
   app.add_option("-p,--port", options.port, "Port to bind; 0 picks a free one")
@@ -102,6 +105,7 @@ int main(int argc, char** argv) {
 
   if (auto exit_code = parse_command_line(app, argc, argv, "echo-server")) return *exit_code;
   options.buffer_bytes = static_cast<size_t>(buffer_bytes);
+  options.protocol = protocol_names().at(protocol);
 
   if (list_models) {
     std::cout << model_list();
