@@ -864,7 +864,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="comma-separated models to run (default: every registered model)")
     parser.add_argument("--duration", default=None,
                         help="measured seconds per case, e.g. 5s (default 5s; 3s with --quick)")
-    parser.add_argument("--warmup", default="1s", help="warm-up per case, excluded (default 1s)")
+    parser.add_argument("--warmup", default="1s", help="warm-up per case, excluded (default 1s; the http scenario has "
+                             "none, as wrk has none)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default results/<UTC date-time>/)")
     parser.add_argument("--list", action="store_true", help="print the matrix and exit")
