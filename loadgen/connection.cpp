@@ -295,16 +295,33 @@ FastConnection::FastConnection(Worker& worker, uint32_t index, size_t ring_slots
       capacity_(worker.options().pipeline_depth()),
       next_offset_(static_cast<uint32_t>((uint64_t{index} * 977) % worker.pattern_period())) {
   assert(ring_.size() >= capacity_);
+  const LoadOptions& options = worker.options();
+  if (options.open_loop()) {
+    // Each connection sends every connections / rate seconds on average.
+    schedule_ =
+        Schedule(options.arrival, static_cast<double>(options.connections) * 1e9 / options.rate_rps,
+                 options.seed, index);
+  }
 }
 
-void FastConnection::start_load(uint64_t first_intended_ns, uint64_t now_ns) {
+void FastConnection::start_load(uint64_t origin_ns, uint64_t offset_ns, uint64_t now_ns) {
   load_started_ = true;
-  first_intended_ns_ = first_intended_ns;
-  next_intended_ns_ = first_intended_ns;
+  if (worker_.options().open_loop()) {
+    schedule_.start(origin_ns, offset_ns);
+  } else if (now_ns < origin_ns) {
+    // The command comes a little before the load's start: a closed loop waits for it,
+    // so that with no warmup its first requests are the window's.
+    worker_.scheduler().wake_at(*this, origin_ns);
+    return;
+  }
   if (connected()) settle(send_due(now_ns));
 }
 
 Step FastConnection::on_connected(uint64_t now_ns) {
+  // Requests that fell due while there was no connection are the server's delay (or the
+  // network's), not loadgen's.
+  ready_ns_ = now_ns;
+  blocked_ = false;
   if (!load_started_ || worker_.stage() != Stage::kLoad) return Step::kOk;
   return send_due(now_ns);
 }
@@ -320,28 +337,32 @@ Step FastConnection::send_due(uint64_t now_ns) {
   // Open loop: everything whose time has come, as long as the pipeline has room. What
   // is late is sent late, and its latency counts from when it was due.
   const LoadTimes& times = worker_.times();
-  const uint64_t interval_ns = worker_.interval_ns();
-  while (next_intended_ns_ <= now_ns && next_intended_ns_ < times.window_end_ns && has_room() &&
+  LoopStats& stats = worker_.stats();
+  while (schedule_.next_ns() <= now_ns && schedule_.next_ns() < times.window_end_ns && has_room() &&
          !churn_done()) {
-    if (next_intended_ns_ >= times.window_start_ns) {
-      LoopStats& stats = worker_.stats();
-      stats.send_lag_max_ns = std::max(stats.send_lag_max_ns, now_ns - next_intended_ns_);
+    const uint64_t intended_ns = schedule_.next_ns();
+    if (worker_.counts(intended_ns)) {
+      ++stats.intended_in_window;
+      stats.send_lag.record(now_ns - intended_ns);
+      stats.generator_lag.record(now_ns - std::max(intended_ns, ready_ns_));
     }
-    push(next_intended_ns_, now_ns);
-    next_intended_ns_ += interval_ns;
+    push(intended_ns, now_ns);
+    schedule_.advance();
   }
+  if (!has_room()) blocked_ = true;
   const Step step = flush(now_ns);
   if (step != Step::kOk) return step;
   if (churn_done()) return in_flight() == 0 ? Step::kClose : Step::kOk;
   // Wake up for the next one unless the pipeline is full (an answer will call us then).
-  if (has_room() && next_intended_ns_ < times.window_end_ns) {
-    worker_.scheduler().wake_at(*this, next_intended_ns_);
+  if (has_room() && schedule_.next_ns() < times.window_end_ns) {
+    worker_.scheduler().wake_at(*this, schedule_.next_ns());
   }
   return Step::kOk;
 }
 
 void FastConnection::push(uint64_t intended_ns, uint64_t now_ns) {
-  at(tail_seq_) = Request{intended_ns, now_ns, tail_seq_, next_offset_, Fate::kInFlight, false};
+  at(tail_seq_) = Request{intended_ns,  now_ns,          tail_seq_,
+                          next_offset_, Fate::kInFlight, worker_.counts(intended_ns)};
   ++tail_seq_;
   ++issued_;
   // Each request starts one byte further into the random pattern, so requests differ
@@ -352,13 +373,16 @@ void FastConnection::push(uint64_t intended_ns, uint64_t now_ns) {
 Step FastConnection::on_write_done(uint64_t now_ns) { return flush(now_ns); }
 
 void FastConnection::record(const Request& request, uint64_t now_ns, uint64_t bytes) {
-  if (worker_.in_window(now_ns)) {
-    LoopStats& stats = worker_.stats();
+  LoopStats& stats = worker_.stats();
+  if (request.counted) {
     stats.latency_corrected.record(now_ns - request.intended_ns);
     stats.latency_uncorrected.record(now_ns - request.sent_ns);
     ++stats.requests;
     stats.bytes += bytes;
     ++completed_in_window_;
+  } else if (request.intended_ns < worker_.times().window_start_ns &&
+             now_ns >= worker_.times().window_start_ns) {
+    ++stats.warmup_spillover;
   }
   ProgressCounters::bump(worker_.progress().completed);
 }
@@ -369,6 +393,11 @@ void FastConnection::complete(uint64_t now_ns, uint64_t bytes) {
 }
 
 Step FastConnection::advance(uint64_t now_ns) {
+  if (blocked_) {
+    // An answer freed a place in the pipeline: from now on a late send is loadgen's.
+    blocked_ = false;
+    ready_ns_ = now_ns;
+  }
   if (worker_.stage() != Stage::kLoad) {
     return draining_ && in_flight() == 0 ? Step::kClose : Step::kOk;
   }
@@ -409,26 +438,30 @@ void FastConnection::sweep(uint64_t now_ns) {
   Connection::sweep(now_ns);
   if (!connected() || in_flight() == 0) return;
   const uint64_t timeout_ns = worker_.options().timeout_ns;
-  if (now_ns - at(head_seq_).sent_ns >= timeout_ns) {
-    // No answer in time: count it, and start over on a new connection.
-    settle(fail(ErrorKind::kTimeout, now_ns));
+  const Request& head = at(head_seq_);
+  if (now_ns - head.sent_ns >= timeout_ns) {
+    // No answer in time: count it (if the window owns it), and start over on a new
+    // connection.
+    if (head.counted) worker_.count_error(ErrorKind::kTimeout, now_ns);
+    settle(Step::kFail);
   }
 }
 
 void FastConnection::end_window(uint64_t window_start_ns, uint64_t window_end_ns,
                                 LoopStats& stats) const {
   if (completed_in_window_ == 0) ++stats.starved;
-  if (!worker_.options().open_loop()) return;
-  // Schedule points inside [start, end): k with first + k * interval in that range.
-  const uint64_t interval_ns = worker_.interval_ns();
-  auto points_before = [&](uint64_t t) -> uint64_t {
-    return t <= first_intended_ns_ ? 0 : (t - first_intended_ns_ + interval_ns - 1) / interval_ns;
-  };
-  stats.intended_in_window += points_before(window_end_ns) - points_before(window_start_ns);
-  // A request due inside the window but never sent lags at least this much.
-  if (load_started_ && next_intended_ns_ < window_end_ns) {
-    stats.send_lag_max_ns = std::max(stats.send_lag_max_ns,
-                                     window_end_ns - std::max(next_intended_ns_, window_start_ns));
+  if (!worker_.options().open_loop() || !load_started_) return;
+  // Requests due in the window that were never sent: offered all the same, and late by
+  // at least the time to the window's end. Whose lateness that is: the server's when the
+  // pipeline was full or there was no connection, else loadgen's.
+  const bool server_held = blocked_ || !connected();
+  Schedule rest = schedule_;
+  for (; rest.next_ns() < window_end_ns; rest.advance()) {
+    const uint64_t intended_ns = rest.next_ns();
+    if (intended_ns < window_start_ns) continue;
+    ++stats.intended_in_window;
+    stats.send_lag.record(window_end_ns - intended_ns);
+    stats.generator_lag.record(server_held ? 0 : window_end_ns - std::max(intended_ns, ready_ns_));
   }
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "loadgen/schedule.hpp"
 #include "loadgen/scheduler.hpp"
 #include "loadgen/stats.hpp"
 
@@ -152,15 +153,15 @@ class Connection {
 
 /// What every fast client shares, whatever its protocol. Closed loop: one request at a
 /// time, the next right after its answer (or after --think-time). Open loop: requests
-/// due on an evenly spaced schedule, up to --max-inflight at once. The subclasses say
-/// how requests go out (flush) and how answers come back (on_data).
+/// due on the connection's Schedule (--arrival), up to --max-inflight at once. The
+/// subclasses say how requests go out (flush) and how answers come back (on_data).
 class FastConnection : public Connection, public Wakeable {
  public:
   /// The load starts: a closed loop sends at once; an open loop's schedule begins at
-  /// `first_intended_ns` and then advances by the Worker's interval.
-  void start_load(uint64_t first_intended_ns, uint64_t now_ns);
-  /// The window [start, end) is over: adds this connection's starvation, offered
-  /// requests and worst send lag to `stats`.
+  /// `origin_ns` (uniform: `offset_ns` after it, so that connections take turns).
+  void start_load(uint64_t origin_ns, uint64_t offset_ns, uint64_t now_ns);
+  /// The window [start, end) is over: adds this connection's starvation and the requests
+  /// due in the window that it never got to send (offered, with their send lag) to `stats`.
   void end_window(uint64_t window_start_ns, uint64_t window_end_ns, LoopStats& stats) const;
   /// The run drains: stop sending. Returns true when requests are still in flight; the
   /// Worker then hears Worker::drained() once, when they are done or the socket closed.
@@ -180,7 +181,7 @@ class FastConnection : public Connection, public Wakeable {
     uint64_t seq;          ///< its number on this socket (udp: its first 8 bytes)
     uint32_t offset;       ///< where its bytes start in the Worker's pattern
     Fate fate;
-    bool sent_in_window;  ///< udp: counted in datagrams_sent
+    bool counted;  ///< due in the window: its fate and answer count in the statistics
   };
 
   /// `index` is this connection's number among all fast connections of the run;
@@ -198,7 +199,8 @@ class FastConnection : public Connection, public Wakeable {
   virtual Step flush(uint64_t now_ns) = 0;
   /// Decides the next move after answers completed (or, for udp, were given up).
   Step advance(uint64_t now_ns);
-  /// Records a request answered at `now_ns` (in the window: latency, requests, bytes).
+  /// Records a request answered at `now_ns`: latency, requests and bytes when it was due
+  /// in the window, warmup_spillover when it was due before and answered inside it.
   void record(const Request& request, uint64_t now_ns, uint64_t bytes);
   /// The head request's answer is complete: record it, drop it.
   void complete(uint64_t now_ns, uint64_t bytes);
@@ -226,8 +228,9 @@ class FastConnection : public Connection, public Wakeable {
   uint64_t capacity_;          ///< most in flight: --max-inflight in open loop, else 1
   uint64_t issued_ = 0;        ///< requests queued on this socket (for churn)
   uint64_t completed_in_window_ = 0;
-  uint64_t first_intended_ns_ = 0;
-  uint64_t next_intended_ns_ = 0;
+  Schedule schedule_;      ///< open loop: when the next request is due
+  uint64_t ready_ns_ = 0;  ///< since when the connection could send (see generator_lag)
+  bool blocked_ = false;   ///< its pipeline filled up: the next answer makes it ready
   uint32_t next_offset_;
   bool load_started_ = false;
   bool draining_ = false;

@@ -39,7 +39,6 @@ Step DatagramConnection::flush(uint64_t now_ns) {
     Request& request = at(written_seq_);
     ++written_seq_;
     request.sent_ns = now_ns;
-    request.sent_in_window = worker_.in_window(now_ns);
     // The header is the request's own sequence number, sent from the ring, which keeps
     // it until the datagram is answered or given up: nothing is copied.
     const uv_buf_t bufs[2] = {uv_buf_init(reinterpret_cast<char*>(&request.seq), kHeaderBytes),
@@ -48,12 +47,12 @@ Step DatagramConnection::flush(uint64_t now_ns) {
     if (send_datagram(bufs, 2) != 0) {
       // Never sent: neither counted nor waited for.
       request.fate = Fate::kAnswered;
-      request.sent_in_window = false;
+      request.counted = false;
       ++resolved_behind_head_;
       pop_resolved();
       return fail(ErrorKind::kWrite, now_ns);
     }
-    if (request.sent_in_window) ++worker_.stats().datagrams_sent;
+    if (request.counted) ++worker_.stats().datagrams_sent;
   }
   return Step::kOk;
 }
@@ -70,7 +69,7 @@ Step DatagramConnection::on_data(const char* data, size_t length_bytes, uint64_t
   Request& request = at(seq);
   const bool remembered = request.seq == seq;
   if (!remembered || request.fate == Fate::kLost) {
-    if (remembered ? request.sent_in_window : worker_.in_window(now_ns)) ++stats.late;
+    if (remembered ? request.counted : worker_.in_window(now_ns)) ++stats.late;
     if (remembered) request.fate = Fate::kAnswered;  // a second copy is then a duplicate
     return Step::kOk;
   }
@@ -87,7 +86,7 @@ Step DatagramConnection::on_data(const char* data, size_t length_bytes, uint64_t
                   payload_bytes - kHeaderBytes) != 0) {
     worker_.count_error(ErrorKind::kMismatch, now_ns);
   } else {
-    if (seq + 1 < highest_received_ && worker_.in_window(now_ns)) ++stats.reordered;
+    if (seq + 1 < highest_received_ && request.counted) ++stats.reordered;
     highest_received_ = std::max(highest_received_, seq + 1);
     record(request, now_ns, payload_bytes);
   }
@@ -111,7 +110,7 @@ void DatagramConnection::sweep(uint64_t now_ns) {
     if (now_ns < request.sent_ns + timeout_ns) break;
     request.fate = Fate::kLost;
     ++resolved_behind_head_;
-    if (request.sent_in_window) ++worker_.stats().lost;
+    if (request.counted) ++worker_.stats().lost;
     gave_up = true;
   }
   if (!gave_up) return;
@@ -131,7 +130,7 @@ void DatagramConnection::on_closed() {
   // The socket went away under datagrams still in flight: no echo will ever come.
   for (uint64_t seq = head_seq_; seq < written_seq_; ++seq) {
     const Request& request = at(seq);
-    if (request.fate == Fate::kInFlight && request.sent_in_window) ++worker_.stats().lost;
+    if (request.fate == Fate::kInFlight && request.counted) ++worker_.stats().lost;
   }
   highest_received_ = 0;
   FastConnection::on_closed();

@@ -46,14 +46,20 @@ class Run {
   Run(const LoadOptions& options, const RunHooks& hooks) : options_(options), hooks_(hooks) {}
 
   std::optional<EngineResult> execute(std::string& error);
+  /// Stops the run early (any thread).
+  void interrupt() { coordinator_.interrupt(); }
 
  private:
   bool create_workers(std::string& error);
   void post_all(Worker::Command command, const LoadTimes& times = {});
   /// Waits until every worker reported `event`, reporting progress once a second.
-  void wait_all(Event event, const char* phase);
-  /// Sleeps until `at_ns` (uv_hrtime clock), reporting progress once a second.
-  void sleep_until(uint64_t at_ns, const char* phase);
+  /// False if the run was interrupted first.
+  bool wait_all(Event event, const char* phase);
+  /// Sleeps until `at_ns` (uv_hrtime clock), reporting progress once a second. False if
+  /// the run was interrupted first.
+  bool sleep_until(uint64_t at_ns, const char* phase);
+  /// Interrupted before the window: every loop stops, nothing was measured.
+  EngineResult abandon(EngineResult result);
   void report_progress(const char* phase);
   void join_all();
 
@@ -121,15 +127,20 @@ void Run::report_progress(const char* phase) {
   if (hooks_.progress) hooks_.progress(snapshot);
 }
 
-void Run::wait_all(Event event, const char* phase) {
+bool Run::wait_all(Event event, const char* phase) {
   const auto count = static_cast<uint32_t>(workers_.size());
-  while (!coordinator_.wait_for(event, count, std::chrono::seconds(1))) report_progress(phase);
+  while (!coordinator_.wait_for(event, count, std::chrono::seconds(1))) {
+    if (coordinator_.interrupted()) return false;
+    report_progress(phase);
+  }
+  return true;
 }
 
-void Run::sleep_until(uint64_t at_ns, const char* phase) {
+bool Run::sleep_until(uint64_t at_ns, const char* phase) {
   for (;;) {
+    if (coordinator_.interrupted()) return false;
     const uint64_t now_ns = uv_hrtime();
-    if (now_ns >= at_ns) return;
+    if (now_ns >= at_ns) return true;
     const uint64_t next_progress_ns = last_progress_ns_ + 1'000'000'000;
     if (now_ns >= next_progress_ns) {
       report_progress(phase);
@@ -144,6 +155,13 @@ void Run::sleep_until(uint64_t at_ns, const char* phase) {
 
 void Run::join_all() {
   for (auto& worker : workers_) worker->join();
+}
+
+EngineResult Run::abandon(EngineResult result) {
+  post_all(Worker::Command::kAbort);
+  join_all();
+  result.interrupted = true;
+  return result;
 }
 
 std::optional<EngineResult> Run::execute(std::string& error) {
@@ -165,9 +183,9 @@ std::optional<EngineResult> Run::execute(std::string& error) {
 
   // Slow clients first, every one established or failed, then the fast ones.
   post_all(Worker::Command::kConnectSlow);
-  wait_all(Event::kSlowConnected, "connecting slow clients");
+  if (!wait_all(Event::kSlowConnected, "connecting slow clients")) return abandon(result);
   post_all(Worker::Command::kConnectFast);
-  wait_all(Event::kFastConnected, "connecting");
+  if (!wait_all(Event::kFastConnected, "connecting")) return abandon(result);
 
   uint64_t established = 0;
   int first_error = 0;
@@ -194,14 +212,29 @@ std::optional<EngineResult> Run::execute(std::string& error) {
   load_started_ = true;
   post_all(Worker::Command::kStartLoad, times_);
 
-  sleep_until(times_.window_start_ns, "warmup");
+  if (!sleep_until(times_.window_start_ns, "warmup")) return abandon(result);
   const double cpu_start_s = cpu_seconds_now();
+  for (auto& worker : workers_) result.loop_cpu_s.push_back(-worker->thread_cpu_s());
   if (hooks_.window_started) hooks_.window_started();
-  sleep_until(times_.window_end_ns, "running");
+  result.window_started = true;
+  result.window_s = static_cast<double>(options_.duration_ns) / 1e9;
+  if (!sleep_until(times_.window_end_ns, "running")) {
+    // Cut short: the window ends here, and its requests still get their drain.
+    const uint64_t end_ns = std::max(uv_hrtime(), times_.window_start_ns + 1);
+    post_all(Worker::Command::kEndWindow);
+    result.interrupted = true;
+    result.window_s = static_cast<double>(end_ns - times_.window_start_ns) / 1e9;
+  }
   result.loadgen_cpu_s = cpu_seconds_now() - cpu_start_s;
+  for (size_t i = 0; i < workers_.size(); ++i) result.loop_cpu_s[i] += workers_[i]->thread_cpu_s();
   if (hooks_.window_ended) hooks_.window_ended();
 
-  wait_all(Event::kFinished, "draining");
+  // An interruption now only ends the waiting early: the loops drain by their own clock.
+  const auto count = static_cast<uint32_t>(workers_.size());
+  while (!coordinator_.wait_for(Event::kFinished, count, std::chrono::seconds(1))) {
+    if (coordinator_.interrupted()) break;  // no more progress lines; the join waits
+    report_progress("draining");
+  }
   join_all();
   for (auto& worker : workers_) result.stats.merge(worker->stats());
   return result;
@@ -210,9 +243,12 @@ std::optional<EngineResult> Run::execute(std::string& error) {
 }  // namespace
 
 std::optional<EngineResult> run_engine(const LoadOptions& options, const RunHooks& hooks,
-                                       std::string& error) {
+                                       std::string& error, Interrupter* interrupter) {
   Run run(options, hooks);
-  return run.execute(error);
+  if (interrupter) interrupter->attach([&run] { run.interrupt(); });
+  auto result = run.execute(error);
+  if (interrupter) interrupter->detach();
+  return result;
 }
 
 }  // namespace cb::loadgen

@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "loadgen/options.hpp"
 #include "loadgen/stats.hpp"
@@ -34,13 +36,51 @@ struct RunHooks {
   std::function<void(const ProgressSnapshot&)> progress;  ///< about once a second
 };
 
+/// Lets another thread stop a run early (loadgen's signal thread, on SIGINT or SIGTERM):
+/// a run interrupted during its window ends the window there and reports what it
+/// measured; one interrupted before the window measures nothing. Thread-safe.
+class Interrupter {
+ public:
+  /// Stops the run attached now, or the next one at its start.
+  void interrupt() {
+    std::lock_guard lock(mutex_);
+    requested_ = true;
+    if (target_) target_();
+  }
+  bool requested() {
+    std::lock_guard lock(mutex_);
+    return requested_;
+  }
+  /// The engine's: `target` stops the run, until detach().
+  void attach(std::function<void()> target) {
+    std::lock_guard lock(mutex_);
+    target_ = std::move(target);
+    if (requested_) target_();
+  }
+  void detach() {
+    std::lock_guard lock(mutex_);
+    target_ = nullptr;
+  }
+
+ private:
+  std::mutex mutex_;
+  bool requested_ = false;
+  std::function<void()> target_;
+};
+
 /// What a run measured, all loops merged.
 struct EngineResult {
   bool reached = true;             ///< false: no connection at all could be made
   std::string unreachable_reason;  ///< when !reached, e.g. "connection refused by 127.0.0.1:9"
   LoopStats stats;
   double loadgen_cpu_s = 0;  ///< this process's user + system CPU over the window
+  /// Each loop thread's CPU seconds over the window, in loop order: a loop near one
+  /// whole core was the bottleneck, whatever the process total says.
+  std::vector<double> loop_cpu_s;
   std::chrono::system_clock::time_point started_at;  ///< wall clock when the run started
+  bool interrupted = false;                          ///< stopped early by the Interrupter
+  bool window_started = false;  ///< false: interrupted before the window, nothing measured
+  double window_s = 0;          ///< the window's length: --duration, or less if interrupted
 };
 
 /// Runs one load as `options` say, on the calling thread plus options.threads loop threads
@@ -49,6 +89,6 @@ struct EngineResult {
 /// are counted, never returned. Returns nullopt with `error` set only when the loops
 /// cannot be set up (libuv or thread creation failed). Not reentrant: one run at a time.
 std::optional<EngineResult> run_engine(const LoadOptions& options, const RunHooks& hooks,
-                                       std::string& error);
+                                       std::string& error, Interrupter* interrupter = nullptr);
 
 }  // namespace cb::loadgen

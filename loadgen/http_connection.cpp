@@ -44,7 +44,8 @@ Step HttpConnection::flush(uint64_t now_ns) {
 }
 
 Step HttpConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
-  if (worker_.in_window(now_ns)) worker_.stats().bytes += length_bytes;
+  // Bytes belong to the request being answered: counted when the window owns it.
+  if (in_flight() > 0 && at(head_seq_).counted) worker_.stats().bytes += length_bytes;
   return parse(data, length_bytes, now_ns);
 }
 
@@ -89,7 +90,7 @@ int HttpConnection::message_complete_cb(http_parser* parser) {
   if (status >= 200 && status < 300) {
     self->complete(self->now_ns_, 0);
   } else {
-    if (self->worker_.in_window(self->now_ns_)) self->worker_.stats().count_status(status);
+    if (self->at(self->head_seq_).counted) self->worker_.stats().count_status(status);
     ++self->head_seq_;
   }
   self->completed_ = true;

@@ -1,12 +1,15 @@
 // loadgen: parses and checks the command line, raises the descriptor limit, runs the
 // engine (with the --server-pid sampler and the progress line), and writes the report
 // as text or JSON on stdout, plus --csv and --histogram files. Exit codes: 0 the run
-// completed, 1 the target could not be reached (or an output file failed), 2 usage.
+// completed, 1 the target could not be reached (or an output file failed), 2 usage,
+// 128 + the signal when SIGINT or SIGTERM interrupted it.
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -14,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "common/cli.hpp"
 #include "common/protocol.hpp"
@@ -55,18 +59,36 @@ CLI::Validator duration_check() {
       "DURATION");
 }
 
-/// A CLI11 check that the text is a rate above 0 requests/s.
-CLI::Validator positive_rate_check() {
+// The open loop's rate range: below it a connection's gap between requests would not fit
+// the clock's 64-bit nanoseconds; above it no loop could keep a schedule anyway.
+constexpr double kMinRateRps = 0.01;
+constexpr double kMaxRateRps = 100'000'000;
+
+/// A CLI11 check that the text is a rate within [kMinRateRps, kMaxRateRps] requests/s.
+CLI::Validator rate_check() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
         double value = 0;
         if (!CLI::detail::lexical_cast(text, value)) return "'" + text + "' is not a number";
-        if (!(value > 0) || !std::isfinite(value)) {
-          return "'" + text + "' must be a rate above 0 requests/s";
+        if (!(value >= kMinRateRps && value <= kMaxRateRps)) {
+          return "'" + text + "' is outside 0.01 to 100000000 requests/s";
         }
         return {};
       },
-      "RATE>0");
+      "RATE");
+}
+
+/// A CLI11 check that the text is a percentage from 0 to 100.
+CLI::Validator percent_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || !(value >= 0 && value <= 100)) {
+          return "'" + text + "' is not a percentage from 0 to 100";
+        }
+        return {};
+      },
+      "PCT");
 }
 
 /// A CLI11 check that the text is an HTTP request target: "/" and then printable bytes.
@@ -84,7 +106,7 @@ CLI::Validator path_check() {
 
 struct Durations {
   std::string duration = "10s", warmup = "0s", timeout = "2s", think_time = "0s",
-              trickle_interval = "1s";
+              trickle_interval = "1s", timer_slack = "50us", max_generator_lag = "1ms";
 };
 
 /// Converts a checked duration and enforces its lower bound.
@@ -163,6 +185,58 @@ bool writable(const std::string& path, std::string& error) {
   return false;
 }
 
+/// SIGINT and SIGTERM, taken by a thread of their own (every other thread blocks them):
+/// the first one interrupts the run, which then reports what it measured; a second one
+/// ends loadgen at once. Exit status 128 + the signal, as a shell reports it.
+class SignalThread {
+ public:
+  SignalThread() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGTERM);
+    sigaddset(&signals_, kQuitSignal);
+    // Blocked before any other thread exists, so that every thread inherits the mask.
+    ::pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+  }
+  ~SignalThread() { stop(); }
+
+  /// Starts the thread. May throw std::system_error.
+  void start() {
+    thread_ = std::thread([this] {
+      int count = 0;
+      for (;;) {
+        int signo = 0;
+        if (::sigwait(&signals_, &signo) != 0 || signo == kQuitSignal) return;
+        received_.store(signo);
+        if (++count > 1) {
+          std::fputs("loadgen: interrupted again: exiting without a report\n", stderr);
+          std::_Exit(128 + signo);
+        }
+        std::fputs("loadgen: interrupted: ending the window now (again to quit at once)\n", stderr);
+        interrupter_.interrupt();
+      }
+    });
+  }
+  /// Ends the thread; returns 128 + the signal received, or 0 if none was.
+  int stop() {
+    if (thread_.joinable()) {
+      ::pthread_kill(thread_.native_handle(), kQuitSignal);
+      thread_.join();
+    }
+    const int signo = received_.load();
+    return signo == 0 ? 0 : 128 + signo;
+  }
+  Interrupter& interrupter() { return interrupter_; }
+
+ private:
+  // Sent by stop() to end the sigwait: a signal nobody else sends loadgen.
+  static constexpr int kQuitSignal = SIGUSR1;
+  sigset_t signals_{};
+  std::thread thread_;
+  std::atomic<int> received_{0};
+  Interrupter interrupter_;
+};
+
 void print_progress(const ProgressSnapshot& p) {
   char line[256];
   if (p.total_s > 0) {
@@ -192,7 +266,10 @@ int main(int argc, char** argv) {
   std::string slow_mode = "idle";
   std::string method = "GET";
   std::string protocol = "tcp";
+  std::string arrival = "uniform";
+  double rate_tolerance_pct = 5;
   std::optional<int> server_pid;
+  bool server_cgroup = false;
   std::string csv_path, histogram_path, label;
   bool json = false, progress = false, allow_remote = false;
 
@@ -207,7 +284,10 @@ int main(int argc, char** argv) {
       "(GET as wrk sends it, or POST), non-2xx responses counted by status code; slow\n"
       "trickle clients send an endless request head (slowloris).\n"
       "Durations take a unit: 250us, 500ms, 10s, 2m, 1h; a bare number means seconds.\n"
-      "Exit status: 0 the run completed, 1 the target could not be reached, 2 usage error.",
+      "SIGINT or SIGTERM (Ctrl-C) ends the window early and reports what was measured,\n"
+      "marked as interrupted; a second one quits at once.\n"
+      "Exit status: 0 the run completed, 1 the target could not be reached, 2 usage error,\n"
+      "130 or 143 interrupted by SIGINT or SIGTERM.",
       "loadgen"};
   app.set_version_flag("--version", std::string("loadgen ") + CB_VERSION);
   app.get_formatter()->column_width(36);
@@ -245,9 +325,35 @@ int main(int argc, char** argv) {
       ->check(path_check())
       ->capture_default_str();
   auto* rate = app.add_option("-r,--rate", options.rate_rps,
-                              "Open loop: requests per second over all fast clients, each on "
-                              "its own evenly spaced schedule (default: closed loop)")
-                   ->check(positive_rate_check());
+                              "Open loop: requests per second over all fast clients (0.01 to "
+                              "1e8), spaced as --arrival says; latency counts from each "
+                              "request's intended send time (default: closed loop)")
+                   ->check(rate_check());
+  app.add_option("--arrival", arrival,
+                 "Open loop: uniform (each connection evenly spaced, as wrk2) or poisson "
+                 "(exponential gaps with the same mean, seeded: independent clients)")
+      ->check(CLI::IsMember({"uniform", "poisson"}))
+      ->capture_default_str();
+  app.add_option("--seed", options.seed,
+                 "--arrival poisson: the schedule's seed; the same seed gives the same gaps")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--timer-slack", durations.timer_slack,
+                 "Open loop: a loop sleeping until its next request may wake up to this late, "
+                 "so that it sends everything due by then in one go; never early (0: wake "
+                 "exactly, one timer per wake)")
+      ->check(duration_check())
+      ->capture_default_str();
+  app.add_option("--max-generator-lag", durations.max_generator_lag,
+                 "Self-check: above this p99 of loadgen's own send lag the run is marked "
+                 "generator-bound")
+      ->check(duration_check())
+      ->capture_default_str();
+  app.add_option("--rate-tolerance", rate_tolerance_pct,
+                 "Self-check, open loop: achieved below offered by more than this percentage "
+                 "marks the run server-bound")
+      ->check(percent_check())
+      ->capture_default_str();
   app.add_option("--max-inflight", options.max_inflight,
                  "Open loop: most requests in flight per connection (1-65536); above 1 they "
                  "are pipelined (http: responses in order; udp: datagrams awaiting an echo, "
@@ -258,15 +364,20 @@ int main(int argc, char** argv) {
   app.add_option("--requests-per-connection", options.requests_per_connection,
                  "tcp and http: close and reconnect after this many requests (0: keep the "
                  "connection)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--think-time", durations.think_time,
                  "Closed loop: pause between an echo and the next request (rounded up to ms)")
       ->check(duration_check())
       ->capture_default_str();
-  app.add_option("-d,--duration", durations.duration, "Measured window")
+  app.add_option("-d,--duration", durations.duration,
+                 "Measured window. It owns the requests due in it: they count whenever their "
+                 "answer comes (the drain after it waits up to --timeout)")
       ->check(duration_check())
       ->capture_default_str();
-  app.add_option("--warmup", durations.warmup, "Load before the window, excluded from results")
+  app.add_option("--warmup", durations.warmup,
+                 "Load before the window, excluded from results; its requests answered inside "
+                 "the window are reported apart (warmup_spillover)")
       ->check(duration_check())
       ->capture_default_str();
   app.add_option("--timeout", durations.timeout,
@@ -293,10 +404,18 @@ int main(int argc, char** argv) {
                  "not overflow the server's listen backlog")
       ->check(CLI::Range(1u, 1'000'000u))
       ->capture_default_str();
-  app.add_option("--server-pid", server_pid,
-                 "Sample this process and its descendants every 100 ms over the window "
-                 "(CPU seconds, peak RSS, threads, processes)")
-      ->check(CLI::PositiveNumber);
+  auto* pid_option =
+      app.add_option("--server-pid", server_pid,
+                     "Measure this server over the window: CPU seconds, peak memory, threads "
+                     "and processes. Without --server-cgroup by /proc walks of its process "
+                     "tree at the window's edges and once a second (kept off loadgen's CPUs "
+                     "where it can be; RSS summed per process)")
+          ->check(CLI::PositiveNumber);
+  app.add_flag("--server-cgroup", server_cgroup,
+               "The --server-pid runs in a cgroup of its own: read the kernel's counters of "
+               "that cgroup (CPU, memory peak, task peak) at the window's edges only, "
+               "disturbing nothing during it")
+      ->needs(pid_option);
   app.add_option("--csv", csv_path,
                  "Append one result row to FILE (header written when FILE is new or empty)");
   app.add_flag("--json", json, "Print the results as one JSON object instead of the summary");
@@ -317,7 +436,10 @@ int main(int argc, char** argv) {
       !convert_duration("--timeout", durations.timeout, 1'000'000, options.timeout_ns, error) ||
       !convert_duration("--think-time", durations.think_time, 0, options.think_time_ns, error) ||
       !convert_duration("--trickle-interval", durations.trickle_interval, 1'000'000,
-                        options.trickle_interval_ns, error)) {
+                        options.trickle_interval_ns, error) ||
+      !convert_duration("--timer-slack", durations.timer_slack, 0, options.timer_slack_ns, error) ||
+      !convert_duration("--max-generator-lag", durations.max_generator_lag, 0,
+                        options.max_generator_lag_ns, error)) {
     return fail(kUsageError, error);
   }
   options.slow_mode = slow_mode == "trickle" ? SlowMode::kTrickle : SlowMode::kIdle;
@@ -334,6 +456,16 @@ int main(int argc, char** argv) {
   }
   if (rate->count() > 0 && options.think_time_ns > 0) {
     return fail(kUsageError, "--think-time: applies to the closed loop only, not with --rate");
+  }
+  options.arrival = arrival == "poisson" ? Arrival::kPoisson : Arrival::kUniform;
+  options.rate_tolerance = rate_tolerance_pct / 100.0;
+  for (const char* flag : {"--arrival", "--timer-slack"}) {
+    if (app.count(flag) > 0 && rate->count() == 0) {
+      return fail(kUsageError, std::string(flag) + ": applies to the open loop only (with --rate)");
+    }
+  }
+  if (app.count("--seed") > 0 && options.arrival != Arrival::kPoisson) {
+    return fail(kUsageError, "--seed: applies to --arrival poisson only");
   }
 
   auto address = net::resolve(host, static_cast<uint16_t>(port), error);
@@ -369,9 +501,18 @@ int main(int argc, char** argv) {
   }
   // A server that resets a connection must not kill loadgen with SIGPIPE.
   ::signal(SIGPIPE, SIG_IGN);
+  // SIGINT and SIGTERM end the run early, with a report (see SignalThread).
+  SignalThread signals;
 
   std::unique_ptr<ServerSampler> sampler;
-  if (server_pid) sampler = std::make_unique<ServerSampler>(static_cast<pid_t>(*server_pid));
+  if (server_pid) {
+    std::optional<ServerCgroup> cgroup;
+    if (server_cgroup) {
+      cgroup = ServerCgroup::of_process(static_cast<pid_t>(*server_pid), error);
+      if (!cgroup) return fail(kUsageError, "--server-cgroup: " + error);
+    }
+    sampler = std::make_unique<ServerSampler>(static_cast<pid_t>(*server_pid), std::move(cgroup));
+  }
   RunHooks hooks;
   hooks.window_started = [&] {
     if (sampler) sampler->start();
@@ -383,13 +524,18 @@ int main(int argc, char** argv) {
 
   std::optional<EngineResult> result;
   try {
-    result = run_engine(options, hooks, error);
+    signals.start();
+    result = run_engine(options, hooks, error, &signals.interrupter());
   } catch (const std::exception& e) {
     return fail(1, std::string("internal error: ") + e.what());
   }
   if (sampler) sampler->stop();
+  const int signal_exit = signals.stop();
   if (!result) return fail(1, error);
   if (!result->reached) return fail(kUnreachable, result->unreachable_reason);
+  if (result->interrupted && !result->window_started) {
+    return fail(signal_exit, "interrupted before the measured window began: nothing to report");
+  }
 
   std::optional<ServerCost> server_cost;
   if (sampler) server_cost = sampler->result();
@@ -408,6 +554,11 @@ int main(int argc, char** argv) {
     result->stats.latency_corrected.write_percentile_text(out, 1000.0);
     out.flush();
     if (!out) rc = fail(1, "--histogram: " + histogram_path + ": write failed");
+  }
+  if (result->interrupted) {
+    std::fprintf(stderr, "loadgen: interrupted: the window was cut short after %.3f s\n",
+                 result->window_s);
+    return signal_exit;
   }
   return rc;
 }

@@ -22,6 +22,18 @@ inline const char* slow_mode_name(SlowMode mode) {
   return mode == SlowMode::kIdle ? "idle" : "trickle";
 }
 
+/// How the open loop spaces its requests in time.
+enum class Arrival : uint8_t {
+  kUniform,  ///< every connection sends on an evenly spaced schedule (as wrk2 does)
+  kPoisson,  ///< exponential gaps with the same mean, from a seeded generator: arrivals of
+             ///< independent clients, as mutilate and Lancet make them
+};
+
+/// "uniform" or "poisson".
+inline const char* arrival_name(Arrival arrival) {
+  return arrival == Arrival::kUniform ? "uniform" : "poisson";
+}
+
 /// What an HTTP fast client asks for.
 enum class HttpMethod : uint8_t {
   kGet,   ///< no body
@@ -56,6 +68,13 @@ struct LoadOptions {
   uint64_t warmup_ns = 0;                 ///< load before the window, not measured
   uint64_t timeout_ns = 2'000'000'000;    ///< per request and per connect
   uint32_t max_connecting = 128;          ///< connects in flight at once, over all loops
+  // Open loop only.
+  Arrival arrival = Arrival::kUniform;
+  uint64_t seed = 1;  ///< poisson: the schedule's seed (the same seed, the same gaps)
+  uint64_t timer_slack_ns = 50'000;  ///< a loop wakes at most this late for a due request
+  // The run's self-checks (see Verdict in report.hpp).
+  uint64_t max_generator_lag_ns = 1'000'000;  ///< generator lag p99 above this: generator-bound
+  double rate_tolerance = 0.05;  ///< achieved below offered by more than this: server-bound
 
   bool open_loop() const { return rate_rps > 0; }
   /// Most requests in flight on one connection: --max-inflight in open loop, else 1.

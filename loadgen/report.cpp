@@ -80,6 +80,46 @@ std::string cell_text(const Field& field) {
   return std::visit(Visitor{field.decimals}, field.value);
 }
 
+// A loop thread this busy over the window had no time left to keep its schedule: what it
+// measured is partly its own delay.
+constexpr double kLoopSaturatedPct = 95.0;
+
+/// Sets the report's verdict: generator-bound before server-bound, since a generator
+/// that fell behind also makes the achieved rate fall short.
+void judge(const LoadOptions& options, const EngineResult& result, Report& report) {
+  std::string reasons;
+  auto add = [&reasons](const std::string& reason) {
+    if (!reasons.empty()) reasons += "; ";
+    reasons += reason;
+  };
+  for (size_t i = 0; i < result.loop_cpu_s.size(); ++i) {
+    const double pct = 100.0 * result.loop_cpu_s[i] / report.duration_s;
+    report.loop_cpu_max_pct = std::max(report.loop_cpu_max_pct, pct);
+    if (pct >= kLoopSaturatedPct) {
+      add("loop " + std::to_string(i) + " used " + fixed(pct, 0) + " % of its core");
+    }
+  }
+  const double bound_us = static_cast<double>(options.max_generator_lag_ns) / 1e3;
+  if (report.generator_lag_p99_us && *report.generator_lag_p99_us > bound_us) {
+    add("its own send lag p99 " + fixed(*report.generator_lag_p99_us, 0) + " µs is over the " +
+        fixed(bound_us, 0) + " µs bound (--max-generator-lag)");
+  }
+  if (!reasons.empty()) {
+    report.verdict = Verdict::kGeneratorBound;
+    report.verdict_reason = reasons;
+    return;
+  }
+  if (report.offered_rps && *report.offered_rps > 0 &&
+      report.throughput_rps < *report.offered_rps * (1.0 - options.rate_tolerance)) {
+    report.verdict = Verdict::kServerBound;
+    report.verdict_reason = "achieved " + fixed(report.throughput_rps, 0) + " req/s is " +
+                            fixed(100.0 * (1.0 - report.throughput_rps / *report.offered_rps), 1) +
+                            " % short of the " + fixed(*report.offered_rps, 0) +
+                            " offered (--rate-tolerance " +
+                            fixed(100.0 * options.rate_tolerance, 1) + " %)";
+  }
+}
+
 }  // namespace
 
 Report make_report(const LoadOptions& options, const EngineResult& result, std::string_view label,
@@ -100,8 +140,14 @@ Report make_report(const LoadOptions& options, const EngineResult& result, std::
   report.slow_clients = options.slow_clients;
   report.slow_mode = slow_mode_name(options.slow_mode);
   report.payload_bytes = options.payload_bytes;
-  if (options.open_loop()) report.rate_rps = options.rate_rps;
-  report.duration_s = static_cast<double>(options.duration_ns) / 1e9;
+  if (options.open_loop()) {
+    report.rate_rps = options.rate_rps;
+    report.arrival = arrival_name(options.arrival);
+    if (options.arrival == Arrival::kPoisson) report.seed = options.seed;
+    report.timer_slack_us = static_cast<double>(options.timer_slack_ns) / 1e3;
+  }
+  report.duration_s = result.window_s;
+  report.interrupted = result.interrupted;
   report.warmup_s = static_cast<double>(options.warmup_ns) / 1e9;
   report.requests_per_connection = options.requests_per_connection;
   report.max_inflight = options.open_loop() ? options.max_inflight : 1;
@@ -139,14 +185,32 @@ Report make_report(const LoadOptions& options, const EngineResult& result, std::
   }
   if (options.connections > 0) report.starved_connections = stats.starved;
   if (options.slow_clients > 0) report.slow_connected = stats.slow_connected;
+  report.warmup_spillover = stats.warmup_spillover;
   if (options.open_loop()) {
     report.offered_rps = static_cast<double>(stats.intended_in_window) / report.duration_s;
-    report.send_lag_max_us = static_cast<double>(stats.send_lag_max_ns) / 1e3;
+    auto us = [](uint64_t ns) { return static_cast<double>(ns) / 1e3; };
+    const bool any = stats.send_lag.count() > 0;
+    report.send_lag_p99_us = any ? us(stats.send_lag.value_at_percentile(99)) : 0;
+    report.send_lag_max_us = any ? us(stats.send_lag.max()) : 0;
+    report.generator_lag_p99_us = any ? us(stats.generator_lag.value_at_percentile(99)) : 0;
   }
   report.loadgen_cpu_s = result.loadgen_cpu_s;
+  judge(options, result, report);
   report.server_pid = server_pid;
   report.server = server;
   return report;
+}
+
+const char* verdict_name(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kOk:
+      return "ok";
+    case Verdict::kGeneratorBound:
+      return "generator-bound";
+    case Verdict::kServerBound:
+      return "server-bound";
+  }
+  return "ok";
 }
 
 std::optional<std::string> Report::status_errors_text() const {
@@ -208,7 +272,18 @@ const std::vector<std::string_view>& csv_columns() {
                                                      "lost",
                                                      "lost_pct",
                                                      "late",
-                                                     "reordered"};
+                                                     "reordered",
+                                                     "arrival",
+                                                     "seed",
+                                                     "timer_slack_us",
+                                                     "warmup_spillover",
+                                                     "send_lag_p99_us",
+                                                     "generator_lag_p99_us",
+                                                     "loop_cpu_max_pct",
+                                                     "verdict",
+                                                     "verdict_reason",
+                                                     "server_cost_source",
+                                                     "interrupted"};
   return columns;
 }
 
@@ -239,7 +314,9 @@ std::vector<Field> report_fields(const Report& r) {
   }
   std::optional<double> server_cpu;
   std::optional<uint64_t> server_rss, server_threads, server_procs;
+  std::optional<std::string> server_source;
   if (r.server) {
+    server_source = r.server->source;
     server_cpu = r.server->cpu_s;
     server_rss = r.server->rss_peak_kb;
     server_threads = r.server->threads_peak;
@@ -296,6 +373,17 @@ std::vector<Field> report_fields(const Report& r) {
       {"lost_pct", real(r.lost_pct), kPctDecimals},
       {"late", count(r.late)},
       {"reordered", count(r.reordered)},
+      {"arrival", text(r.arrival)},
+      {"seed", count(r.seed)},
+      {"timer_slack_us", real(r.timer_slack_us), kUsDecimals},
+      {"warmup_spillover", r.warmup_spillover},
+      {"send_lag_p99_us", real(r.send_lag_p99_us), kUsDecimals},
+      {"generator_lag_p99_us", real(r.generator_lag_p99_us), kUsDecimals},
+      {"loop_cpu_max_pct", r.loop_cpu_max_pct, kPctDecimals},
+      {"verdict", std::string(verdict_name(r.verdict))},
+      {"verdict_reason", r.verdict_reason},
+      {"server_cost_source", text(server_source)},
+      {"interrupted", uint64_t{r.interrupted}},
   };
   return fields;
 }
@@ -398,8 +486,8 @@ void write_text(std::ostream& out, const Report& r) {
     out << r.payload_bytes << " B bodies, ";
   }
   if (open_loop) {
-    out << "open loop at " << fixed(*r.rate_rps, 1) << " req/s (up to " << r.max_inflight
-        << " in flight each)";
+    out << "open loop at " << fixed(*r.rate_rps, 1) << " req/s, " << r.arrival.value_or("")
+        << " arrivals (up to " << r.max_inflight << " in flight each)";
   } else {
     out << "closed loop";
   }
@@ -409,17 +497,25 @@ void write_text(std::ostream& out, const Report& r) {
   out << "\n";
   out << "  slow clients  " << r.slow_clients << " (" << r.slow_mode << ")\n";
   out << "  window        " << fixed(r.duration_s, 3) << " s after " << fixed(r.warmup_s, 3)
-      << " s of warmup\n";
+      << " s of warmup" << (r.interrupted ? " (INTERRUPTED: the window was cut short there)" : "")
+      << "\n";
 
   out << "Throughput\n";
-  out << "  requests      " << r.requests << " completed in the window\n";
+  out << "  requests      " << r.requests << (open_loop ? " due" : " sent")
+      << " in the window and answered";
+  if (r.warmup_spillover > 0) {
+    out << "; " << r.warmup_spillover << " more from the warmup answered in it, not counted";
+  }
+  out << "\n";
   out << "  rate          " << fixed(r.throughput_rps, 1) << " req/s, "
       << human_bytes(r.throughput_bytes_s)
       << (r.http_method ? " of responses read\n" : " echoed and checked\n");
   if (open_loop) {
-    out << "  offered       " << fixed(r.offered_rps.value_or(0), 1)
-        << " req/s scheduled; worst send lag behind schedule "
-        << fixed(r.send_lag_max_us.value_or(0), 1) << " µs\n";
+    out << "  offered       " << fixed(r.offered_rps.value_or(0), 1) << " req/s scheduled\n";
+    out << "  send lag      p99 " << fixed(r.send_lag_p99_us.value_or(0), 1) << " µs, max "
+        << fixed(r.send_lag_max_us.value_or(0), 1) << " µs behind schedule; loadgen's own p99 "
+        << fixed(r.generator_lag_p99_us.value_or(0), 1) << " µs (timer slack "
+        << fixed(r.timer_slack_us.value_or(0), 0) << " µs)\n";
   }
   if (r.lost) {
     out << "Datagrams\n";
@@ -466,7 +562,8 @@ void write_text(std::ostream& out, const Report& r) {
 
   out << "Cost\n";
   out << "  loadgen CPU   " << fixed(r.loadgen_cpu_s, 3) << " s ("
-      << fixed(100.0 * r.loadgen_cpu_s / r.duration_s, 1) << " % of one core)\n";
+      << fixed(100.0 * r.loadgen_cpu_s / r.duration_s, 1) << " % of one core; busiest loop "
+      << fixed(r.loop_cpu_max_pct, 1) << " %)\n";
   if (r.server_pid) {
     out << "  server        pid " << *r.server_pid << ": ";
     if (r.server) {
@@ -477,6 +574,20 @@ void write_text(std::ostream& out, const Report& r) {
     } else {
       out << "gone before the window started: not measured\n";
     }
+  }
+  out << "Verdict\n";
+  switch (r.verdict) {
+    case Verdict::kOk:
+      out << "  ok            loadgen kept its schedule"
+          << (open_loop ? " and the server served what was offered\n" : "\n");
+      break;
+    case Verdict::kGeneratorBound:
+      out << "  loadgen was the bottleneck: " << r.verdict_reason
+          << " (add --threads, or lower the load)\n";
+      break;
+    case Verdict::kServerBound:
+      out << "  the server was the bottleneck: " << r.verdict_reason << "\n";
+      break;
   }
 }
 

@@ -24,6 +24,18 @@ struct LatencySummary {
   uint64_t samples = 0;
 };
 
+/// Whether the run can be trusted as a measurement of the server.
+enum class Verdict : uint8_t {
+  kOk,              ///< loadgen kept up and the server served what was offered
+  kGeneratorBound,  ///< loadgen itself was the limit: a loop used (nearly) a whole core,
+                    ///< or its own send lag p99 passed --max-generator-lag
+  kServerBound,     ///< open loop: the achieved rate fell short of the offered one by more
+                    ///< than --rate-tolerance (the server could not keep up)
+};
+
+/// "ok", "generator-bound" or "server-bound".
+const char* verdict_name(Verdict verdict);
+
 /// One run's results. std::nullopt marks a field that does not apply (an empty CSV cell,
 /// JSON null), never a 0 standing in for "not measured".
 struct Report {
@@ -40,7 +52,10 @@ struct Report {
   uint32_t slow_clients = 0;
   std::string slow_mode;
   uint64_t payload_bytes = 0;
-  std::optional<double> rate_rps;  ///< open loop only
+  std::optional<double> rate_rps;        ///< open loop only
+  std::optional<std::string> arrival;    ///< open loop only: "uniform" or "poisson"
+  std::optional<uint64_t> seed;          ///< poisson only
+  std::optional<double> timer_slack_us;  ///< open loop only
   double duration_s = 0;
   double warmup_s = 0;
   uint64_t requests_per_connection = 0;
@@ -72,9 +87,16 @@ struct Report {
   std::optional<double> lost_pct;               ///< lost over datagrams_sent, in percent
   std::optional<uint64_t> starved_connections;  ///< with fast clients only
   std::optional<uint64_t> slow_connected;       ///< with slow clients only
+  bool interrupted = false;  ///< SIGINT or SIGTERM ended the window early (duration_s says when)
+  uint64_t warmup_spillover = 0;  ///< due before the window, answered inside it: not counted
   // Open loop.
   std::optional<double> offered_rps;
-  std::optional<double> send_lag_max_us;
+  std::optional<double> send_lag_p99_us, send_lag_max_us;  ///< actual minus intended send
+  std::optional<double> generator_lag_p99_us;              ///< the part that is loadgen's
+  // Self-checks.
+  double loop_cpu_max_pct = 0;  ///< the busiest loop thread's CPU over the window
+  Verdict verdict = Verdict::kOk;
+  std::string verdict_reason;  ///< why, when not ok ("" when ok)
   // Cost.
   double loadgen_cpu_s = 0;
   std::optional<int> server_pid;

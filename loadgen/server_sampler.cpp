@@ -1,12 +1,16 @@
-// The --server-pid sampler thread (see server_sampler.hpp).
+// The --server-pid sampler (see server_sampler.hpp).
 #include "loadgen/server_sampler.hpp"
+
+#include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 
 namespace cb::loadgen {
 
-ServerSampler::ServerSampler(pid_t pid, std::chrono::milliseconds interval)
-    : pid_(pid), interval_(interval) {}
+ServerSampler::ServerSampler(pid_t pid, std::optional<ServerCgroup> cgroup,
+                             std::chrono::milliseconds interval)
+    : pid_(pid), cgroup_(std::move(cgroup)), interval_(interval) {}
 
 ServerSampler::~ServerSampler() { stop(); }
 
@@ -44,7 +48,36 @@ std::optional<ProcTreeSample> ServerSampler::edge_sample() {
   return readings[1];
 }
 
+std::string ServerSampler::keep_off_loadgen_cpus() {
+  cpu_set_t given;
+  CPU_ZERO(&given);
+  if (::sched_getaffinity(0, sizeof given, &given) != 0) return "on loadgen's CPUs";
+  cpu_set_t others;
+  CPU_ZERO(&others);
+  const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  std::string list;
+  for (int cpu = 0; cpu < online && cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &given)) continue;
+    CPU_SET(cpu, &others);
+    if (!list.empty()) list += ',';
+    list += std::to_string(cpu);
+  }
+  // Every CPU is loadgen's (nothing pinned): nowhere else to go.
+  if (list.empty() || ::sched_setaffinity(0, sizeof others, &others) != 0) {
+    return "on loadgen's CPUs";
+  }
+  return "on CPU " + list + ", off loadgen's";
+}
+
 void ServerSampler::start() {
+  if (started_) return;
+  started_ = true;
+  if (cgroup_) {
+    memory_reset_ = cgroup_->reset_memory_peak();
+    cgroup_first_ = cgroup_->read();
+    return;
+  }
+  // The edge readings run on the engine's thread: it has nothing else to do then.
   auto first = edge_sample();
   {
     std::lock_guard lock(mutex_);
@@ -55,7 +88,9 @@ void ServerSampler::start() {
 }
 
 void ServerSampler::run() {
+  const std::string placement = keep_off_loadgen_cpus();
   std::unique_lock lock(mutex_);
+  placement_ = placement;
   while (!cv_.wait_for(lock, interval_, [this] { return stopping_; })) {
     lock.unlock();
     take_sample();
@@ -64,13 +99,18 @@ void ServerSampler::run() {
 }
 
 void ServerSampler::stop() {
-  if (!thread_.joinable()) return;
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  if (cgroup_) {
+    cgroup_last_ = cgroup_->read();
+    return;
+  }
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
   auto last = edge_sample();
   std::lock_guard lock(mutex_);
   // A server that died during the window: what it used up to its last reading.
@@ -79,9 +119,27 @@ void ServerSampler::stop() {
 
 std::optional<ServerCost> ServerSampler::result() const {
   std::lock_guard lock(mutex_);
+  if (cgroup_) {
+    if (!cgroup_first_ || !cgroup_last_) return std::nullopt;
+    ServerCost cost;
+    cost.source = "cgroup";
+    cost.samples = 2;
+    cost.cpu_s = std::max(0.0, cgroup_last_->cpu_s.value_or(0) - cgroup_first_->cpu_s.value_or(0));
+    cost.rss_peak_kb = cgroup_last_->memory_peak_bytes.value_or(0) / 1024;
+    cost.threads_peak = static_cast<uint32_t>(cgroup_last_->tasks_peak.value_or(0));
+    cost.processes_peak = std::max(cgroup_first_->processes, cgroup_last_->processes);
+    cost.method = "the kernel's counters of " + cgroup_->description() +
+                  " at the window's edges (memory peak " +
+                  (memory_reset_ ? "over the window" : "since the cgroup was made") + ")";
+    return cost;
+  }
   if (!first_) return std::nullopt;
   ServerCost cost = peaks_;
   cost.cpu_s = std::max(0.0, last_->cpu_s - first_->cpu_s);
+  cost.source = "proc";
+  cost.method = "/proc walks at the window's edges and every " + std::to_string(interval_.count()) +
+                " ms " + placement_ +
+                " (RSS summed per process: shared pages count once per process)";
   return cost;
 }
 

@@ -9,6 +9,8 @@ void LoopStats::merge(const LoopStats& other) {
   latency_corrected.merge(other.latency_corrected);
   latency_uncorrected.merge(other.latency_uncorrected);
   connect_latency.merge(other.connect_latency);
+  send_lag.merge(other.send_lag);
+  generator_lag.merge(other.generator_lag);
   requests += other.requests;
   bytes += other.bytes;
   errors_connect += other.errors_connect;
@@ -17,7 +19,7 @@ void LoopStats::merge(const LoopStats& other) {
   errors_mismatch += other.errors_mismatch;
   timeouts += other.timeouts;
   intended_in_window += other.intended_in_window;
-  send_lag_max_ns = std::max(send_lag_max_ns, other.send_lag_max_ns);
+  warmup_spillover += other.warmup_spillover;
   starved += other.starved;
   slow_connected += other.slow_connected;
   reconnects += other.reconnects;

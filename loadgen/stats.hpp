@@ -3,6 +3,7 @@
 // after the threads are joined. Progress counters are the only state shared while running.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -22,16 +23,29 @@ enum class ErrorKind : uint8_t {
   kTimeout,   ///< a request got no complete echo within --timeout
 };
 
-/// Everything one loop measured. Counters cover the measured window, except the connect
-/// ones, which also cover setup (the connects before the load starts). Not thread-safe:
+/// Everything one loop measured. The window owns the requests it scheduled: a request
+/// counts (latency, requests, bytes, timeouts, udp's fates) when its intended send time
+/// falls inside the window, whenever its answer comes (the drain after the window waits
+/// up to --timeout for it). Other errors count from the window's start to the drain's end;
+/// the connect ones also over setup (the connects before the load starts). Not thread-safe:
 /// written by its loop thread only, read and merged after that thread is joined.
 struct LoopStats {
   Histogram latency_corrected;    ///< completion minus intended send time (ns)
   Histogram latency_uncorrected;  ///< completion minus actual send time (ns)
   Histogram connect_latency;      ///< connect completion minus connect start (ns)
+  /// Open loop, every request due in the window: actual minus intended send time (a
+  /// request never sent counts with its lag at the window's end). It includes waiting
+  /// for a free place in the connection's pipeline, that is, for the server.
+  Histogram send_lag;
+  /// The part of send_lag that is loadgen's own: actual send time minus the later of the
+  /// intended time and the moment the connection could send (connected, with room in its
+  /// pipeline). A loop that falls behind its schedule shows here, a slow server does not.
+  Histogram generator_lag;
 
-  uint64_t requests = 0;  ///< requests whose echo (http: 2xx response) completed in the window
-  uint64_t bytes = 0;     ///< their bytes, each echoed and checked (http: response bytes read)
+  /// Requests due (intended) in the window whose echo (http: 2xx response) completed,
+  /// in the window or in the drain after it: the window owns the requests it scheduled.
+  uint64_t requests = 0;
+  uint64_t bytes = 0;  ///< their bytes, each echoed and checked (http: response bytes read)
   uint64_t errors_connect = 0;
   uint64_t errors_read = 0;
   uint64_t errors_write = 0;
@@ -39,9 +53,10 @@ struct LoopStats {
   uint64_t timeouts = 0;
 
   uint64_t intended_in_window = 0;  ///< open loop: schedule points inside the window
-  uint64_t send_lag_max_ns = 0;     ///< open loop: worst (actual - intended) send time
-  uint64_t starved = 0;             ///< fast connections that completed nothing in the window
-  uint64_t slow_connected = 0;      ///< slow clients still connected when the window ended
+  /// Requests due before the window whose answer came inside it: counted here only.
+  uint64_t warmup_spillover = 0;
+  uint64_t starved = 0;         ///< fast connections that completed nothing in the window
+  uint64_t slow_connected = 0;  ///< slow clients still connected when the window ended
 
   uint64_t reconnects = 0;  ///< tcp/http: fast-client connects that succeeded in the window
 
@@ -53,14 +68,15 @@ struct LoopStats {
   uint64_t late = 0;
   uint64_t reordered = 0;
 
-  // http: responses completed in the window whose status is not 2xx, by status code
-  // (100-599; anything else is counted under 0).
-  static constexpr size_t kStatusCodes = 600;
+  // http: responses the window owns whose status is not 2xx, by status code. HTTP
+  // defines 100-599, but the parser takes any three digits, so every code from 0 to 999
+  // is counted as itself (a server answering 999 is reported as answering 999).
+  static constexpr size_t kStatusCodes = 1000;
   std::array<uint64_t, kStatusCodes> status_errors{};
   uint64_t errors_status = 0;  ///< the sum of status_errors
-  /// Counts one non-2xx response.
+  /// Counts one non-2xx response (codes the parser cannot give, above 999, under 999).
   void count_status(unsigned status) {
-    ++status_errors[status < kStatusCodes ? status : 0];
+    ++status_errors[std::min<size_t>(status, kStatusCodes - 1)];
     ++errors_status;
   }
 

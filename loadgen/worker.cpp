@@ -3,6 +3,9 @@
 // drain on its own timer, so its measurements never wait for the engine thread.
 #include "loadgen/worker.hpp"
 
+#include <pthread.h>
+#include <time.h>
+
 #include <algorithm>
 #include <cassert>
 #include <random>
@@ -56,7 +59,22 @@ uint32_t Coordinator::count(Event event) {
 
 bool Coordinator::wait_for(Event event, uint32_t workers, std::chrono::nanoseconds timeout) {
   std::unique_lock lock(mutex_);
-  return cv_.wait_for(lock, timeout, [&] { return counts_[static_cast<int>(event)] >= workers; });
+  const bool done = cv_.wait_for(
+      lock, timeout, [&] { return interrupted_ || counts_[static_cast<int>(event)] >= workers; });
+  return done && counts_[static_cast<int>(event)] >= workers;
+}
+
+void Coordinator::interrupt() {
+  {
+    std::lock_guard lock(mutex_);
+    interrupted_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool Coordinator::interrupted() {
+  std::lock_guard lock(mutex_);
+  return interrupted_;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -86,7 +104,9 @@ int Worker::prepare() {
   sweep_timer_.data = this;
   if ((rc = uv_timer_init(&loop_, &phase_timer_)) != 0) return rc;
   phase_timer_.data = this;
-  if ((rc = scheduler_.init(&loop_, 2 * fast_indices_.size() + 16)) != 0) return rc;
+  if ((rc = scheduler_.init(&loop_, 2 * fast_indices_.size() + 16, options_.timer_slack_ns)) != 0) {
+    return rc;
+  }
 
   // Random request bytes, so that any corruption, loss or reordering shows.
   pattern_.resize(kPatternPeriod + options_.payload_bytes);
@@ -107,12 +127,6 @@ int Worker::prepare() {
   }
   slow_first_pending_ = slow_count_;
   fast_first_pending_ = static_cast<uint32_t>(fast_.size());
-  if (options_.open_loop()) {
-    // Each connection sends every connections / rate seconds.
-    interval_ns_ = std::max<uint64_t>(
-        1,
-        static_cast<uint64_t>(static_cast<double>(options_.connections) * 1e9 / options_.rate_rps));
-  }
   return 0;
 }
 
@@ -166,6 +180,16 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
+double Worker::thread_cpu_s() {
+  clockid_t clock{};
+  timespec ts{};
+  if (!thread_.joinable() || ::pthread_getcpuclockid(thread_.native_handle(), &clock) != 0 ||
+      ::clock_gettime(clock, &ts) != 0) {
+    return 0;
+  }
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
 void Worker::async_cb(uv_async_t* async) {
   auto* self = static_cast<Worker*>(async->data);
   std::vector<std::pair<Command, LoadTimes>> commands;
@@ -196,15 +220,23 @@ void Worker::execute(Command command, const LoadTimes& times) {
       times_ = times;
       stage_ = Stage::kLoad;
       const uint64_t now_ns = uv_hrtime();
-      // Start times spread evenly over one interval, across every loop's connections.
-      const double spacing_ns =
-          static_cast<double>(interval_ns_) / std::max<uint32_t>(1, options_.connections);
+      // Uniform arrivals: the connections' schedules interleave, one request every
+      // 1 / rate seconds over the whole run, connection i taking the i-th turn.
+      const double turn_ns = options_.open_loop() ? 1e9 / options_.rate_rps : 0;
       for (size_t i = 0; i < fast_.size(); ++i) {
         const auto offset_ns =
-            static_cast<uint64_t>(spacing_ns * static_cast<double>(fast_indices_[i]));
-        fast_[i]->start_load(times_.load_start_ns + offset_ns, now_ns);
+            static_cast<uint64_t>(turn_ns * static_cast<double>(fast_indices_[i]));
+        fast_[i]->start_load(times_.load_start_ns, offset_ns, now_ns);
       }
       arm_phase_timer(times_.window_end_ns);
+      return;
+    }
+    case Command::kEndWindow: {
+      if (stage_ != Stage::kLoad) return;
+      const uint64_t now_ns = uv_hrtime();
+      times_.window_end_ns =
+          std::max(times_.window_start_ns, std::min(times_.window_end_ns, now_ns));
+      end_window(now_ns);
       return;
     }
     case Command::kAbort:
@@ -244,6 +276,9 @@ void Worker::phase_cb(uv_timer_t* timer) {
 }
 
 void Worker::end_window(uint64_t) {
+  // Requests due by now go out first: they belong to the window, and the loop may not
+  // have come round to them yet (the timer slack).
+  scheduler_.run_due();
   for (auto& connection : slow_) {
     if (connection->connected()) ++stats_.slow_connected;
   }
@@ -291,7 +326,10 @@ void Worker::sweep_cb(uv_timer_t* timer) {
 
 void Worker::count_error(ErrorKind kind, uint64_t now_ns) {
   const bool setup = stage_ == Stage::kSlowConnect || stage_ == Stage::kFastConnect;
-  if (!in_window(now_ns) && !(setup && kind == ErrorKind::kConnect)) return;
+  // The drain waits for the window's own requests, so what goes wrong then is the window's.
+  const bool measuring =
+      now_ns >= times_.window_start_ns && (stage_ == Stage::kLoad || stage_ == Stage::kDrain);
+  if (!measuring && !(setup && kind == ErrorKind::kConnect)) return;
   stats_.count(kind);
   ProgressCounters::bump(kind == ErrorKind::kTimeout ? progress_.timeouts : progress_.errors);
 }

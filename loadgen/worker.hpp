@@ -41,12 +41,17 @@ class Coordinator {
   /// How many workers reported `event` so far.
   uint32_t count(Event event);
   /// Waits until `workers` workers reported `event` or `timeout` passed; true if they did.
+  /// Returns false at once once interrupt() was called.
   bool wait_for(Event event, uint32_t workers, std::chrono::nanoseconds timeout);
+  /// The run is to stop (SIGINT or SIGTERM): wakes every wait. Any thread.
+  void interrupt();
+  bool interrupted();
 
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
   uint32_t counts_[3] = {0, 0, 0};
+  bool interrupted_ = false;
 };
 
 /// The HTTP request every fast client of a Worker sends: `copies` of it back to back, so
@@ -66,7 +71,8 @@ struct LoadTimes {
 
 class Worker {
  public:
-  enum class Command : uint8_t { kConnectSlow, kConnectFast, kStartLoad, kAbort };
+  /// kEndWindow: the window ends now (the run was interrupted); the drain follows.
+  enum class Command : uint8_t { kConnectSlow, kConnectFast, kStartLoad, kEndWindow, kAbort };
 
   /// A worker for `fast_indices` (numbers among all fast connections) and `slow_count`
   /// slow clients, with at most `max_connecting` connects in flight.
@@ -86,6 +92,9 @@ class Worker {
   void post(Command command, const LoadTimes& times = {});
   /// Joins the loop thread (it ends by itself after kStartLoad's drain, or kAbort).
   void join();
+  /// CPU seconds the loop thread has used so far (0 when it cannot be read). Any thread,
+  /// between start() and join().
+  double thread_cpu_s();
 
   /// The statistics; read them only after join().
   const LoopStats& stats() const { return stats_; }
@@ -99,8 +108,11 @@ class Worker {
   bool in_window(uint64_t now_ns) const {
     return now_ns >= times_.window_start_ns && now_ns < times_.window_end_ns;
   }
+  /// Whether the window owns a request due at `intended_ns` (see LoopStats).
+  bool counts(uint64_t intended_ns) const {
+    return intended_ns >= times_.window_start_ns && intended_ns < times_.window_end_ns;
+  }
   const LoadTimes& times() const { return times_; }
-  uint64_t interval_ns() const { return interval_ns_; }
   Scheduler& scheduler() { return scheduler_; }
   LoopStats& stats() { return stats_; }
   ProgressCounters& progress() { return progress_; }
@@ -114,7 +126,8 @@ class Worker {
   /// One read buffer for all connections: libuv fills it and calls read_cb at once.
   uv_buf_t read_buffer() { return uv_buf_init(read_buffer_.data(), kReadBufferBytes); }
 
-  /// Counts an error if it falls in the window (connect errors also during setup).
+  /// Counts an error if it falls in the window or the drain after it (connect errors
+  /// also during setup). Timeouts: call only for requests the window owns.
   void count_error(ErrorKind kind, uint64_t now_ns);
   /// A connect succeeded after `latency_ns` (recorded when `timed`: udp's is not).
   void connect_succeeded(uint64_t latency_ns, uint64_t now_ns, bool timed, bool slow);
@@ -181,7 +194,6 @@ class Worker {
 
   Stage stage_ = Stage::kIdle;
   LoadTimes times_{UINT64_MAX, UINT64_MAX, UINT64_MAX};
-  uint64_t interval_ns_ = 0;
   LoopStats stats_;
   ProgressCounters progress_;
 };

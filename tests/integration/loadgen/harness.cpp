@@ -20,6 +20,12 @@ std::string RunResult::describe() const {
 }
 
 RunResult run_loadgen(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  return run_loadgen_signalled(args, timeout, 0, timeout);
+}
+
+RunResult run_loadgen_signalled(const std::vector<std::string>& args,
+                                std::chrono::milliseconds signal_after, int signal,
+                                std::chrono::milliseconds timeout) {
   std::vector<std::string> argv{kLoadgen};
   argv.insert(argv.end(), args.begin(), args.end());
   RunResult result;
@@ -32,6 +38,9 @@ RunResult run_loadgen(const std::vector<std::string>& args, std::chrono::millise
     result.err = error;
     result.err_lines = {error};
     return result;
+  }
+  if (signal != 0) {
+    if (!process->wait_exit(Deadline(signal_after))) process->send_signal(signal);
   }
   result.status = process->wait_exit(Deadline(timeout));
   if (!result.status) {

@@ -31,7 +31,9 @@ inline constexpr std::string_view kCsvHeader =
     "errors_connect,errors_read,errors_write,errors_mismatch,timeouts,starved_connections,"
     "slow_connected,offered_rps,send_lag_max_us,loadgen_cpu_s,server_cpu_s,server_rss_peak_kb,"
     "server_threads_peak,server_procs_peak,http_method,errors_status,http_status_errors,"
-    "reconnects,datagrams_sent,lost,lost_pct,late,reordered";
+    "reconnects,datagrams_sent,lost,lost_pct,late,reordered,arrival,seed,timer_slack_us,"
+    "warmup_spillover,send_lag_p99_us,generator_lag_p99_us,loop_cpu_max_pct,verdict,"
+    "verdict_reason,server_cost_source,interrupted";
 
 /// kCsvHeader split at the commas.
 std::vector<std::string> csv_columns();
@@ -55,6 +57,12 @@ struct RunResult {
 /// SIGKILLed and reaped, and status stays empty. Every process it starts is reaped.
 RunResult run_loadgen(const std::vector<std::string>& args,
                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+/// As run_loadgen, but sends `signal` `signal_after` into the run (if it still runs),
+/// then waits up to `timeout` more.
+RunResult run_loadgen_signalled(const std::vector<std::string>& args,
+                                std::chrono::milliseconds signal_after, int signal,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 /// Starts a server (argv[0] a path) and waits up to 10 s for its "listening on" line.
 /// Throws std::runtime_error with what it printed if it does not come up; GoogleTest

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -158,6 +159,63 @@ TEST(LoadgenCli, RefusedTargetExitsOneNamingConnectionRefused) {
                      << run.describe();
 }
 
+TEST(LoadgenCli, RateTooSmallForTheClockIsUsageError) {
+  // 1e-10 req/s would put a connection's next request 10^19 ns away: past uint64.
+  expect_usage_error(harmless() + std::vector<std::string>{"--rate", "1e-10", "--duration", "1s"},
+                     "rate");
+}
+
+TEST(LoadgenCli, RateBeyondAnyLoopIsUsageErrorNotSilentlyCapped) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--rate", "1e12", "--duration", "1s"},
+                     "rate");
+}
+
+TEST(LoadgenCli, NegativeRequestsPerConnectionIsUsageError) {
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--requests-per-connection", "-1", "--duration", "1s"},
+      "requests-per-connection");
+}
+
+TEST(LoadgenCli, UnknownArrivalIsUsageError) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--rate", "100", "--arrival", "bursty",
+                                                           "--duration", "1s"},
+                     "arrival");
+}
+
+TEST(LoadgenCli, ArrivalAndTimerSlackWithoutRateAreUsageErrors) {
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--arrival", "poisson", "--duration", "1s"}, "arrival");
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--timer-slack", "100us", "--duration", "1s"},
+      "timer-slack");
+}
+
+TEST(LoadgenCli, SeedWithUniformArrivalsIsUsageError) {
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--rate", "100", "--seed", "7", "--duration", "1s"},
+      "seed");
+}
+
+TEST(LoadgenCli, RateToleranceOutsideAPercentageIsUsageError) {
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--rate-tolerance", "150", "--duration", "1s"},
+      "rate-tolerance");
+}
+
+TEST(LoadgenCli, ServerCgroupNeedsServerPid) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--server-cgroup", "--duration", "1s"},
+                     "server-cgroup");
+}
+
+// The test runner is not alone in its cgroup (or is in the root one, which counts the
+// whole machine): loadgen must refuse to read such counters as the server's.
+TEST(LoadgenCli, ServerCgroupSharedWithOtherProcessesIsRefused) {
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--server-pid", std::to_string(::getpid()),
+                                            "--server-cgroup", "--duration", "1s"},
+      "--server-cgroup");
+}
+
 TEST(LoadgenCli, HelpNamesEveryFlag) {
   RunResult run = run_loadgen({"--help"}, std::chrono::seconds(10));
   EXPECT_EQ(run.code(), 0) << run.describe();
@@ -185,7 +243,13 @@ TEST(LoadgenCli, HelpNamesEveryFlag) {
                            "--allow-remote",
                            "--protocol",
                            "--method",
-                           "--path"}) {
+                           "--path",
+                           "--arrival",
+                           "--seed",
+                           "--timer-slack",
+                           "--max-generator-lag",
+                           "--rate-tolerance",
+                           "--server-cgroup"}) {
     EXPECT_NE(run.out.find(flag), std::string::npos) << "--help does not name " << flag;
   }
 }
@@ -296,6 +360,46 @@ TEST_F(LoadgenOutput, ServerPidReportsTheServersCost) {
   EXPECT_GT(report.value("server_rss_peak_kb", 0.0), 0.0) << report.dump(2);
   EXPECT_GE(report.value("server_threads_peak", 0.0), 1.0) << report.dump(2);
   EXPECT_EQ(report.value("server_procs_peak", 0.0), 1.0) << report.dump(2);
+}
+
+// SIGINT in the middle of the window: the window ends there, and loadgen still prints
+// and writes what it measured, marked as interrupted, and exits 130 (SIGTERM: 143).
+TEST_F(LoadgenOutput, SignalMidWindowReportsWhatWasMeasuredAndExitsWithTheSignal) {
+  for (const auto& [signal, code] : {std::pair{SIGINT, 130}, std::pair{SIGTERM, 143}}) {
+    const fs::path csv = dir_ / ("interrupted-" + std::to_string(signal) + ".csv");
+    RunResult result = run_loadgen_signalled(
+        std::vector<std::string>{"--host", "127.0.0.1", "--port",
+                                 std::to_string(server_->listening.port), "--connections", "2",
+                                 "--duration", "20s", "--warmup", "200ms", "--json", "--csv",
+                                 csv.string()},
+        std::chrono::milliseconds(1500), signal);
+    ASSERT_EQ(result.code(), code) << result.describe();
+    EXPECT_LT(result.elapsed_s, 10.0) << result.describe();
+    const json report = json::parse(result.out, nullptr, false);
+    ASSERT_TRUE(report.is_object()) << result.describe();
+    EXPECT_EQ(report.value("interrupted", 0), 1) << report.dump(2);
+    EXPECT_GT(report.value("requests", 0), 0) << report.dump(2);
+    EXPECT_GT(report.value("duration_s", 0.0), 0.5) << report.dump(2);
+    EXPECT_LT(report.value("duration_s", 99.0), 5.0) << report.dump(2);
+    const std::string text = read_file(csv);
+    EXPECT_EQ(split_lines(text).size(), 2u) << text;
+  }
+}
+
+// Interrupted before the window: nothing measured, one line saying so, no row.
+TEST_F(LoadgenOutput, SignalDuringWarmupReportsNothingAndExitsWithTheSignal) {
+  const fs::path csv = dir_ / "warmup.csv";
+  RunResult result = run_loadgen_signalled(
+      std::vector<std::string>{"--host", "127.0.0.1", "--port",
+                               std::to_string(server_->listening.port), "--connections", "2",
+                               "--duration", "5s", "--warmup", "20s", "--csv", csv.string()},
+      std::chrono::milliseconds(1000), SIGINT);
+  ASSERT_EQ(result.code(), 130) << result.describe();
+  EXPECT_EQ(result.out, "") << result.describe();
+  ASSERT_FALSE(result.err_lines.empty());
+  EXPECT_NE(result.err_lines.back().find("before the measured window"), std::string::npos)
+      << result.describe();
+  EXPECT_EQ(read_file(csv), "");
 }
 
 // --histogram: HdrHistogram's percentile-distribution text, counting every request.

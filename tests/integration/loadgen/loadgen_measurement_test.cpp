@@ -129,6 +129,84 @@ TEST(LoadgenMeasurement, OpenLoopCountsStallsFromIntendedSendTime) {
   EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
 }
 
+// The window owns the requests it scheduled. The server stalls from 1.2 s to 2.2 s after
+// the load starts, across the end of a 2 s warmup, at 1000 requests/s with room to
+// pipeline every request. Requests due in the warmup's stalled part (~800) are answered
+// inside the window but belong to the warmup: reported as warmup_spillover, and none of
+// their up-to-1 s latencies in the window's figures. The window's own stalled requests
+// (due in its first 200 ms) wait up to 200 ms: counted, so p99 shows them. Achieved never
+// exceeds offered, and loadgen itself kept its schedule.
+TEST(LoadgenMeasurement, WindowOwnsItsRequestsWhenTheWarmupStalls) {
+  auto server =
+      start_server_or_throw({kTestEchoServer, "--port", "0", "--stall-every-ms", "100000",
+                             "--stall-ms", "1000", "--stall-after-first-byte-ms", "1200"});
+  auto report = measure(server, {"--connections", "4", "--rate", "1000", "--max-inflight", "2000",
+                                 "--warmup", "2s", "--duration", "2s", "--timeout", "5s"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+
+  EXPECT_GE(number(*report, "warmup_spillover"), 600.0) << dump;
+  EXPECT_LE(number(*report, "warmup_spillover"), 1000.0) << dump;
+  EXPECT_LT(number(*report, "latency_max_us"), 300'000.0) << dump;
+  EXPECT_GE(number(*report, "latency_p99_us"), 100'000.0) << dump;
+  EXPECT_LE(number(*report, "throughput_rps"), number(*report, "offered_rps")) << dump;
+  EXPECT_NEAR(number(*report, "requests"), 2000.0, 2000.0 * 0.05) << dump;
+  EXPECT_LT(number(*report, "send_lag_p99_us"), 20'000.0) << dump;
+  EXPECT_EQ(text(*report, "verdict"), "ok") << dump;
+  EXPECT_EQ(number(*report, "timeouts"), 0.0) << dump;
+}
+
+// Offered far beyond what the server can do: 4 connections, one request each in flight,
+// 5 ms per answer, is at most 800 requests/s against 2000 offered. The run is judged
+// server-bound; the requests wait for the server, so the send lag is large, but none of
+// it is loadgen's own.
+TEST(LoadgenMeasurement, ServerThatCannotKeepUpIsJudgedServerBoundNotLoadgen) {
+  auto server = start_server_or_throw({kTestEchoServer, "--port", "0", "--delay-ms", "5"});
+  auto report = measure(server, {"--connections", "4", "--rate", "2000", "--max-inflight", "1",
+                                 "--duration", "2s", "--warmup", "200ms"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+
+  EXPECT_EQ(text(*report, "verdict"), "server-bound") << dump;
+  EXPECT_NE(text(*report, "verdict_reason").find("short of the"), std::string::npos) << dump;
+  EXPECT_NEAR(number(*report, "throughput_rps"), 800.0, 800.0 * 0.2) << dump;
+  EXPECT_GE(number(*report, "send_lag_p99_us"), 100'000.0) << dump;
+  EXPECT_LT(number(*report, "generator_lag_p99_us"), 5'000.0) << dump;
+}
+
+// A bound loadgen cannot meet marks the run generator-bound, and says why.
+TEST(LoadgenMeasurement, GeneratorLagOverItsBoundIsJudgedGeneratorBound) {
+  auto server = start_server_or_throw({kTestEchoServer, "--port", "0"});
+  auto report = measure(server, {"--connections", "2", "--rate", "500", "--duration", "1s",
+                                 "--max-generator-lag", "0"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  EXPECT_EQ(text(*report, "verdict"), "generator-bound") << dump;
+  EXPECT_NE(text(*report, "verdict_reason").find("--max-generator-lag"), std::string::npos) << dump;
+}
+
+// Poisson arrivals keep the mean rate; the same seed gives the same schedule (so the
+// same number of requests due in the window), another seed another one.
+TEST(LoadgenMeasurement, PoissonArrivalsKeepTheRateAndTheSeedFixesTheSchedule) {
+  auto offered = [](const std::string& seed) {
+    auto server = start_server_or_throw({kTestEchoServer, "--port", "0"});
+    auto report = measure(server, {"--connections", "4", "--rate", "2000", "--arrival", "poisson",
+                                   "--seed", seed, "--duration", "1s", "--warmup", "100ms"});
+    if (!report) return std::nan("");
+    EXPECT_EQ(text(*report, "arrival"), "poisson") << report->dump(2);
+    EXPECT_EQ(number(*report, "seed"), std::stod(seed)) << report->dump(2);
+    return number(*report, "offered_rps");
+  };
+  const double first = offered("7");
+  const double again = offered("7");
+  EXPECT_NEAR(first, 2000.0, 2000.0 * 0.1);
+  EXPECT_EQ(first, again);
+  // Two other seeds could each land on the same count by chance (about 1 % each), not both.
+  const double other = offered("8");
+  const double third = offered("9");
+  EXPECT_FALSE(other == first && third == first) << first << " " << other << " " << third;
+}
+
 // One bit of one byte flipped by the server: exactly one request comes back wrong,
 // and the run carries on to the end.
 TEST(LoadgenMeasurement, CorruptedByteIsCountedAsOneMismatch) {
@@ -243,6 +321,19 @@ TEST(LoadgenHttp, NonSuccessStatusesAreCountedByCode) {
   EXPECT_EQ(number(*report, "errors"), number(*report, "errors_status")) << dump;
 }
 
+// A status outside HTTP's 100-599 (the parser takes any three digits) is reported as
+// itself, not folded into another code.
+TEST(LoadgenHttp, StatusOutsideHttpsRangeIsReportedAsItself) {
+  auto server = start_server_or_throw(
+      {kTestEchoServer, "--port", "0", "--protocol", "http", "--status", "5:999"});
+  auto report = measure(server, {"--protocol", "http", "--connections", "2", "--duration", "1s"});
+  ASSERT_TRUE(report);
+  const std::string cell = text(*report, "http_status_errors");
+  EXPECT_EQ(cell.rfind("999:", 0), 0u) << report->dump(2);
+  EXPECT_EQ(cell.find(';'), std::string::npos) << report->dump(2);
+  EXPECT_GT(number(*report, "errors_status"), 0.0) << report->dump(2);
+}
+
 // Every 5th response says Connection: close and the server closes: the client opens a
 // new connection each time, which is counted, and is no error.
 TEST(LoadgenHttp, ConnectionCloseMakesTheClientReconnect) {
@@ -345,6 +436,19 @@ TEST(LoadgenUdp, ClosedLoopAgainstFixedDelayReportsTrueLatencyAndRate) {
 
 // The server never echoes every tenth datagram: 10 % of those sent are lost, each
 // given up after the 100 ms timeout, after which its client sends the next.
+// A window shorter than --timeout against a port nobody serves: each socket's first
+// datagram is the window's (not sent early, before it), and is lost.
+TEST(LoadgenUdp, WindowShorterThanTheTimeoutCountsWhatItSentToADeadPort) {
+  RunResult run = run_loadgen({"--host", "127.0.0.1", "--port", std::to_string(closed_port()),
+                               "--protocol", "udp", "--connections", "4", "--duration", "500ms",
+                               "--timeout", "1s", "--json"});
+  ASSERT_EQ(run.code(), 0) << run.describe();
+  auto report = parse_report(run);
+  ASSERT_TRUE(report);
+  EXPECT_EQ(number(*report, "datagrams_sent"), 4.0) << report->dump(2);
+  EXPECT_EQ(number(*report, "lost"), 4.0) << report->dump(2);
+}
+
 TEST(LoadgenUdp, ServerDroppingEveryTenthDatagramShowsTenPercentLoss) {
   auto server = start_server_or_throw(
       {kTestEchoServer, "--port", "0", "--protocol", "udp", "--drop-every", "10"});

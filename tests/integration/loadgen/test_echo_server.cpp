@@ -76,6 +76,10 @@ struct Behaviour {
   int64_t stall_ns = 0;
   uint64_t corrupt_at_byte = 0;  // 1-based position in everything echoed; 0: never
   int64_t start_ns = 0;          // when the server started listening; stalls count from it
+  // >= 0: stalls count from this long after the first byte read instead (the load's start,
+  // whenever the client gets round to it), and none comes before that.
+  int64_t stall_after_first_byte_ns = -1;
+  mutable std::atomic<int64_t> first_byte_ns{0};  // set once, by the first reader
   cb::Protocol protocol = cb::Protocol::kTcp;
   // http: status rules (every k-th request gets the code; the first rule that matches
   // wins, else 200), Connection: close every k-th response, and the body framing.
@@ -87,8 +91,14 @@ struct Behaviour {
   // a stall window [k*every, k*every + stall) from the start, at the window's end.
   int64_t release_ns(int64_t read_ns) const {
     int64_t due = read_ns + delay_ns;
-    if (stall_every_ns > 0 && stall_ns > 0 && due >= start_ns) {
-      const int64_t phase = (due - start_ns) % stall_every_ns;
+    int64_t origin = start_ns;
+    if (stall_after_first_byte_ns >= 0) {
+      int64_t first = 0;
+      first_byte_ns.compare_exchange_strong(first, read_ns);
+      origin = (first == 0 ? read_ns : first) + stall_after_first_byte_ns;
+    }
+    if (stall_every_ns > 0 && stall_ns > 0 && due >= origin) {
+      const int64_t phase = (due - origin) % stall_every_ns;
       if (phase < stall_ns) due += stall_ns - phase;
     }
     return due;
@@ -502,6 +512,7 @@ int main(int argc, char** argv) {
   double delay_ms = 0;
   double stall_every_ms = 0;
   double stall_ms = 0;
+  double stall_after_first_byte_ms = -1;
   uint64_t corrupt_at_byte = 0;
   Protocol protocol = Protocol::kTcp;
   DatagramRules rules;
@@ -535,6 +546,11 @@ int main(int argc, char** argv) {
                     ->capture_default_str();
   every->needs(stall);
   stall->needs(every);
+  app.add_option("--stall-after-first-byte-ms", stall_after_first_byte_ms,
+                 "Count the stall periods from this many milliseconds after the first byte "
+                 "read (the load's start) instead of from the server's start; no stall before")
+      ->check(CLI::Range(0.0, 3'600'000.0))
+      ->needs(every);
   app.add_option("--corrupt-at-byte", corrupt_at_byte,
                  "Flip one bit of the N-th byte echoed over the whole run (1-based), once "
                  "(0: never)")
@@ -557,7 +573,8 @@ int main(int argc, char** argv) {
                "udp: hold every odd datagram and echo it right after the next one");
   app.add_option("--status", status_rules,
                  "http: EVERY:CODE, answer every EVERY-th request (counted over the whole "
-                 "run from 1) with CODE; repeatable, the first that matches wins, else 200");
+                 "run from 1) with CODE (100-999); repeatable, the first that matches wins, "
+                 "else 200");
   app.add_option("--close-every", close_every,
                  "http: every N-th response says Connection: close, and the server closes")
       ->capture_default_str();
@@ -577,6 +594,9 @@ int main(int argc, char** argv) {
   shared.behaviour.delay_ns = ms_to_ns(delay_ms);
   shared.behaviour.stall_every_ns = ms_to_ns(stall_every_ms);
   shared.behaviour.stall_ns = ms_to_ns(stall_ms);
+  if (stall_after_first_byte_ms >= 0) {
+    shared.behaviour.stall_after_first_byte_ns = ms_to_ns(stall_after_first_byte_ms);
+  }
   shared.behaviour.corrupt_at_byte = corrupt_at_byte;
   shared.behaviour.protocol = protocol;
   shared.behaviour.close_every = close_every;
@@ -586,7 +606,7 @@ int main(int argc, char** argv) {
     unsigned code = 0;
     char extra = 0;
     if (std::sscanf(rule.c_str(), "%llu:%u%c", &period, &code, &extra) != 2 || period == 0 ||
-        code < 100 || code > 599) {
+        code < 100 || code > 999) {
       return fail(cb::kUsageError, "--status: '" + rule + "' is not EVERY:CODE");
     }
     shared.behaviour.status_every.emplace_back(period, code);
