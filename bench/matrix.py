@@ -26,6 +26,9 @@ from pathlib import Path
 from statistics import median
 
 import peers
+import cgroups
+import generator
+from cgroups import Cgroup, unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -115,6 +118,10 @@ def matrix(kind: str) -> list[Scenario]:
         # Run by Bench.run_http, not by the model x scenario loop: loadgen and wrk take
         # turns against nginx and our servers.
         return [Scenario("http", protocol="http", connections=HTTP_CONNECTIONS)]
+    if kind == "generator":
+        # Run by generator.run, not by the model x scenario loop: loadgen's own cost
+        # and schedule against the epoll (tcp) and libuv (http) models.
+        return [Scenario("generator", connections=generator.CONNECTIONS)]
     if kind == "default":
         cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
         cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
@@ -123,7 +130,7 @@ def matrix(kind: str) -> list[Scenario]:
         cases.append(Scenario("churn", requests_per_connection=1))
         return cases
     raise UsageError(f"--scenario: unknown scenario '{kind}' "
-                     "(quick, default, c10k, cores, udp, http)")
+                     "(quick, default, c10k, cores, udp, http, generator)")
 
 
 def parse_duration_s(text: str) -> float:
@@ -220,14 +227,33 @@ def alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2:].split()[0] != "Z"
 
 
+# Why the servers' cost is read from /proc rather than from cgroups ("" while cgroups work):
+# set by the first server that could not have a cgroup, and said in machine.txt.
+CGROUP_PROBLEM = ""
+
+
+def server_cost_method() -> str:
+    if CGROUP_PROBLEM:
+        return f"/proc walks by loadgen ({CGROUP_PROBLEM})"
+    return "each server in a cgroup of its own; loadgen --server-cgroup reads its counters " \
+           "at the window's edges"
+
+
 class Server:
-    """One echo-server process we started: readiness, port, clean stop."""
+    """One echo-server process we started, in a cgroup of its own where the machine
+    allows it: readiness, port, clean stop."""
 
     def __init__(self, model: str, cpu: int | None, max_connections: int, protocol: str = "tcp"):
+        global CGROUP_PROBLEM
         cmd = [str(ECHO_SERVER), "--model", model, "--host", "127.0.0.1", "--port", "0",
                "--protocol", protocol]
         if max_connections:
             cmd += ["--max-connections", str(max_connections)]
+        self.cgroup = None
+        if not CGROUP_PROBLEM:
+            self.cgroup, CGROUP_PROBLEM = Cgroup.create(unique_name(model))
+        if self.cgroup:
+            cmd = self.cgroup.wrap(cmd)
         self.proc = subprocess.Popen(pinned(cmd, cpu), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.port = 0
@@ -253,6 +279,10 @@ class Server:
     def note_children(self) -> None:
         self.children.update(descendants(self.proc.pid))
 
+    def sampling_args(self) -> list[str]:
+        """loadgen's flags to measure this server."""
+        return ["--server-pid", str(self.proc.pid)] + (["--server-cgroup"] if self.cgroup else [])
+
     def stop(self) -> tuple[str | None, str]:
         """SIGTERM, wait, check exit 0 and that no child is left; returns (error, summary)."""
         if self in LIVE_SERVERS:
@@ -273,6 +303,9 @@ class Server:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        if self.cgroup and not self.cgroup.remove():
+            print(f"bench/run: could not remove the cgroup {self.cgroup.dirs[0]}",
+                  file=sys.stderr, flush=True)
         if self.proc.returncode != 0:
             return f"server exit {self.proc.returncode}: {err.strip()[:200]}", summary
         if left:
@@ -370,6 +403,7 @@ class Bench:
             f"fd_limit_soft: {run_text(['sh', '-c', 'ulimit -Sn']).strip()}",
             f"fd_limit_hard: {run_text(['sh', '-c', 'ulimit -Hn']).strip()}",
             f"somaxconn: {Path('/proc/sys/net/core/somaxconn').read_text().strip()}",
+            f"server_cost: {server_cost_method()}",
         ]
         if self.args.scenarios[0].protocol == "http":
             # wrk --version prints on stdout, nginx -v on stderr.
@@ -401,7 +435,7 @@ class Bench:
                    "--protocol", scenario.protocol,
                    "--connections", str(scenario.connections),
                    "--duration", f"{duration_s:g}s", "--warmup", warmup,
-                   "--server-pid", str(server.proc.pid),
+                   *server.sampling_args(),
                    "--label", label or scenario.name,
                    "--csv", str(csv_path), "--histogram", str(hist_path)]
             if scenario.protocol != "http":  # http: a GET, as wrk sends
@@ -580,6 +614,52 @@ class Bench:
             lines.append("libuv with 1000 idle clients vs none: not measured (a run failed)")
         return lines
 
+    # --- the generator scenario: loadgen's own cost and schedule ----------------------
+    def run_generator_case(self, tag: str, case: "generator.Case",
+                           extra: list[str]) -> dict[str, str] | None:
+        """One loadgen run of the generator scenario against a fresh server; appends its
+        row to results.csv and returns it (None when the run failed)."""
+        cap = max_connections_guard(case.model, case.slow_clients + case.connections + 64)
+        server = Server(case.model, self.server_cpu, cap, case.protocol)
+        error = server.wait_ready()
+        row, outcome = None, error or "ok"
+        if error is None:
+            csv_path = self.out / "cases" / f"{case.name}-{tag.split('/')[0]}.csv"
+            csv_path.unlink(missing_ok=True)
+            cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
+                   "--protocol", case.protocol, "--connections", str(case.connections),
+                   "--threads", "1", "--duration", f"{self.args.duration_s:g}s",
+                   "--warmup", self.args.warmup, "--label", case.name, "--csv", str(csv_path)]
+            if case.slow_clients:
+                cmd += ["--slow-clients", str(case.slow_clients)]
+            if case.sampling == "cgroup":
+                cmd += server.sampling_args()
+            elif case.sampling == "proc":
+                cmd += ["--server-pid", str(server.proc.pid)]
+            budget_s = self.args.duration_s + parse_duration_s(self.args.warmup) + 120
+            outcome, row = self.run_loadgen(pinned(cmd + extra, self.loadgen_cpu), csv_path,
+                                            budget_s)
+            stop_error, _ = server.stop()
+            if stop_error:
+                outcome = stop_error if outcome == "ok" else f"{outcome}; {stop_error}"
+        else:
+            server.stop()
+        shown = row
+        if row is None:
+            row = {name: "" for name in self.header}
+            row.update({"label": case.name, "protocol": case.protocol,
+                        "connections": str(case.connections)})
+        row.update({"run_id": self.run_id, "model": case.model, "scenario": "generator",
+                    "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
+                    "outcome": outcome})
+        self.append_row(row)
+        extra_text = "" if outcome == "ok" else f"  [{outcome}]"
+        verdict = row.get("verdict") or ""
+        if verdict and verdict != "ok":
+            extra_text += f"  {verdict}"
+        print(f"[{tag}] {case.name}: {describe_result(row)}{extra_text}", flush=True)
+        return shown if outcome == "ok" else None
+
     # --- the http scenario: our server and loadgen beside nginx and wrk --------------
     def start_http_server(self, name: str) -> tuple[object, int, int, str | None]:
         """Starts nginx or one of our models in http mode; (handle, port, pid, error)."""
@@ -627,7 +707,7 @@ class Bench:
             cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(port), "--protocol", "http",
                    "--connections", str(HTTP_CONNECTIONS), "--threads", "1",
                    "--duration", f"{duration_s:g}s", "--warmup", "0s",
-                   "--server-pid", str(pid), "--label", "loadgen", "--csv", str(csv_path),
+                   *handle.sampling_args(), "--label", "loadgen", "--csv", str(csv_path),
                    "--histogram", str(self.out / "histograms" / f"{case}.hgrm")]
             outcome, row = self.run_loadgen(pinned(cmd, self.loadgen_cpu), csv_path, budget_s)
         if row is None:
@@ -765,9 +845,22 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "cases").mkdir(exist_ok=True)
         (self.out / "histograms").mkdir(exist_ok=True)
-        print(f"bench: {total} cases, {duration_s:g} s each, results in {self.out}", flush=True)
+        if scenarios[0].name == "generator":
+            print(f"bench: the generator scenario, {duration_s:g} s runs, results in {self.out}",
+                  flush=True)
+        else:
+            print(f"bench: {total} cases, {duration_s:g} s each, results in {self.out}",
+                  flush=True)
         self.measure_floor()
+        global CGROUP_PROBLEM
+        CGROUP_PROBLEM = cgroups.probe()
         self.write_machine()
+        if scenarios[0].name == "generator":
+            lines = generator.run(self, Server, TARGET_ROUNDS, duration_s)
+            text = "\n".join([""] + lines) + "\n"
+            print(text, flush=True)
+            (self.out / "summary.txt").write_text(text)
+            return 0
         if http:
             lines = self.run_http(duration_s)
             text = "\n".join([""] + lines) + "\n"
@@ -859,7 +952,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "cores (64 connections, unpinned: epoll, libuv, reactors, prefork), "
                              "udp (every model serving udp, closed and open loop, with loss) or "
                              "http (loadgen and wrk against nginx and our libuv HTTP server; "
-                             "--models picks other of our servers)")
+                             "--models picks other of our servers) or generator (loadgen's own "
+                             "CPU per request and schedule in open loop, and what sampling the "
+                             "server costs its tail, as ratios)")
     parser.add_argument("--models", default="",
                         help="comma-separated models to run (default: every registered model)")
     parser.add_argument("--duration", default=None,
@@ -925,6 +1020,11 @@ def main(argv: list[str]) -> int:
         print(f"{HTTP_ROUNDS * len(servers) * 2} runs, {args.duration_s:g} s each, no warm-up: "
               f"loadgen and wrk ({HTTP_CONNECTIONS} connections, 1 thread, GET /) against "
               f"{', '.join(servers)}, {HTTP_ROUNDS} alternating rounds")
+        return 0
+    if args.list and args.scenarios[0].name == "generator":
+        print(f"the generator scenario: {TARGET_ROUNDS} alternating rounds of loadgen runs "
+              f"({args.duration_s:g} s each + {args.warmup} warm-up) against epoll (tcp), libuv "
+              "(http) and, for the sampling check, epoll and fork")
         return 0
     if args.list:
         total = len(args.model_list) * len(args.scenarios)

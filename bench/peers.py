@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from cgroups import Cgroup, unique_name
+
 HERE = Path(__file__).resolve().parent
 NGINX_CONF = HERE / "nginx.conf.in"
 WRK_SCRIPT = HERE / "wrk-report.lua"
@@ -54,10 +56,17 @@ class Nginx:
             "@PORT@", str(self.port))
         (self.dir / "nginx.conf").write_text(conf)
         log = self.dir / "error.log"
-        self.proc = subprocess.Popen(
-            cpu_prefix + [self.binary, "-p", str(self.dir), "-e", str(log),
-                          "-c", str(self.dir / "nginx.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cmd = [self.binary, "-p", str(self.dir), "-e", str(log), "-c", str(self.dir / "nginx.conf")]
+        # Measured as our servers are: in a cgroup of its own where the machine allows it.
+        self.cgroup, _ = Cgroup.create(unique_name("nginx"))
+        if self.cgroup:
+            cmd = self.cgroup.wrap(cmd)
+        self.proc = subprocess.Popen(cpu_prefix + cmd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def sampling_args(self) -> list[str]:
+        """loadgen's flags to measure this nginx."""
+        return ["--server-pid", str(self.proc.pid)] + (["--server-cgroup"] if self.cgroup else [])
 
     def wait_ready(self) -> str | None:
         if wait_for_port(self.port, self.proc):
@@ -78,6 +87,9 @@ class Nginx:
             self.proc.kill()
             self.proc.communicate()
             return "nginx did not exit within 10 s of SIGTERM", ""
+        finally:
+            if self.cgroup:
+                self.cgroup.remove()
         return None, ""
 
 
