@@ -586,10 +586,12 @@ class Bench:
         reqs = values("base", "requests")
         if lg_cpu and srv_cpu and reqs and len(lg_cpu) == len(srv_cpu) == len(reqs):
             ratio = sum(lg_cpu) / sum(srv_cpu)
-            # The server's CPU comes from /proc in clock ticks (10 ms here), read at both
-            # edges of each window: each run's figure may be off by two ticks.
+            # From /proc the server's CPU comes in clock ticks (10 ms here), read at both
+            # edges of each window: each run's figure may be off by two ticks. A cgroup's
+            # counter is in nanoseconds.
             tick_s = 1 / os.sysconf("SC_CLK_TCK")
-            resolution = 2 * tick_s * len(srv_cpu) / sum(srv_cpu)
+            by_proc = sum(1 for row in rows["base"] if row.get("server_cost_source") != "cgroup")
+            resolution = 2 * tick_s * by_proc / sum(srv_cpu)
             lines.append(f"loadgen CPU per request over libuv server CPU per request (idle-0, "
                          f"{rounds} runs pooled): {sum(lg_cpu) / sum(reqs) * 1e6:.2f} us / "
                          f"{sum(srv_cpu) / sum(reqs) * 1e6:.2f} us = {ratio:.3f}x "
@@ -894,15 +896,19 @@ class Bench:
                 if row and row.get("throughput_rps"):
                     starved = row.get("starved_connections") not in ("", "0", None)
                     p99 = row.get("latency_p99_us")
+                    # loadgen's own verdict: a number it says it limited itself is marked.
+                    bound = row.get("verdict") == "generator-bound"
                     cell = (f"{float(row['throughput_rps']):,.0f} "
                             f"({float(p99):,.0f})" if p99 else
-                            f"{float(row['throughput_rps']):,.0f} (-)") + ("*" if starved else "")
+                            f"{float(row['throughput_rps']):,.0f} (-)") + \
+                        ("*" if starved else "") + ("!" if bound else "")
                 else:
                     cell = "failed"
                 cells.append(f"{cell:>22}")
             lines.append(f"{s.name:<{width}}" + "".join(cells))
         lines.append("(* = some fast connections starved: completed no request; "
-                     "(-) = no request completed, so no latency)")
+                     "(-) = no request completed, so no latency; ! = loadgen judged itself the "
+                     "bottleneck (its verdict column): the figure is partly loadgen's limit)")
         udp_rows = [r for r in self.rows if r.get("protocol") == "udp"]
         if udp_rows:
             lines += ["", "udp datagrams lost (no echo within --timeout), late and reordered; "

@@ -106,7 +106,7 @@ CLI::Validator path_check() {
 
 struct Durations {
   std::string duration = "10s", warmup = "0s", timeout = "2s", think_time = "0s",
-              trickle_interval = "1s", timer_slack = "50us", max_generator_lag = "1ms";
+              trickle_interval = "1s", timer_slack = "200us", max_generator_lag = "1ms";
 };
 
 /// Converts a checked duration and enforces its lower bound.
