@@ -341,13 +341,13 @@ Step FastConnection::send_due(uint64_t now_ns) {
   while (schedule_.next_ns() <= now_ns && schedule_.next_ns() < times.window_end_ns && has_room() &&
          !churn_done()) {
     const uint64_t intended_ns = schedule_.next_ns();
-    if (worker_.counts(intended_ns)) {
+    push(intended_ns, now_ns);
+    schedule_.advance();
+    if (at(tail_seq_ - 1).counted) {
       ++stats.intended_in_window;
       stats.send_lag.record(now_ns - intended_ns);
       stats.generator_lag.record(now_ns - std::max(intended_ns, ready_ns_));
     }
-    push(intended_ns, now_ns);
-    schedule_.advance();
   }
   if (!has_room()) blocked_ = true;
   const Step step = flush(now_ns);
