@@ -28,6 +28,7 @@
 #include "loadgen/options.hpp"
 #include "loadgen/proc_tree.hpp"
 #include "loadgen/report.hpp"
+#include "loadgen/search.hpp"
 #include "loadgen/server_sampler.hpp"
 #include "net/socket.hpp"
 
@@ -256,6 +257,153 @@ void print_progress(const ProgressSnapshot& p) {
   std::fflush(stderr);
 }
 
+/// What one run came to: the engine's result and its report, or why there is none (an
+/// exit code and a message; exit code 0 with no report: interrupted before the window,
+/// the caller's signal status applies).
+struct Measurement {
+  std::optional<EngineResult> result;
+  std::optional<Report> report;
+  int exit_code = 0;
+  std::string error;
+};
+
+/// Runs the engine once as `options` say, with the --server-pid sampler around the
+/// window and the progress line, and builds the report. The same for a plain run and
+/// for every step of a capacity search.
+struct Measurer {
+  std::optional<int> server_pid;
+  std::optional<ServerCgroup> cgroup;
+  std::string label;
+  bool progress = false;
+  SignalThread& signals;
+
+  Measurement measure(const LoadOptions& options) {
+    Measurement out;
+    std::unique_ptr<ServerSampler> sampler;
+    if (server_pid)
+      sampler = std::make_unique<ServerSampler>(static_cast<pid_t>(*server_pid), cgroup);
+    RunHooks hooks;
+    hooks.window_started = [&] {
+      if (sampler) sampler->start();
+    };
+    hooks.window_ended = [&] {
+      if (sampler) sampler->stop();
+    };
+    if (progress) hooks.progress = print_progress;
+    try {
+      out.result = run_engine(options, hooks, out.error, &signals.interrupter());
+    } catch (const std::exception& e) {
+      out.result.reset();
+      out.error = std::string("internal error: ") + e.what();
+    }
+    if (sampler) sampler->stop();
+    if (!out.result) {
+      out.exit_code = 1;
+      return out;
+    }
+    if (!out.result->reached) {
+      out.exit_code = kUnreachable;
+      out.error = out.result->unreachable_reason;
+      return out;
+    }
+    if (out.result->interrupted && !out.result->window_started) {
+      out.error = "interrupted before the measured window began: nothing to report";
+      return out;
+    }
+    std::optional<ServerCost> cost;
+    if (sampler) cost = sampler->result();
+    out.report = make_report(options, *out.result, label, server_pid, cost);
+    return out;
+  }
+};
+
+/// --slo with --search: steps of the run as search_capacity asks, each printed as it
+/// ends (text) and written with --csv; then the capacity (text, or one JSON object with
+/// every step). Exit 0 when the search ran (whether or not a rate met the objective).
+int run_search(const LoadOptions& base, const Slo& slo, double precision, uint32_t max_steps,
+               Measurer& measurer, bool json, const std::string& csv_path) {
+  std::string failure;
+  int failure_code = 0;
+  SearchHooks hooks;
+  hooks.run_step = [&](double rate_rps) -> std::optional<Report> {
+    LoadOptions options = base;
+    options.rate_rps = rate_rps;  // 0: the closed-loop probe
+    Measurement run = measurer.measure(options);
+    if (!run.report) {
+      failure = run.error;
+      failure_code = run.exit_code;
+    }
+    return run.report;
+  };
+  hooks.step_done = [&](const SearchStep& step) {
+    if (json) return;
+    const Report& r = step.report;
+    std::printf(
+        "step %2u %-8s %12s  achieved %10.1f req/s  p50 %9.1f  p99 %9.1f  p99.9 %9.1f µs  %s\n",
+        step.number, step.role,
+        step.rate_rps > 0
+            ? (std::to_string(static_cast<uint64_t>(step.rate_rps)) + " req/s").c_str()
+            : "closed loop",
+        r.throughput_rps, r.latency ? r.latency->p50_us : 0, r.latency ? r.latency->p99_us : 0,
+        r.latency ? r.latency->p999_us : 0,
+        step.outcome.pass   ? "pass"
+        : step.rate_rps > 0 ? ("fail: " + step.outcome.why).c_str()
+                            : step.outcome.why.c_str());
+    std::fflush(stdout);
+  };
+  hooks.stop_requested = [&] { return measurer.signals.interrupter().requested(); };
+  if (!json) {
+    std::printf(
+        "capacity search: the highest open-loop rate with %s, each step %s after %s of "
+        "warmup, to within %.3g %%\n",
+        slo.text.c_str(), format_duration(base.duration_ns).c_str(),
+        format_duration(base.warmup_ns).c_str(), precision * 100);
+  }
+  const SearchResult result =
+      search_capacity(slo, base.open_loop() ? base.rate_rps : 0, precision, max_steps, hooks);
+  const int signal_exit = measurer.signals.stop();
+  if (result.steps.empty()) {
+    return fail(failure_code != 0 ? failure_code : (signal_exit != 0 ? signal_exit : 1),
+                failure.empty() ? "interrupted before the first step ended" : failure);
+  }
+
+  int rc = 0;
+  std::string error;
+  std::vector<Report> rows;
+  for (const SearchStep& step : result.steps) {
+    Report row = step.report;
+    row.search = SearchInfo{step.number,       step.role,        slo.text,
+                            step.outcome.pass, step.outcome.why, result.capacity_rps};
+    rows.push_back(std::move(row));
+  }
+  if (json) {
+    write_search_json(std::cout, slo.text, result.capacity_rps, result.failing_rps, result.note,
+                      rows);
+  } else if (result.capacity_rps) {
+    std::printf(
+        "capacity: %.1f req/s with %s (the lowest failing rate: %s; %zu steps; %s)\n",
+        *result.capacity_rps, slo.text.c_str(),
+        result.failing_rps
+            ? (std::to_string(static_cast<uint64_t>(*result.failing_rps)) + " req/s").c_str()
+            : "none found",
+        result.steps.size(), result.note.c_str());
+  } else {
+    std::printf("capacity: none: no rate tried met %s (%zu steps; %s)\n", slo.text.c_str(),
+                result.steps.size(), result.note.c_str());
+  }
+  std::cout.flush();
+  for (const Report& row : rows) {
+    if (!csv_path.empty() && !append_csv(csv_path, row, error)) {
+      rc = fail(1, "--csv: " + error);
+      break;
+    }
+  }
+  if (!failure.empty() && !result.interrupted) {
+    rc = fail(failure_code != 0 ? failure_code : 1, "the search stopped: " + failure);
+  }
+  return result.interrupted ? signal_exit : rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -270,6 +418,10 @@ int main(int argc, char** argv) {
   double rate_tolerance_pct = 5;
   std::optional<int> server_pid;
   bool server_cgroup = false;
+  std::vector<std::string> slo_terms;
+  bool search = false;
+  double search_precision_pct = 5;
+  uint32_t search_steps = 30;
   std::string csv_path, histogram_path, label;
   bool json = false, progress = false, allow_remote = false;
 
@@ -416,6 +568,26 @@ int main(int argc, char** argv) {
                "that cgroup (CPU, memory peak, task peak) at the window's edges only, "
                "disturbing nothing during it")
       ->needs(pid_option);
+  app.add_option("--slo", slo_terms,
+                 "With --search: the objective a step must meet: p50=D, p90=D, p99=D, p999=D "
+                 "(latency from the intended send time) and errors=P% (errors and timeouts "
+                 "over requests); repeat the flag or join terms with commas")
+      ->take_all();
+  app.add_flag("--search", search,
+               "Find the capacity: the highest open-loop rate whose steps meet --slo. Brackets "
+               "by doubling from --rate (or from half of a closed-loop probe), bisects to "
+               "--search-precision, and runs the bracket's ends again; each step is a whole run "
+               "(--warmup, then --duration). A step also fails when the achieved rate falls "
+               "short of the offered one (the server) or loadgen was the bottleneck (it says "
+               "which). Prints every step and the capacity; --csv gets a row per step");
+  app.add_option("--search-precision", search_precision_pct,
+                 "Capacity search: stop bisecting when the bracket is this narrow, in % of its "
+                 "lower end")
+      ->check(CLI::Range(0.1, 100.0))
+      ->capture_default_str();
+  app.add_option("--search-steps", search_steps, "Capacity search: the most steps it may run")
+      ->check(CLI::Range(2u, 1000u))
+      ->capture_default_str();
   app.add_option("--csv", csv_path,
                  "Append one result row to FILE (header written when FILE is new or empty)");
   app.add_flag("--json", json, "Print the results as one JSON object instead of the summary");
@@ -457,10 +629,32 @@ int main(int argc, char** argv) {
   if (rate->count() > 0 && options.think_time_ns > 0) {
     return fail(kUsageError, "--think-time: applies to the closed loop only, not with --rate");
   }
+  std::optional<Slo> slo;
+  if (search != !slo_terms.empty()) {
+    return fail(kUsageError, search ? "--search: needs an objective (--slo p99=1ms, say)"
+                                    : "--slo: applies to a capacity search (add --search)");
+  }
+  if (search) {
+    slo = parse_slo(slo_terms, error);
+    if (!slo) return fail(kUsageError, "--slo: " + error);
+    if (options.connections == 0) {
+      return fail(kUsageError, "--search: needs fast clients, but --connections is 0");
+    }
+    if (!histogram_path.empty()) {
+      return fail(kUsageError,
+                  "--histogram: not with --search (each step has its own "
+                  "distribution; run the capacity found once with --histogram)");
+    }
+  } else {
+    for (const char* flag : {"--search-precision", "--search-steps"}) {
+      if (app.count(flag) > 0)
+        return fail(kUsageError, std::string(flag) + ": applies to --search");
+    }
+  }
   options.arrival = arrival == "poisson" ? Arrival::kPoisson : Arrival::kUniform;
   options.rate_tolerance = rate_tolerance_pct / 100.0;
   for (const char* flag : {"--arrival", "--timer-slack"}) {
-    if (app.count(flag) > 0 && rate->count() == 0) {
+    if (app.count(flag) > 0 && rate->count() == 0 && !search) {
       return fail(kUsageError, std::string(flag) + ": applies to the open loop only (with --rate)");
     }
   }
@@ -504,42 +698,25 @@ int main(int argc, char** argv) {
   // SIGINT and SIGTERM end the run early, with a report (see SignalThread).
   SignalThread signals;
 
-  std::unique_ptr<ServerSampler> sampler;
-  if (server_pid) {
-    std::optional<ServerCgroup> cgroup;
-    if (server_cgroup) {
-      cgroup = ServerCgroup::of_process(static_cast<pid_t>(*server_pid), error);
-      if (!cgroup) return fail(kUsageError, "--server-cgroup: " + error);
-    }
-    sampler = std::make_unique<ServerSampler>(static_cast<pid_t>(*server_pid), std::move(cgroup));
+  std::optional<ServerCgroup> cgroup;
+  if (server_pid && server_cgroup) {
+    cgroup = ServerCgroup::of_process(static_cast<pid_t>(*server_pid), error);
+    if (!cgroup) return fail(kUsageError, "--server-cgroup: " + error);
   }
-  RunHooks hooks;
-  hooks.window_started = [&] {
-    if (sampler) sampler->start();
-  };
-  hooks.window_ended = [&] {
-    if (sampler) sampler->stop();
-  };
-  if (progress || ::isatty(STDERR_FILENO)) hooks.progress = print_progress;
-
-  std::optional<EngineResult> result;
+  Measurer measurer{server_pid, cgroup, label, progress || ::isatty(STDERR_FILENO), signals};
   try {
     signals.start();
-    result = run_engine(options, hooks, error, &signals.interrupter());
   } catch (const std::exception& e) {
     return fail(1, std::string("internal error: ") + e.what());
   }
-  if (sampler) sampler->stop();
-  const int signal_exit = signals.stop();
-  if (!result) return fail(1, error);
-  if (!result->reached) return fail(kUnreachable, result->unreachable_reason);
-  if (result->interrupted && !result->window_started) {
-    return fail(signal_exit, "interrupted before the measured window began: nothing to report");
-  }
+  if (slo)
+    return run_search(options, *slo, search_precision_pct / 100.0, search_steps, measurer, json,
+                      csv_path);
 
-  std::optional<ServerCost> server_cost;
-  if (sampler) server_cost = sampler->result();
-  const Report report = make_report(options, *result, label, server_pid, server_cost);
+  Measurement run = measurer.measure(options);
+  const int signal_exit = signals.stop();
+  if (!run.report) return fail(run.exit_code == 0 ? signal_exit : run.exit_code, run.error);
+  const Report& report = *run.report;
   if (json) {
     write_json(std::cout, report);
   } else {
@@ -551,13 +728,13 @@ int main(int argc, char** argv) {
   if (!csv_path.empty() && !append_csv(csv_path, report, error)) rc = fail(1, "--csv: " + error);
   if (!histogram_path.empty()) {
     std::ofstream out(histogram_path, std::ios::trunc);
-    result->stats.latency_corrected.write_percentile_text(out, 1000.0);
+    run.result->stats.latency_corrected.write_percentile_text(out, 1000.0);
     out.flush();
     if (!out) rc = fail(1, "--histogram: " + histogram_path + ": write failed");
   }
-  if (result->interrupted) {
+  if (report.interrupted) {
     std::fprintf(stderr, "loadgen: interrupted: the window was cut short after %.3f s\n",
-                 result->window_s);
+                 report.duration_s);
     return signal_exit;
   }
   return rc;

@@ -283,7 +283,13 @@ const std::vector<std::string_view>& csv_columns() {
                                                      "verdict",
                                                      "verdict_reason",
                                                      "server_cost_source",
-                                                     "interrupted"};
+                                                     "interrupted",
+                                                     "step",
+                                                     "step_role",
+                                                     "slo",
+                                                     "slo_pass",
+                                                     "slo_failure",
+                                                     "capacity_rps"};
   return columns;
 }
 
@@ -315,6 +321,17 @@ std::vector<Field> report_fields(const Report& r) {
   std::optional<double> server_cpu;
   std::optional<uint64_t> server_rss, server_threads, server_procs;
   std::optional<std::string> server_source;
+  std::optional<uint64_t> search_step, search_pass;
+  std::optional<std::string> search_role, search_slo, search_failure;
+  std::optional<double> search_capacity;
+  if (r.search) {
+    search_step = r.search->step;
+    search_pass = uint64_t{r.search->pass};
+    search_role = r.search->role;
+    search_slo = r.search->slo;
+    search_failure = r.search->failure;
+    search_capacity = r.search->capacity_rps;
+  }
   if (r.server) {
     server_source = r.server->source;
     server_cpu = r.server->cpu_s;
@@ -384,6 +401,12 @@ std::vector<Field> report_fields(const Report& r) {
       {"verdict_reason", r.verdict_reason},
       {"server_cost_source", text(server_source)},
       {"interrupted", uint64_t{r.interrupted}},
+      {"step", count(search_step)},
+      {"step_role", text(search_role)},
+      {"slo", text(search_slo)},
+      {"slo_pass", count(search_pass)},
+      {"slo_failure", text(search_failure)},
+      {"capacity_rps", real(search_capacity), kRateDecimals},
   };
   return fields;
 }
@@ -426,7 +449,9 @@ bool append_csv(const std::string& path, const Report& report, std::string& erro
   return true;
 }
 
-void write_json(std::ostream& out, const Report& report) {
+namespace {
+
+nlohmann::ordered_json json_object(const Report& report) {
   nlohmann::ordered_json object = nlohmann::ordered_json::object();
   for (const Field& field : report_fields(report)) {
     const std::string name(field.name);
@@ -442,6 +467,25 @@ void write_json(std::ostream& out, const Report& report) {
       object[name] = std::round(std::get<double>(field.value) * scale) / scale;
     }
   }
+  return object;
+}
+
+}  // namespace
+
+void write_json(std::ostream& out, const Report& report) {
+  out << json_object(report).dump() << '\n';
+}
+
+void write_search_json(std::ostream& out, const std::string& slo,
+                       std::optional<double> capacity_rps, std::optional<double> failing_rps,
+                       const std::string& note, const std::vector<Report>& steps) {
+  nlohmann::ordered_json object = nlohmann::ordered_json::object();
+  object["slo"] = slo;
+  object["capacity_rps"] = capacity_rps ? nlohmann::ordered_json(*capacity_rps) : nullptr;
+  object["lowest_failing_rps"] = failing_rps ? nlohmann::ordered_json(*failing_rps) : nullptr;
+  object["note"] = note;
+  object["steps"] = nlohmann::ordered_json::array();
+  for (const Report& step : steps) object["steps"].push_back(json_object(step));
   out << object.dump() << '\n';
 }
 

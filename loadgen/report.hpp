@@ -36,6 +36,16 @@ enum class Verdict : uint8_t {
 /// "ok", "generator-bound" or "server-bound".
 const char* verdict_name(Verdict verdict);
 
+/// A capacity-search step's place in the search (see search.hpp).
+struct SearchInfo {
+  uint32_t step = 0;
+  std::string role;  ///< "probe", "bracket", "bisect" or "confirm"
+  std::string slo;   ///< the objective, e.g. "p99<=1ms"
+  bool pass = false;
+  std::string failure;                 ///< why it failed ("" on pass)
+  std::optional<double> capacity_rps;  ///< the search's answer (the same on every step)
+};
+
 /// One run's results. std::nullopt marks a field that does not apply (an empty CSV cell,
 /// JSON null), never a 0 standing in for "not measured".
 struct Report {
@@ -101,6 +111,7 @@ struct Report {
   double loadgen_cpu_s = 0;
   std::optional<int> server_pid;
   std::optional<ServerCost> server;
+  std::optional<SearchInfo> search;  ///< set on the steps of a capacity search
 };
 
 /// Builds the report of a run that reached its target. `started_at` comes from the engine.
@@ -131,5 +142,10 @@ bool append_csv(const std::string& path, const Report& report, std::string& erro
 void write_text(std::ostream& out, const Report& report);
 /// The report_fields() as one JSON object on one line, then a newline.
 void write_json(std::ostream& out, const Report& report);
+/// A capacity search as one JSON object on one line: the objective, the capacity (null
+/// when no rate met it), the lowest failing rate, a note, and every step's fields.
+void write_search_json(std::ostream& out, const std::string& slo,
+                       std::optional<double> capacity_rps, std::optional<double> failing_rps,
+                       const std::string& note, const std::vector<Report>& steps);
 
 }  // namespace cb::loadgen

@@ -33,7 +33,8 @@ inline constexpr std::string_view kCsvHeader =
     "server_threads_peak,server_procs_peak,http_method,errors_status,http_status_errors,"
     "reconnects,datagrams_sent,lost,lost_pct,late,reordered,arrival,seed,timer_slack_us,"
     "warmup_spillover,send_lag_p99_us,generator_lag_p99_us,loop_cpu_max_pct,verdict,"
-    "verdict_reason,server_cost_source,interrupted";
+    "verdict_reason,server_cost_source,interrupted,step,step_role,slo,slo_pass,slo_failure,"
+    "capacity_rps";
 
 /// kCsvHeader split at the commas.
 std::vector<std::string> csv_columns();

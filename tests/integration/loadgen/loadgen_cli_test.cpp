@@ -216,6 +216,26 @@ TEST(LoadgenCli, ServerCgroupSharedWithOtherProcessesIsRefused) {
       "--server-cgroup");
 }
 
+TEST(LoadgenCli, SearchWithoutAnObjectiveAndObjectiveWithoutSearchAreUsageErrors) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--search"}, "--search");
+  expect_usage_error(harmless() + std::vector<std::string>{"--slo", "p99=1ms"}, "--slo");
+}
+
+TEST(LoadgenCli, MalformedObjectivesAreUsageErrors) {
+  for (const char* slo :
+       {"p98=1ms", "p99=fast", "p99", "p99=0", "errors=150%", "p99=1ms,p99=2ms"}) {
+    expect_usage_error(harmless() + std::vector<std::string>{"--search", "--slo", slo}, "--slo");
+  }
+}
+
+TEST(LoadgenCli, SearchFlagsWithoutSearchAndHistogramWithSearchAreUsageErrors) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--search-precision", "10"},
+                     "--search-precision");
+  expect_usage_error(harmless() + std::vector<std::string>{"--search", "--slo", "p99=1ms",
+                                                           "--histogram", "/tmp/x.hgrm"},
+                     "--histogram");
+}
+
 TEST(LoadgenCli, HelpNamesEveryFlag) {
   RunResult run = run_loadgen({"--help"}, std::chrono::seconds(10));
   EXPECT_EQ(run.code(), 0) << run.describe();
@@ -249,7 +269,11 @@ TEST(LoadgenCli, HelpNamesEveryFlag) {
                            "--timer-slack",
                            "--max-generator-lag",
                            "--rate-tolerance",
-                           "--server-cgroup"}) {
+                           "--server-cgroup",
+                           "--slo",
+                           "--search",
+                           "--search-precision",
+                           "--search-steps"}) {
     EXPECT_NE(run.out.find(flag), std::string::npos) << "--help does not name " << flag;
   }
 }

@@ -140,8 +140,12 @@ TEST(LoadgenMeasurement, WindowOwnsItsRequestsWhenTheWarmupStalls) {
   auto server =
       start_server_or_throw({kTestEchoServer, "--port", "0", "--stall-every-ms", "100000",
                              "--stall-ms", "1000", "--stall-after-first-byte-ms", "1200"});
-  auto report = measure(server, {"--connections", "4", "--rate", "1000", "--max-inflight", "2000",
-                                 "--warmup", "2s", "--duration", "2s", "--timeout", "5s"});
+  // A busy test machine can hold loadgen's thread off its CPU for a millisecond or more,
+  // which its default 1 ms bound would rightly call generator-bound: this test is about
+  // the window, so the bound is one a scheduling delay cannot reach.
+  auto report =
+      measure(server, {"--connections", "4", "--rate", "1000", "--max-inflight", "2000", "--warmup",
+                       "2s", "--duration", "2s", "--timeout", "5s", "--max-generator-lag", "50ms"});
   ASSERT_TRUE(report);
   const std::string dump = report->dump(2);
 
@@ -159,19 +163,24 @@ TEST(LoadgenMeasurement, WindowOwnsItsRequestsWhenTheWarmupStalls) {
 // Offered far beyond what the server can do: 4 connections, one request each in flight,
 // 5 ms per answer, is at most 800 requests/s against 2000 offered. The run is judged
 // server-bound; the requests wait for the server, so the send lag is large, but none of
-// it is loadgen's own.
+// it is loadgen's own. (The achieved rate counts the window's requests only: the queue
+// carried over from the warmup is served first, as warmup_spillover, so it is below the
+// server's 800 a second.)
 TEST(LoadgenMeasurement, ServerThatCannotKeepUpIsJudgedServerBoundNotLoadgen) {
   auto server = start_server_or_throw({kTestEchoServer, "--port", "0", "--delay-ms", "5"});
-  auto report = measure(server, {"--connections", "4", "--rate", "2000", "--max-inflight", "1",
-                                 "--duration", "2s", "--warmup", "200ms"});
+  auto report =
+      measure(server, {"--connections", "4", "--rate", "2000", "--max-inflight", "1", "--duration",
+                       "2s", "--warmup", "200ms", "--max-generator-lag", "50ms"});
   ASSERT_TRUE(report);
   const std::string dump = report->dump(2);
 
   EXPECT_EQ(text(*report, "verdict"), "server-bound") << dump;
   EXPECT_NE(text(*report, "verdict_reason").find("short of the"), std::string::npos) << dump;
-  EXPECT_NEAR(number(*report, "throughput_rps"), 800.0, 800.0 * 0.2) << dump;
+  EXPECT_GE(number(*report, "throughput_rps"), 400.0) << dump;
+  EXPECT_LE(number(*report, "throughput_rps"), 850.0) << dump;
+  EXPECT_GT(number(*report, "warmup_spillover"), 0.0) << dump;
   EXPECT_GE(number(*report, "send_lag_p99_us"), 100'000.0) << dump;
-  EXPECT_LT(number(*report, "generator_lag_p99_us"), 5'000.0) << dump;
+  EXPECT_LT(number(*report, "generator_lag_p99_us"), 10'000.0) << dump;
 }
 
 // A bound loadgen cannot meet marks the run generator-bound, and says why.
@@ -205,6 +214,39 @@ TEST(LoadgenMeasurement, PoissonArrivalsKeepTheRateAndTheSeedFixesTheSchedule) {
   const double other = offered("8");
   const double third = offered("9");
   EXPECT_FALSE(other == first && third == first) << first << " " << other << " " << third;
+}
+
+// The capacity search against a server of known capacity: one server for every
+// connection, 1 ms a request, so at most 1000 requests/s. Whatever it tries, the search
+// must land within 10 % of 1000 with p99 <= 20 ms (past 1000 the queue grows without
+// bound and the achieved rate falls short), and say so in one JSON object. loadgen's
+// own-lag bound is one a busy test machine's scheduling delays cannot reach.
+TEST(LoadgenSearch, CapacityOfAServerOfKnownCapacityIsFoundWithinTenPercent) {
+  auto server = start_server_or_throw({kTestEchoServer, "--port", "0", "--serial-ms", "1"});
+  RunResult run =
+      run_loadgen(target(server) + std::vector<std::string>{"--connections", "4", "--rate", "300",
+                                                            "--max-generator-lag", "20ms", "--slo",
+                                                            "p99=20ms", "--search", "--duration",
+                                                            "500ms", "--warmup", "100ms", "--json"},
+                  std::chrono::seconds(60));
+  EXPECT_EQ(stop_server(server), "");
+  ASSERT_EQ(run.code(), 0) << run.describe();
+  auto result = parse_report(run);
+  ASSERT_TRUE(result);
+  const std::string dump = result->dump(2);
+  EXPECT_NEAR(number(*result, "capacity_rps"), 1000.0, 100.0) << dump;
+  EXPECT_EQ(text(*result, "slo"), "p99<=20ms") << dump;
+  ASSERT_TRUE((*result)["steps"].is_array()) << dump;
+  const auto& steps = (*result)["steps"];
+  ASSERT_GE(steps.size(), 4u) << dump;
+  // Every step carries its number, its verdict and the search's answer; some failed.
+  bool any_failed = false;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    EXPECT_EQ(steps[i].value("step", 0u), i + 1) << dump;
+    EXPECT_EQ(steps[i].value("capacity_rps", 0.0), number(*result, "capacity_rps")) << dump;
+    any_failed |= steps[i].value("slo_pass", 1u) == 0;
+  }
+  EXPECT_TRUE(any_failed) << dump;
 }
 
 // One bit of one byte flipped by the server: exactly one request comes back wrong,

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -80,6 +81,11 @@ struct Behaviour {
   // whenever the client gets round to it), and none comes before that.
   int64_t stall_after_first_byte_ns = -1;
   mutable std::atomic<int64_t> first_byte_ns{0};  // set once, by the first reader
+  // > 0: one server for every connection, serving one chunk at a time, each taking this
+  // long after the previous one (or after its arrival): capacity 1 / serial_ns chunks/s.
+  int64_t serial_ns = 0;
+  mutable std::mutex serial_mutex;
+  mutable int64_t serial_free_ns = 0;  // when the one server is next free; serial_mutex
   cb::Protocol protocol = cb::Protocol::kTcp;
   // http: status rules (every k-th request gets the code; the first rule that matches
   // wins, else 200), Connection: close every k-th response, and the body framing.
@@ -91,6 +97,11 @@ struct Behaviour {
   // a stall window [k*every, k*every + stall) from the start, at the window's end.
   int64_t release_ns(int64_t read_ns) const {
     int64_t due = read_ns + delay_ns;
+    if (serial_ns > 0) {
+      std::lock_guard lock(serial_mutex);
+      due = std::max(due, serial_free_ns) + serial_ns;
+      serial_free_ns = due;
+    }
     int64_t origin = start_ns;
     if (stall_after_first_byte_ns >= 0) {
       int64_t first = 0;
@@ -513,6 +524,7 @@ int main(int argc, char** argv) {
   double stall_every_ms = 0;
   double stall_ms = 0;
   double stall_after_first_byte_ms = -1;
+  double serial_ms = 0;
   uint64_t corrupt_at_byte = 0;
   Protocol protocol = Protocol::kTcp;
   DatagramRules rules;
@@ -546,6 +558,10 @@ int main(int argc, char** argv) {
                     ->capture_default_str();
   every->needs(stall);
   stall->needs(every);
+  app.add_option("--serial-ms", serial_ms,
+                 "One server for all connections: each chunk read waits for the one before it "
+                 "and then takes this many milliseconds (capacity 1000 / N chunks a second)")
+      ->check(CLI::Range(0.0, 3'600'000.0));
   app.add_option("--stall-after-first-byte-ms", stall_after_first_byte_ms,
                  "Count the stall periods from this many milliseconds after the first byte "
                  "read (the load's start) instead of from the server's start; no stall before")
@@ -592,6 +608,7 @@ int main(int argc, char** argv) {
 
   Shared shared;
   shared.behaviour.delay_ns = ms_to_ns(delay_ms);
+  shared.behaviour.serial_ns = ms_to_ns(serial_ms);
   shared.behaviour.stall_every_ns = ms_to_ns(stall_every_ms);
   shared.behaviour.stall_ns = ms_to_ns(stall_ms);
   if (stall_after_first_byte_ms >= 0) {
