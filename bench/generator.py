@@ -147,19 +147,27 @@ def summary(results: Results, rounds: int) -> list[str]:
 
     capacity = results.values("epoll-tcp-closed", "throughput_rps")
     offered = results.values("epoll-open-120pct", "offered_rps")
-    lines.append(ratio_line("open-loop offered rate over epoll's closed-loop capacity, "
-                            f"{CONNECTIONS} connections", offered, capacity, ">= 1.20x",
-                            lambda r: r >= 1.2, ",.0f", " req/s"))
     lag = results.values("epoll-open-120pct", "generator_lag_p99_us")
     total_lag = results.values("epoll-open-120pct", "send_lag_p99_us")
     achieved = results.values("epoll-open-120pct", "throughput_rps")
-    if lag:
-        lines.append(f"  there: loadgen's own send lag p99 {median(lag):,.1f} us (target < 100 us; "
-                     f"runs {spread(lag)}): {'met' if median(lag) < 100 else 'MISSED'}; send lag "
-                     f"p99 with waits for the server {median(total_lag):,.1f} us; achieved "
+    cpu = results.values("epoll-open-120pct", "loop_cpu_max_pct")
+    if capacity and offered and lag:
+        # The offered rate is 1.2x this round's capacity by construction; what is
+        # measured is whether one loadgen thread kept that schedule.
+        ratio = median(offered) / median(capacity)
+        ok = ratio >= 1.2 and median(lag) < 100
+        lines.append(
+            f"open loop at {ratio:.2f}x epoll's closed-loop capacity ({median(offered):,.0f} over "
+            f"{median(capacity):,.0f} req/s, {CONNECTIONS} connections, one loadgen thread): "
+            f"loadgen's own send lag p99 {median(lag):,.1f} us (target < 100 us; runs "
+            f"{spread(lag)}): " + ("met" if ok else "MISSED"))
+        lines.append(f"  there: its loop used {median(cpu):.0f} % of its core; send lag p99 with "
+                     f"waits for the server {median(total_lag):,.1f} us; achieved "
                      f"{median(achieved):,.0f} req/s; verdicts "
                      + ", ".join(r.get("verdict", "-") or "-"
                                  for r in results.rows.get("epoll-open-120pct", [])))
+    else:
+        lines.append("open loop at 1.2x epoll's capacity: not measured (a run failed)")
     for model, protocol, prefix in (("epoll", "tcp", "epoll"), ("libuv", "http", "libuv-http")):
         lines.append(ratio_line(
             f"{model} {protocol}: loadgen CPU per request, open loop at 80 % of capacity over "
