@@ -563,7 +563,7 @@ void write_text(std::ostream& out, const Report& r) {
   }
   if (r.lost) {
     out << "Datagrams\n";
-    out << "  sent          " << r.datagrams_sent.value_or(0) << " in the window\n";
+    out << "  sent          " << r.datagrams_sent.value_or(0) << " of those due in the window\n";
     out << "  lost          " << *r.lost << " (" << fixed(r.lost_pct.value_or(0), 2)
         << " % of those sent: no echo within the timeout)\n";
     out << "  late          " << r.late.value_or(0) << " (echoes of datagrams already lost)\n";
