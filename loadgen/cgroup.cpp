@@ -165,12 +165,14 @@ std::optional<CgroupReading> ServerCgroup::read() const {
     if (!usec) return std::nullopt;
     reading.cpu_s = static_cast<double>(*usec) / 1e6;
     reading.memory_peak_bytes = read_number(memory_dir_ + "/memory.peak");
+    reading.memory_bytes = read_number(memory_dir_ + "/memory.current");
   } else {
     const auto ns = read_number(cpu_dir_ + "/cpuacct.usage");
     if (!ns) return std::nullopt;
     reading.cpu_s = static_cast<double>(*ns) / 1e9;
     if (!memory_dir_.empty()) {
       reading.memory_peak_bytes = read_number(memory_dir_ + "/memory.max_usage_in_bytes");
+      reading.memory_bytes = read_number(memory_dir_ + "/memory.usage_in_bytes");
     }
   }
   if (!pids_dir_.empty()) reading.tasks_peak = read_number(pids_dir_ + "/pids.peak");

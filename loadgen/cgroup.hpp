@@ -18,6 +18,7 @@ struct CgroupReading {
   std::optional<double> cpu_s;                ///< cumulative CPU of every task ever in it
   std::optional<uint64_t> memory_peak_bytes;  ///< highest memory charged (since reset)
   std::optional<uint64_t> tasks_peak;         ///< highest number of tasks (threads) in it
+  std::optional<uint64_t> memory_bytes;       ///< memory charged now
   uint32_t processes = 0;                     ///< processes in it now
 };
 

@@ -107,6 +107,7 @@ void Connection::connect_cb(uv_connect_t* req, int status) {
 void Connection::established(uint64_t now_ns, uint64_t latency_ns, bool timed) {
   state_ = State::kConnected;
   ProgressCounters::bump(worker_.progress().established);
+  if (slow_) ProgressCounters::bump(worker_.progress().slow_established);
   worker_.connect_succeeded(latency_ns, now_ns, timed, slow_);
   if (initial_attempt_) {
     initial_attempt_ = false;
@@ -247,7 +248,10 @@ void Connection::settle(Step step) {
 void Connection::close_socket(bool reopen, bool pause) {
   if (state_ == State::kQueued) state_ = State::kIdle;  // the queue skips it
   if (!socket_open_ || state_ == State::kClosing) return;
-  if (state_ == State::kConnected) ProgressCounters::bump(worker_.progress().established, -1);
+  if (state_ == State::kConnected) {
+    ProgressCounters::bump(worker_.progress().established, -1);
+    if (slow_) ProgressCounters::bump(worker_.progress().slow_established, -1);
+  }
   state_ = State::kClosing;
   reopen_ = reopen;
   pause_ = pause;
@@ -343,6 +347,9 @@ Step FastConnection::send_due(uint64_t now_ns) {
     const uint64_t intended_ns = schedule_.next_ns();
     push(intended_ns, now_ns);
     schedule_.advance();
+    if (IntervalStats* interval = worker_.interval_at(intended_ns)) {
+      interval->send_lag_max_ns = std::max(interval->send_lag_max_ns, now_ns - intended_ns);
+    }
     if (at(tail_seq_ - 1).counted) {
       ++stats.intended_in_window;
       stats.send_lag.record(now_ns - intended_ns);
@@ -374,6 +381,10 @@ Step FastConnection::on_write_done(uint64_t now_ns) { return flush(now_ns); }
 
 void FastConnection::record(const Request& request, uint64_t now_ns, uint64_t bytes) {
   LoopStats& stats = worker_.stats();
+  if (IntervalStats* interval = worker_.interval_at(request.intended_ns)) {
+    ++interval->requests;
+    interval->record_latency(now_ns - request.intended_ns);
+  }
   if (request.counted) {
     stats.latency_corrected.record(now_ns - request.intended_ns);
     stats.latency_uncorrected.record(now_ns - request.sent_ns);
@@ -443,6 +454,7 @@ void FastConnection::sweep(uint64_t now_ns) {
     // No answer in time: count it (if the window owns it), and start over on a new
     // connection.
     if (head.counted) worker_.count_error(ErrorKind::kTimeout, now_ns);
+    if (IntervalStats* interval = worker_.interval_at(head.intended_ns)) ++interval->timeouts;
     settle(Step::kFail);
   }
 }
@@ -461,6 +473,9 @@ void FastConnection::end_window(uint64_t window_start_ns, uint64_t window_end_ns
     if (intended_ns < window_start_ns) continue;
     ++stats.intended_in_window;
     stats.send_lag.record(window_end_ns - intended_ns);
+    if (IntervalStats* interval = worker_.interval_at(intended_ns)) {
+      interval->send_lag_max_ns = std::max(interval->send_lag_max_ns, window_end_ns - intended_ns);
+    }
     stats.generator_lag.record(server_held ? 0 : window_end_ns - std::max(intended_ns, ready_ns_));
   }
 }

@@ -60,6 +60,8 @@ class Run {
   bool sleep_until(uint64_t at_ns, const char* phase);
   /// Interrupted before the window: every loop stops, nothing was measured.
   EngineResult abandon(EngineResult result);
+  /// --timeseries: an interval ended; takes its gauges.
+  void end_interval();
   void report_progress(const char* phase);
   void join_all();
 
@@ -72,6 +74,9 @@ class Run {
   bool load_started_ = false;
   uint64_t last_progress_ns_ = 0;
   uint64_t last_completed_ = 0;
+  uint64_t next_boundary_ns_ = 0;  ///< --timeseries: when the next interval ends (0: none)
+  size_t interval_count_ = 0;      ///< --timeseries: intervals in warmup and window
+  std::vector<uint64_t> result_slow_connected_;
 };
 
 bool Run::create_workers(std::string& error) {
@@ -136,17 +141,36 @@ bool Run::wait_all(Event event, const char* phase) {
   return true;
 }
 
+void Run::end_interval() {
+  uint64_t slow = 0;
+  for (const auto& worker : workers_) {
+    slow += worker->progress().slow_established.load(std::memory_order_relaxed);
+  }
+  // Written without locks by several threads' increments and decrements, as established.
+  result_slow_connected_.push_back(slow > (uint64_t{1} << 62) ? 0 : slow);
+  if (hooks_.interval_ended) hooks_.interval_ended(result_slow_connected_.size() - 1);
+  next_boundary_ns_ += options_.interval_ns;
+}
+
 bool Run::sleep_until(uint64_t at_ns, const char* phase) {
   for (;;) {
     if (coordinator_.interrupted()) return false;
     const uint64_t now_ns = uv_hrtime();
+    if (next_boundary_ns_ != 0 && now_ns >= next_boundary_ns_ &&
+        result_slow_connected_.size() < interval_count_) {
+      end_interval();
+      continue;
+    }
     if (now_ns >= at_ns) return true;
     const uint64_t next_progress_ns = last_progress_ns_ + 1'000'000'000;
     if (now_ns >= next_progress_ns) {
       report_progress(phase);
       continue;
     }
-    const uint64_t wake_ns = std::min(at_ns, next_progress_ns);
+    uint64_t wake_ns = std::min(at_ns, next_progress_ns);
+    if (next_boundary_ns_ != 0 && result_slow_connected_.size() < interval_count_) {
+      wake_ns = std::min(wake_ns, next_boundary_ns_);
+    }
     // Waiting on the coordinator rather than sleeping: nothing reports during the load,
     // so this is a sleep that a broken worker cannot make longer.
     coordinator_.wait_for(Event::kFinished, UINT32_MAX, nanoseconds(wake_ns - now_ns));
@@ -209,6 +233,13 @@ std::optional<EngineResult> Run::execute(std::string& error) {
   times_.load_start_ns = now_ns + 2'000'000;
   times_.window_start_ns = times_.load_start_ns + options_.warmup_ns;
   times_.window_end_ns = times_.window_start_ns + options_.duration_ns;
+  if (options_.interval_ns > 0) {
+    // As the workers count them: the window's start on a boundary.
+    const uint64_t interval_ns = options_.interval_ns;
+    const uint64_t warmup_intervals = (options_.warmup_ns + interval_ns - 1) / interval_ns;
+    interval_count_ = warmup_intervals + (options_.duration_ns + interval_ns - 1) / interval_ns;
+    next_boundary_ns_ = times_.window_start_ns - warmup_intervals * interval_ns + interval_ns;
+  }
   load_started_ = true;
   post_all(Worker::Command::kStartLoad, times_);
 
@@ -226,6 +257,9 @@ std::optional<EngineResult> Run::execute(std::string& error) {
     result.window_s = static_cast<double>(end_ns - times_.window_start_ns) / 1e9;
   }
   result.loadgen_cpu_s = cpu_seconds_now() - cpu_start_s;
+  // The window's last interval ends with it (or where it was cut).
+  if (next_boundary_ns_ != 0 && result_slow_connected_.size() < interval_count_) end_interval();
+  result.interval_slow_connected = result_slow_connected_;
   for (size_t i = 0; i < workers_.size(); ++i) result.loop_cpu_s[i] += workers_[i]->thread_cpu_s();
   if (hooks_.window_ended) hooks_.window_ended();
 

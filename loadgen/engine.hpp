@@ -34,6 +34,9 @@ struct RunHooks {
   std::function<void()> window_started;                   ///< at the start of the measured window
   std::function<void()> window_ended;                     ///< at its end, before the drain
   std::function<void(const ProgressSnapshot&)> progress;  ///< about once a second
+  /// --timeseries: interval `index` of LoopStats::intervals ended (called once for each
+  /// that ends by the window's end, at its end, give or take a millisecond).
+  std::function<void(size_t index)> interval_ended;
 };
 
 /// Lets another thread stop a run early (loadgen's signal thread, on SIGINT or SIGTERM):
@@ -78,7 +81,9 @@ struct EngineResult {
   /// whole core was the bottleneck, whatever the process total says.
   std::vector<double> loop_cpu_s;
   std::chrono::system_clock::time_point started_at;  ///< wall clock when the run started
-  bool interrupted = false;                          ///< stopped early by the Interrupter
+  /// --timeseries: slow clients connected at each interval's end (as interval_ended).
+  std::vector<uint64_t> interval_slow_connected;
+  bool interrupted = false;     ///< stopped early by the Interrupter
   bool window_started = false;  ///< false: interrupted before the window, nothing measured
   double window_s = 0;          ///< the window's length: --duration, or less if interrupted
 };

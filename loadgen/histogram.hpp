@@ -136,6 +136,15 @@ class Histogram {
     return highest_value_at(index_of(std::min(value_ns, kHighestTrackableValue)));
   }
 
+  /// The bucket a value falls in, and the highest value that bucket holds: what a
+  /// compact distribution (bucket, count) needs to be read back through record_n().
+  static constexpr uint32_t bucket_of(uint64_t value_ns) noexcept {
+    return static_cast<uint32_t>(index_of(std::min(value_ns, kHighestTrackableValue)));
+  }
+  static constexpr uint64_t bucket_highest(uint32_t bucket) noexcept {
+    return highest_value_at(bucket);
+  }
+
   /// Same samples, same counts, same min/max/sum/saturated.
   bool operator==(const Histogram& other) const = default;
 

@@ -107,7 +107,8 @@ CLI::Validator path_check() {
 
 struct Durations {
   std::string duration = "10s", warmup = "0s", timeout = "2s", think_time = "0s",
-              trickle_interval = "1s", timer_slack = "200us", max_generator_lag = "1ms";
+              trickle_interval = "1s", timer_slack = "200us", max_generator_lag = "1ms",
+              interval = "1s";
 };
 
 /// Converts a checked duration and enforces its lower bound.
@@ -257,12 +258,21 @@ void print_progress(const ProgressSnapshot& p) {
   std::fflush(stderr);
 }
 
+/// The sampler's reading now, as a --timeseries row takes it.
+ServerReading reading(ServerSampler& sampler) {
+  const auto now = sampler.current();
+  if (!now) return {};
+  return ServerReading{true, now->first, now->second};
+}
+
 /// What one run came to: the engine's result and its report, or why there is none (an
 /// exit code and a message; exit code 0 with no report: interrupted before the window,
 /// the caller's signal status applies).
 struct Measurement {
   std::optional<EngineResult> result;
   std::optional<Report> report;
+  std::vector<ServerReading> server_by_interval;  ///< --timeseries with --server-pid
+  ServerReading server_at_window_start;
   int exit_code = 0;
   std::string error;
 };
@@ -284,8 +294,16 @@ struct Measurer {
       sampler = std::make_unique<ServerSampler>(static_cast<pid_t>(*server_pid), cgroup);
     RunHooks hooks;
     hooks.window_started = [&] {
-      if (sampler) sampler->start();
+      if (!sampler) return;
+      sampler->start();
+      if (options.interval_ns > 0) out.server_at_window_start = reading(*sampler);
     };
+    if (options.interval_ns > 0) {
+      hooks.interval_ended = [&](size_t index) {
+        out.server_by_interval.resize(index + 1);
+        if (sampler) out.server_by_interval[index] = reading(*sampler);
+      };
+    }
     hooks.window_ended = [&] {
       if (sampler) sampler->stop();
     };
@@ -422,7 +440,7 @@ int main(int argc, char** argv) {
   bool search = false;
   double search_precision_pct = 5;
   uint32_t search_steps = 30;
-  std::string csv_path, histogram_path, label;
+  std::string csv_path, histogram_path, timeseries_path, label;
   bool json = false, progress = false, allow_remote = false;
 
   CLI::App app{
@@ -595,6 +613,15 @@ int main(int argc, char** argv) {
                  "Write the latency distribution (from intended send) to FILE in "
                  "HdrHistogram's percentile text format, values in microseconds");
   app.add_option("--label", label, "Text for the label column of --csv and --json");
+  app.add_option("--timeseries", timeseries_path,
+                 "Write FILE: one CSV row per --interval, the warmup's rows marked: requests "
+                 "(by intended send time) and their rate, p50/p99/max latency, errors, "
+                 "timeouts, worst send lag, slow clients connected and, with --server-pid, "
+                 "the server's CPU and memory; the window's rows add up to the run's totals");
+  app.add_option("--interval", durations.interval,
+                 "--timeseries: the length of a row (at least 10ms)")
+      ->check(duration_check())
+      ->capture_default_str();
   app.add_flag("--progress", progress,
                "Print a progress line every second on stderr (default: only on a terminal)");
   app.add_flag("--allow-remote", allow_remote,
@@ -611,7 +638,8 @@ int main(int argc, char** argv) {
                         options.trickle_interval_ns, error) ||
       !convert_duration("--timer-slack", durations.timer_slack, 0, options.timer_slack_ns, error) ||
       !convert_duration("--max-generator-lag", durations.max_generator_lag, 0,
-                        options.max_generator_lag_ns, error)) {
+                        options.max_generator_lag_ns, error) ||
+      !convert_duration("--interval", durations.interval, 10'000'000, options.interval_ns, error)) {
     return fail(kUsageError, error);
   }
   options.slow_mode = slow_mode == "trickle" ? SlowMode::kTrickle : SlowMode::kIdle;
@@ -633,6 +661,17 @@ int main(int argc, char** argv) {
   if (search != !slo_terms.empty()) {
     return fail(kUsageError, search ? "--search: needs an objective (--slo p99=1ms, say)"
                                     : "--slo: applies to a capacity search (add --search)");
+  }
+  if (timeseries_path.empty()) {
+    if (app.count("--interval") > 0)
+      return fail(kUsageError, "--interval: applies to --timeseries");
+    options.interval_ns = 0;
+  } else if (search) {
+    return fail(kUsageError,
+                "--timeseries: not with --search (run the capacity found once with "
+                "--timeseries)");
+  } else if (!writable(timeseries_path, error)) {
+    return fail(kUsageError, "--timeseries: " + error);
   }
   if (search) {
     slo = parse_slo(slo_terms, error);
@@ -726,6 +765,11 @@ int main(int argc, char** argv) {
 
   int rc = 0;
   if (!csv_path.empty() && !append_csv(csv_path, report, error)) rc = fail(1, "--csv: " + error);
+  if (!timeseries_path.empty() &&
+      !write_timeseries(timeseries_path, options, *run.result, run.server_by_interval,
+                        run.server_at_window_start, error)) {
+    rc = fail(1, "--timeseries: " + error);
+  }
   if (!histogram_path.empty()) {
     std::ofstream out(histogram_path, std::ios::trunc);
     run.result->stats.latency_corrected.write_percentile_text(out, 1000.0);

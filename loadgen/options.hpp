@@ -72,6 +72,7 @@ struct LoadOptions {
   Arrival arrival = Arrival::kUniform;
   uint64_t seed = 1;  ///< poisson: the schedule's seed (the same seed, the same gaps)
   uint64_t timer_slack_ns = 200'000;  ///< a loop wakes at most this late for a due request
+  uint64_t interval_ns = 0;           ///< --timeseries: the interval (0: no time series)
   // The run's self-checks (see Verdict in report.hpp).
   uint64_t max_generator_lag_ns = 1'000'000;  ///< generator lag p99 above this: generator-bound
   double rate_tolerance = 0.05;  ///< achieved below offered by more than this: server-bound

@@ -636,3 +636,67 @@ void write_text(std::ostream& out, const Report& r) {
 }
 
 }  // namespace cb::loadgen
+
+namespace cb::loadgen {
+
+bool write_timeseries(const std::string& path, const LoadOptions& options,
+                      const EngineResult& result, const std::vector<ServerReading>& server,
+                      const ServerReading& server_at_window_start, std::string& error) {
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) {
+    error = path + ": " + std::generic_category().message(errno);
+    return false;
+  }
+  const auto& intervals = result.stats.intervals;
+  const double interval_s = static_cast<double>(options.interval_ns) / 1e9;
+  const uint64_t warmup_rows = (options.warmup_ns + options.interval_ns - 1) / options.interval_ns;
+  out << "phase,start_s,length_s,requests,throughput_rps,latency_p50_us,latency_p99_us,"
+         "latency_max_us,errors,timeouts,send_lag_max_us,slow_connected,server_cpu_s,"
+         "server_rss_kb\n";
+  Histogram latency;
+  // The server's CPU at the previous window row's end (the window's start for the first).
+  ServerReading previous = server_at_window_start;
+  for (size_t i = 0; i < intervals.size(); ++i) {
+    const IntervalStats& row = intervals[i];
+    const bool warmup = i < warmup_rows;
+    const double start_s = (static_cast<double>(i) - static_cast<double>(warmup_rows)) * interval_s;
+    // The window's last row ends with the window (a duration that is not a multiple of
+    // the interval, or a run interrupted early); rows after the window's end are not.
+    if (!warmup && start_s >= result.window_s) break;
+    const double length_s = warmup ? interval_s : std::min(interval_s, result.window_s - start_s);
+    latency.reset();
+    for (const auto& [bucket, count] : row.latency_buckets) {
+      latency.record_n(Histogram::bucket_highest(bucket), count);
+    }
+    auto us = [](uint64_t ns) { return fixed(static_cast<double>(ns) / 1e3, kUsDecimals); };
+    const bool any = row.requests > 0;
+    out << (warmup ? "warmup" : "window") << ',' << fixed(start_s, kSecondsDecimals) << ','
+        << fixed(length_s, kSecondsDecimals) << ',' << row.requests << ','
+        << fixed(static_cast<double>(row.requests) / length_s, kRateDecimals) << ','
+        << (any ? us(latency.value_at_percentile(50)) : "") << ','
+        << (any ? us(latency.value_at_percentile(99)) : "") << ','
+        << (any ? us(row.latency_max_ns) : "") << ',' << row.errors << ',' << row.timeouts << ','
+        << (options.open_loop() ? us(row.send_lag_max_ns) : "") << ','
+        << (i < result.interval_slow_connected.size()
+                ? std::to_string(result.interval_slow_connected[i])
+                : "")
+        << ',';
+    const ServerReading reading = i < server.size() ? server[i] : ServerReading{};
+    if (!warmup && reading.valid && previous.valid) {
+      out << fixed(std::max(0.0, reading.cpu_s - previous.cpu_s), kSecondsDecimals) << ','
+          << reading.memory_kb;
+    } else {
+      out << ',';
+    }
+    out << '\n';
+    if (!warmup) previous = reading;
+  }
+  out.flush();
+  if (!out) {
+    error = path + ": write failed";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace cb::loadgen

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -142,6 +143,25 @@ bool append_csv(const std::string& path, const Report& report, std::string& erro
 void write_text(std::ostream& out, const Report& report);
 /// The report_fields() as one JSON object on one line, then a newline.
 void write_json(std::ostream& out, const Report& report);
+/// The server's cumulative CPU seconds and memory (kB) at an interval's end, if read.
+struct ServerReading {
+  bool valid = false;
+  double cpu_s = 0;
+  uint64_t memory_kb = 0;
+};
+
+/// --timeseries: one CSV row per --interval, warmup rows first (phase "warmup"), the
+/// window's rows after (phase "window"; their requests, errors and timeouts add up to the
+/// run's): start (s from the window's start), length, requests by intended send time,
+/// their rate and p50/p99/max latency from the intended send time, errors by when they
+/// happened, timeouts and worst send lag by intended time, slow clients connected at the
+/// interval's end, and with --server-pid the server's CPU seconds over the interval and
+/// its memory at its end (`server_at_window_start`: the reading the first window row is
+/// measured from). Returns false with `error` set when the file cannot be written.
+bool write_timeseries(const std::string& path, const LoadOptions& options,
+                      const EngineResult& result, const std::vector<ServerReading>& server,
+                      const ServerReading& server_at_window_start, std::string& error);
+
 /// A capacity search as one JSON object on one line: the objective, the capacity (null
 /// when no rate met it), the lowest failing rate, a note, and every step's fields.
 void write_search_json(std::ostream& out, const std::string& slo,

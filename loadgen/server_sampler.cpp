@@ -117,6 +117,18 @@ void ServerSampler::stop() {
   last_ = last ? last : latest_;
 }
 
+std::optional<std::pair<double, uint64_t>> ServerSampler::current() {
+  if (!started_ || stopped_) return std::nullopt;
+  if (cgroup_) {
+    const auto reading = cgroup_->read();
+    if (!reading || !reading->cpu_s) return std::nullopt;
+    return std::pair{*reading->cpu_s, reading->memory_bytes.value_or(0) / 1024};
+  }
+  std::lock_guard lock(mutex_);
+  if (!latest_) return std::nullopt;
+  return std::pair{latest_->cpu_s, latest_->rss_kb};
+}
+
 std::optional<ServerCost> ServerSampler::result() const {
   std::lock_guard lock(mutex_);
   if (cgroup_) {

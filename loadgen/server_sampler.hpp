@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "loadgen/cgroup.hpp"
 #include "loadgen/proc_tree.hpp"
@@ -50,6 +51,10 @@ class ServerSampler {
   void start();
   /// Takes the last reading and joins the thread. Idempotent.
   void stop();
+  /// Between start() and stop(): the server's CPU seconds so far (cumulative) and its
+  /// memory now, in kB (cgroup: read now; proc: the latest once-a-second walk). nullopt
+  /// outside the window or when it cannot be read. Call from start()'s thread.
+  std::optional<std::pair<double, uint64_t>> current();
   /// The cost over the window, or nullopt when not even the first reading succeeded
   /// (the process or its cgroup was gone). If the process ended during the window, the
   /// readings up to then count. Call after stop().

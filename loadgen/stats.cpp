@@ -30,6 +30,8 @@ void LoopStats::merge(const LoopStats& other) {
   for (size_t i = 0; i < kStatusCodes; ++i) status_errors[i] += other.status_errors[i];
   errors_status += other.errors_status;
   setup_established += other.setup_established;
+  if (intervals.size() < other.intervals.size()) intervals.resize(other.intervals.size());
+  for (size_t i = 0; i < other.intervals.size(); ++i) intervals[i].merge(other.intervals[i]);
   if (first_connect_error == 0) first_connect_error = other.first_connect_error;
 }
 
@@ -51,6 +53,19 @@ void LoopStats::count(ErrorKind kind) {
       ++timeouts;
       break;
   }
+}
+
+}  // namespace cb::loadgen
+
+namespace cb::loadgen {
+
+void IntervalStats::merge(const IntervalStats& other) {
+  requests += other.requests;
+  errors += other.errors;
+  timeouts += other.timeouts;
+  send_lag_max_ns = std::max(send_lag_max_ns, other.send_lag_max_ns);
+  latency_max_ns = std::max(latency_max_ns, other.latency_max_ns);
+  for (const auto& [bucket, count] : other.latency_buckets) latency_buckets[bucket] += count;
 }
 
 }  // namespace cb::loadgen

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "loadgen/histogram.hpp"
 
@@ -21,6 +23,25 @@ enum class ErrorKind : uint8_t {
   kMismatch,  ///< an echoed byte differs from what was sent, or bytes nobody sent arrived
               ///< (http: a response that does not parse, or one nobody asked for)
   kTimeout,   ///< a request got no complete echo within --timeout
+};
+
+/// One interval of the --timeseries, for one loop: requests by their intended send time
+/// (the window's rule), errors by when they happened. Latency is kept as (bucket, count)
+/// pairs of the Histogram layout, so that loops merge exactly and a long run's many
+/// intervals cost a few kilobytes each rather than a whole histogram.
+struct IntervalStats {
+  uint64_t requests = 0;
+  uint64_t errors = 0;    ///< every kind but timeouts
+  uint64_t timeouts = 0;  ///< of requests due in the interval
+  uint64_t send_lag_max_ns = 0;
+  uint64_t latency_max_ns = 0;
+  std::unordered_map<uint32_t, uint64_t> latency_buckets;
+
+  void record_latency(uint64_t latency_ns) {
+    ++latency_buckets[Histogram::bucket_of(latency_ns)];
+    latency_max_ns = std::max(latency_max_ns, latency_ns);
+  }
+  void merge(const IntervalStats& other);
 };
 
 /// Everything one loop measured. The window owns the requests it scheduled: a request
@@ -80,6 +101,9 @@ struct LoopStats {
     ++errors_status;
   }
 
+  /// --timeseries: intervals of --interval from the first one the warmup touches, the
+  /// window's start falling on a boundary (empty without --timeseries).
+  std::vector<IntervalStats> intervals;
   uint64_t setup_established = 0;  ///< connects that succeeded before the load started
   int first_connect_error = 0;     ///< libuv error of the first failed connect (0: none)
 
@@ -94,12 +118,13 @@ struct LoopStats {
 /// thread is the only writer (load + store, relaxed: no locked instruction in the hot
 /// path); any thread may read them, relaxed, for a roughly current figure.
 struct alignas(64) ProgressCounters {
-  std::atomic<uint64_t> completed{0};       ///< requests completed since the load started
-  std::atomic<uint64_t> errors{0};          ///< errors of every kind counted so far
-  std::atomic<uint64_t> timeouts{0};        ///< timeouts counted so far
-  std::atomic<uint64_t> established{0};     ///< connections open right now
-  std::atomic<uint64_t> connects_ok{0};     ///< connects that ever succeeded
-  std::atomic<int> first_connect_error{0};  ///< libuv error of the first failed connect
+  std::atomic<uint64_t> completed{0};         ///< requests completed since the load started
+  std::atomic<uint64_t> errors{0};            ///< errors of every kind counted so far
+  std::atomic<uint64_t> timeouts{0};          ///< timeouts counted so far
+  std::atomic<uint64_t> established{0};       ///< connections open right now
+  std::atomic<uint64_t> slow_established{0};  ///< of those, slow clients
+  std::atomic<uint64_t> connects_ok{0};       ///< connects that ever succeeded
+  std::atomic<int> first_connect_error{0};    ///< libuv error of the first failed connect
 
   static void bump(std::atomic<uint64_t>& counter, int64_t delta = 1) {
     counter.store(counter.load(std::memory_order_relaxed) + static_cast<uint64_t>(delta),

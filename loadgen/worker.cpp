@@ -219,6 +219,12 @@ void Worker::execute(Command command, const LoadTimes& times) {
     case Command::kStartLoad: {
       times_ = times;
       stage_ = Stage::kLoad;
+      if (options_.interval_ns > 0) {
+        const uint64_t interval_ns = options_.interval_ns;
+        warmup_intervals_ = (options_.warmup_ns + interval_ns - 1) / interval_ns;
+        stats_.intervals.resize(warmup_intervals_ +
+                                (options_.duration_ns + interval_ns - 1) / interval_ns);
+      }
       const uint64_t now_ns = uv_hrtime();
       // Uniform arrivals: the connections' schedules interleave, one request every
       // 1 / rate seconds over the whole run, connection i taking the i-th turn.
@@ -327,8 +333,11 @@ void Worker::sweep_cb(uv_timer_t* timer) {
 void Worker::count_error(ErrorKind kind, uint64_t now_ns) {
   const bool setup = stage_ == Stage::kSlowConnect || stage_ == Stage::kFastConnect;
   // The drain waits for the window's own requests, so what goes wrong then is the window's.
-  const bool measuring =
-      now_ns >= times_.window_start_ns && (stage_ == Stage::kLoad || stage_ == Stage::kDrain);
+  const bool loaded = stage_ == Stage::kLoad || stage_ == Stage::kDrain;
+  if (loaded && kind != ErrorKind::kTimeout) {
+    if (IntervalStats* interval = interval_at(now_ns)) ++interval->errors;
+  }
+  const bool measuring = now_ns >= times_.window_start_ns && loaded;
   if (!measuring && !(setup && kind == ErrorKind::kConnect)) return;
   stats_.count(kind);
   ProgressCounters::bump(kind == ErrorKind::kTimeout ? progress_.timeouts : progress_.errors);

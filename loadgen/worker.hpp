@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -108,6 +109,14 @@ class Worker {
   bool in_window(uint64_t now_ns) const {
     return now_ns >= times_.window_start_ns && now_ns < times_.window_end_ns;
   }
+  /// --timeseries: the interval holding time `at_ns` (times past the window go to its
+  /// last one), or nullptr without a time series.
+  IntervalStats* interval_at(uint64_t at_ns) {
+    if (stats_.intervals.empty()) return nullptr;
+    const uint64_t origin_ns = times_.window_start_ns - warmup_intervals_ * options_.interval_ns;
+    const uint64_t index = at_ns <= origin_ns ? 0 : (at_ns - origin_ns) / options_.interval_ns;
+    return &stats_.intervals[std::min<uint64_t>(index, stats_.intervals.size() - 1)];
+  }
   /// Whether the window owns a request due at `intended_ns` (see LoopStats).
   bool counts(uint64_t intended_ns) const {
     return intended_ns >= times_.window_start_ns && intended_ns < times_.window_end_ns;
@@ -194,6 +203,7 @@ class Worker {
 
   Stage stage_ = Stage::kIdle;
   LoadTimes times_{UINT64_MAX, UINT64_MAX, UINT64_MAX};
+  uint64_t warmup_intervals_ = 0;  ///< --timeseries: intervals before the window's start
   LoopStats stats_;
   ProgressCounters progress_;
 };

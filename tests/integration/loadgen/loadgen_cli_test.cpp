@@ -236,6 +236,16 @@ TEST(LoadgenCli, SearchFlagsWithoutSearchAndHistogramWithSearchAreUsageErrors) {
                      "--histogram");
 }
 
+TEST(LoadgenCli, IntervalWithoutTimeseriesAndTimeseriesWithSearchAreUsageErrors) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--interval", "2s"}, "--interval");
+  expect_usage_error(
+      harmless() + std::vector<std::string>{"--timeseries", "/tmp/cb-x.csv", "--interval", "1ms"},
+      "--interval");
+  expect_usage_error(harmless() + std::vector<std::string>{"--timeseries", "/tmp/cb-x.csv",
+                                                           "--search", "--slo", "p99=1ms"},
+                     "--timeseries");
+}
+
 TEST(LoadgenCli, HelpNamesEveryFlag) {
   RunResult run = run_loadgen({"--help"}, std::chrono::seconds(10));
   EXPECT_EQ(run.code(), 0) << run.describe();
@@ -273,7 +283,9 @@ TEST(LoadgenCli, HelpNamesEveryFlag) {
                            "--slo",
                            "--search",
                            "--search-precision",
-                           "--search-steps"}) {
+                           "--search-steps",
+                           "--timeseries",
+                           "--interval"}) {
     EXPECT_NE(run.out.find(flag), std::string::npos) << "--help does not name " << flag;
   }
 }

@@ -5,12 +5,16 @@
 // --json against what those servers must have done. Timing-sensitive: CTest runs these
 // serially (RUN_SERIAL) so they do not share the cores.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -247,6 +251,51 @@ TEST(LoadgenSearch, CapacityOfAServerOfKnownCapacityIsFoundWithinTenPercent) {
     any_failed |= steps[i].value("slo_pass", 1u) == 0;
   }
   EXPECT_TRUE(any_failed) << dump;
+}
+
+// --timeseries: one row per interval, the warmup's marked; the window's rows add up to
+// the run's requests, errors and timeouts; and a server that stalls 300 ms of every
+// second shows as the shape it is. The stalls begin 600 ms after the load does, so 100 ms
+// into the window (after its 500 ms warmup) and every second after: every other 500 ms
+// row holds one (p99 near 300 ms), the rows between hold none.
+TEST(LoadgenTimeseries, RowsAddUpToTheRunAndShowAPeriodicStall) {
+  const std::string path = "/tmp/cb-timeseries-" + std::to_string(::getpid()) + ".csv";
+  auto server = start_server_or_throw({kTestEchoServer, "--port", "0", "--stall-every-ms", "1000",
+                                       "--stall-ms", "300", "--stall-after-first-byte-ms", "600"});
+  auto report = measure(server, {"--connections", "4", "--rate", "1000", "--max-inflight", "100",
+                                 "--duration", "3s", "--warmup", "500ms", "--timeseries", path,
+                                 "--interval", "500ms", "--max-generator-lag", "50ms"});
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::remove(path.c_str());
+  ASSERT_TRUE(report);
+  const std::vector<std::string> lines = split_lines(text.str());
+  ASSERT_EQ(lines.size(), 1u + 1u + 6u) << text.str();  // header, 1 warmup row, 6 window rows
+  const std::vector<std::string> header = split_csv_line(lines[0]);
+  auto column = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(header.begin(), header.end(), name) - header.begin());
+  };
+  double requests = 0, errors = 0, timeouts = 0;
+  int stalled = 0, calm = 0;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    const std::vector<std::string> cells = split_csv_line(lines[i]);
+    ASSERT_EQ(cells.size(), header.size()) << lines[i];
+    EXPECT_EQ(cells[column("phase")], i == 1 ? "warmup" : "window") << lines[i];
+    if (i == 1) continue;
+    requests += std::stod(cells[column("requests")]);
+    errors += std::stod(cells[column("errors")]);
+    timeouts += std::stod(cells[column("timeouts")]);
+    const double p99 = std::stod(cells[column("latency_p99_us")]);
+    const bool stall_row = i % 2 == 0;  // window rows 0, 2, 4
+    stalled += stall_row && p99 >= 200'000;
+    calm += !stall_row && p99 < 50'000;
+  }
+  EXPECT_EQ(requests, number(*report, "requests")) << text.str();
+  EXPECT_EQ(errors, number(*report, "errors")) << text.str();
+  EXPECT_EQ(timeouts, number(*report, "timeouts")) << text.str();
+  EXPECT_EQ(stalled, 3) << text.str();
+  EXPECT_EQ(calm, 3) << text.str();
 }
 
 // One bit of one byte flipped by the server: exactly one request comes back wrong,
