@@ -1,0 +1,105 @@
+"""bench/compare against runs whose difference is known: identical loads say no
+difference, a model made 40 % slower in every run is reported worse with a non-zero
+exit under --threshold, cases found in one run only are not compared, and its rank test
+agrees with the exact Mann-Whitney values. Standard library unittest; CTest runs it."""
+
+from __future__ import annotations
+
+import csv
+import importlib.machinery
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+COMPARE = Path(__file__).resolve().parents[2] / "bench" / "compare"
+COLUMNS = ["model", "scenario", "protocol", "label", "connections", "slow_clients", "slow_mode",
+           "payload_bytes", "rate_rps", "threads", "max_inflight", "throughput_rps",
+           "latency_p50_us", "latency_p99_us", "server_cpu_s", "requests", "outcome"]
+
+
+def load_compare():
+    loader = importlib.machinery.SourceFileLoader("bench_compare", str(COMPARE))
+    spec = importlib.util.spec_from_loader("bench_compare", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def write_run(path: Path, factors: dict[str, float], runs: int = 3) -> None:
+    """Three runs of three models, throughput spread +-4 % around a base, p99 following."""
+    spread = [0.96, 1.0, 1.04]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for run in range(runs):
+            for model, base in (("epoll", 170_000), ("libuv", 160_000), ("thread", 110_000)):
+                rps = base * factors.get(model, 1.0) * spread[run % 3]
+                writer.writerow(dict(model=model, scenario="idle-0", protocol="tcp", label="idle-0",
+                                     connections=16, slow_clients=0, slow_mode="idle",
+                                     payload_bytes=64, rate_rps="", threads=1, max_inflight=1,
+                                     throughput_rps=f"{rps:.1f}", latency_p50_us="90",
+                                     latency_p99_us=f"{32e6 / rps:.1f}", server_cpu_s="4.9",
+                                     requests=f"{rps * 5:.0f}", outcome="ok"))
+
+
+class CompareTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="cb-compare-"))
+
+    def run_compare(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(COMPARE), *args], capture_output=True,
+                              text=True, timeout=60)
+
+    def test_the_same_load_twice_shows_no_difference(self):
+        write_run(self.dir / "a.csv", {})
+        write_run(self.dir / "b.csv", {})
+        result = self.run_compare(str(self.dir / "a.csv"), str(self.dir / "b.csv"),
+                                  "--threshold", "5", "--out", str(self.dir))
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertNotIn("worse", result.stdout)
+        rows = list(csv.DictReader((self.dir / "compare.csv").open()))
+        self.assertEqual(len(rows), 3)
+
+    def test_a_slower_model_is_reported_worse_and_fails_the_gate(self):
+        write_run(self.dir / "a.csv", {})
+        write_run(self.dir / "b.csv", {"thread": 0.6})
+        result = self.run_compare(str(self.dir / "a.csv"), str(self.dir / "b.csv"),
+                                  "--threshold", "5", "--out", str(self.dir))
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("thread idle-0: throughput 0.60x", result.stderr)
+        rows = {r["model"]: r for r in csv.DictReader((self.dir / "compare.csv").open())}
+        self.assertEqual(rows["thread"]["throughput_verdict"], "worse")
+        self.assertEqual(rows["epoll"]["throughput_verdict"], "no significant difference")
+        # Without --threshold the same comparison is a report, not a gate.
+        self.assertEqual(self.run_compare(str(self.dir / "a.csv"), str(self.dir / "b.csv"),
+                                          "--out", str(self.dir)).returncode, 0)
+
+    def test_one_run_a_side_is_too_few_to_tell(self):
+        write_run(self.dir / "a.csv", {}, runs=1)
+        write_run(self.dir / "b.csv", {"thread": 0.6}, runs=1)
+        result = self.run_compare(str(self.dir / "a.csv"), str(self.dir / "b.csv"),
+                                  "--threshold", "5", "--out", str(self.dir))
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("too few runs to tell", result.stdout)
+
+    def test_bad_input_is_one_line_and_exit_two(self):
+        for args in ([str(self.dir / "missing"), str(self.dir / "missing")],
+                     [str(COMPARE), str(COMPARE)]):
+            result = self.run_compare(*args)
+            self.assertEqual(result.returncode, 2, result.stderr)
+            self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+
+    def test_rank_test_matches_exact_mann_whitney_values(self):
+        compare = load_compare()
+        # Exact two-sided p-values of U (no ties), and the tie-corrected normal one.
+        self.assertAlmostEqual(compare.rank_test([1, 2, 3], [4, 5, 6]), 0.1)
+        self.assertAlmostEqual(compare.rank_test([1, 2, 3, 7], [4, 5, 6, 8, 9]), 1 / 9)
+        self.assertAlmostEqual(compare.rank_test([1, 2, 2, 3], [2, 5, 6, 6]), 0.1015915, places=6)
+        self.assertIsNone(compare.rank_test([1, 2], [3, 4, 5]))
+
+
+if __name__ == "__main__":
+    unittest.main()
