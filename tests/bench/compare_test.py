@@ -77,6 +77,17 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(self.run_compare(str(self.dir / "a.csv"), str(self.dir / "b.csv"),
                                           "--out", str(self.dir)).returncode, 0)
 
+    def test_runs_joined_by_commas_are_pooled_as_repeats(self):
+        for name in ("a1", "a2", "a3"):
+            write_run(self.dir / f"{name}.csv", {}, runs=1)
+        for name in ("b1", "b2", "b3"):
+            write_run(self.dir / f"{name}.csv", {"thread": 0.6}, runs=1)
+        # One run a side each time; pooled, three, as write_run spreads them.
+        side = lambda prefix: ",".join(str(self.dir / f"{prefix}{i}.csv") for i in (1, 2, 3))
+        result = self.run_compare(side("a"), side("b"), "--out", str(self.dir))
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("[3 vs 3 runs]", result.stdout)
+
     def test_one_run_a_side_is_too_few_to_tell(self):
         write_run(self.dir / "a.csv", {}, runs=1)
         write_run(self.dir / "b.csv", {"thread": 0.6}, runs=1)
