@@ -40,7 +40,7 @@ PLOT = ROOT / "plots" / "plot"
 FAST_CONNECTIONS = 16
 TARGET_ROUNDS = 3  # runs of each side of a performance-target ratio
 EXTRA_COLUMNS = ["run_id", "model", "scenario", "floor_rtt_us", "git_rev", "outcome",
-                 "server_dropped", "kernel_udp_rcvbuf_errors"]
+                 "server_dropped", "kernel_udp_rcvbuf_errors", "repeat"]
 
 
 class UsageError(Exception):
@@ -364,6 +364,7 @@ class Bench:
         self.floor: dict[str, float] = {}
         self.rows: list[dict[str, str]] = []
         self.header: list[str] = []
+        self.repeat = 1  # which repeat of the matrix is running (--repeat)
 
     # --- calibration -------------------------------------------------------------
     def measure_floor(self) -> None:
@@ -428,8 +429,11 @@ class Bench:
         outcome = "ok"
         if error is None:
             warmup = scenario.warmup or self.args.warmup
-            csv_path = self.out / "cases" / f"{model}-{scenario.name}.csv"
-            hist_path = self.out / "histograms" / f"{model}-{scenario.name}.hgrm"
+            # Repeats after the first get a suffix; the first keeps the plain name the
+            # plots read its histogram by.
+            suffix = f"-r{self.repeat}" if self.repeat > 1 else ""
+            csv_path = self.out / "cases" / f"{model}-{scenario.name}{suffix}.csv"
+            hist_path = self.out / "histograms" / f"{model}-{scenario.name}{suffix}.hgrm"
             csv_path.unlink(missing_ok=True)
             cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
                    "--protocol", scenario.protocol,
@@ -474,7 +478,7 @@ class Bench:
                         "payload_bytes": str(scenario.payload_bytes)})
         row.update({"run_id": self.run_id, "model": model, "scenario": scenario.name,
                     "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
-                    "outcome": outcome})
+                    "outcome": outcome, "repeat": str(self.repeat)})
         self.append_row(row)
         shown = describe_result(row)
         extra = "" if outcome == "ok" else f"  [{outcome}]"
@@ -851,7 +855,8 @@ class Bench:
             print(f"bench: the generator scenario, {duration_s:g} s runs, results in {self.out}",
                   flush=True)
         else:
-            print(f"bench: {total} cases, {duration_s:g} s each, results in {self.out}",
+            repeats = f" x {self.args.repeat} repeats" if self.args.repeat > 1 else ""
+            print(f"bench: {total} cases{repeats}, {duration_s:g} s each, results in {self.out}",
                   flush=True)
         self.measure_floor()
         global CGROUP_PROBLEM
@@ -870,11 +875,15 @@ class Bench:
             (self.out / "summary.txt").write_text(text)
             print("plots: none for the http scenario (summary.txt has its table)", flush=True)
             return 0
+        # Repeats interleave the models (A B C A B C, never A A A B B B), so that drift on a
+        # shared machine spreads over all of them.
         index = 0
-        for scenario in scenarios:
-            for model in models:
-                index += 1
-                self.run_case(index, total, model, scenario, duration_s)
+        for self.repeat in range(1, self.args.repeat + 1):
+            for scenario in scenarios:
+                for model in models:
+                    index += 1
+                    self.run_case(index, total * self.args.repeat, model, scenario, duration_s)
+        self.repeat = 1
         target_lines = self.targets(duration_s) if self.args.targets else []
         self.print_summary(models, scenarios, target_lines)
         if scenarios[0].protocol == "udp":
@@ -883,28 +892,43 @@ class Bench:
             subprocess.run([str(PLOT), str(self.out / "results.csv"), str(self.out / "plots")])
         return 0
 
+    def case_rows(self, model: str, scenario: str) -> list[dict[str, str]]:
+        """Every repeat of one case that measured a throughput."""
+        return [r for r in self.rows if r["model"] == model and r["scenario"] == scenario
+                and r.get("throughput_rps")]
+
+    def case_median(self, model: str, scenario: str, key: str) -> float | None:
+        values = [float(r[key]) for r in self.case_rows(model, scenario) if r.get(key)]
+        return median(values) if values else None
+
     def print_summary(self, models: list[str], scenarios: list[Scenario],
                       target_lines: list[str]) -> None:
-        lines = ["", "req/s (p99 us) by scenario and model:"]
+        repeats = self.args.repeat
+        lines = ["", "req/s (p99 us) by scenario and model" +
+                 (f", medians of {repeats} repeats with the throughput's spread "
+                  "(max - min over the median):" if repeats > 1 else ":")]
         width = max(len(s.name) for s in scenarios) + 2
-        lines.append(" " * width + "".join(f"{m:>22}" for m in models))
+        column = 28 if repeats > 1 else 22
+        lines.append(" " * width + "".join(f"{m:>{column}}" for m in models))
         for s in scenarios:
             cells = []
             for m in models:
-                row = next((r for r in self.rows if r["model"] == m and r["scenario"] == s.name),
-                           None)
-                if row and row.get("throughput_rps"):
-                    starved = row.get("starved_connections") not in ("", "0", None)
-                    p99 = row.get("latency_p99_us")
+                rows = self.case_rows(m, s.name)
+                if rows:
+                    rps = self.case_median(m, s.name, "throughput_rps")
+                    p99 = self.case_median(m, s.name, "latency_p99_us")
+                    starved = any(r.get("starved_connections") not in ("", "0", None) for r in rows)
                     # loadgen's own verdict: a number it says it limited itself is marked.
-                    bound = row.get("verdict") == "generator-bound"
-                    cell = (f"{float(row['throughput_rps']):,.0f} "
-                            f"({float(p99):,.0f})" if p99 else
-                            f"{float(row['throughput_rps']):,.0f} (-)") + \
-                        ("*" if starved else "") + ("!" if bound else "")
+                    bound = any(r.get("verdict") == "generator-bound" for r in rows)
+                    cell = f"{rps:,.0f} " + (f"({p99:,.0f})" if p99 is not None else "(-)")
+                    if repeats > 1:
+                        values = [float(r["throughput_rps"]) for r in rows]
+                        spread = (max(values) - min(values)) / rps if rps else 0
+                        cell += f" ±{spread / 2:.0%}"
+                    cell += ("*" if starved else "") + ("!" if bound else "")
                 else:
                     cell = "failed"
-                cells.append(f"{cell:>22}")
+                cells.append(f"{cell:>{column}}")
             lines.append(f"{s.name:<{width}}" + "".join(cells))
         lines.append("(* = some fast connections starved: completed no request; "
                      "(-) = no request completed, so no latency; ! = loadgen judged itself the "
@@ -925,19 +949,14 @@ class Bench:
         for s in scenarios:
             if s.pinned or "libuv" not in models:
                 continue
-            base = next((r for r in self.rows if r["model"] == "libuv" and r["scenario"] == s.name
-                         and r.get("throughput_rps")), None)
-            if not base or float(base["throughput_rps"]) <= 0:
+            base = self.case_median("libuv", s.name, "throughput_rps")
+            if not base:
                 continue
-            lines += ["", f"{s.name}: throughput over libuv's ({float(base['throughput_rps']):,.0f} "
-                          "req/s), same run:"]
+            lines += ["", f"{s.name}: throughput over libuv's ({base:,.0f} req/s), same run:"]
             for m in models:
-                row = next((r for r in self.rows if r["model"] == m and r["scenario"] == s.name
-                            and r.get("throughput_rps")), None)
-                if row and m != "libuv":
-                    ratio = float(row["throughput_rps"]) / float(base["throughput_rps"])
-                    lines.append(f"  {m:<10} {float(row['throughput_rps']):>10,.0f} req/s  "
-                                 f"{ratio:.2f}x")
+                rps = self.case_median(m, s.name, "throughput_rps")
+                if rps is not None and m != "libuv":
+                    lines.append(f"  {m:<10} {rps:>10,.0f} req/s  {rps / base:.2f}x")
         if target_lines:
             lines += ["", "performance targets (ratios measured in this run):"]
             lines += ["  " + t for t in target_lines]
@@ -970,16 +989,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default results/<UTC date-time>/)")
     parser.add_argument("--list", action="store_true", help="print the matrix and exit")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run the whole matrix N times, the models interleaved (A B C A B C), "
+                             "one results.csv row per run (its repeat column); the summary and "
+                             "plots show medians (default 1)")
     parser.add_argument("--no-plots", action="store_true", help="skip plots/plot")
     parser.add_argument("--no-targets", dest="targets", action="store_false",
                         help="skip the performance-target runs and ratios (they run with the "
                              "default matrix only)")
     args = parser.parse_args(argv)
 
+    if not 1 <= args.repeat <= 100:
+        raise UsageError(f"--repeat: {args.repeat} is not from 1 to 100")
     kind = args.scenario or ("quick" if args.quick else "default")
     if args.quick and args.scenario and args.scenario != "quick":
         raise UsageError("--quick and --scenario name different matrices")
     args.scenarios = matrix(kind)
+    if args.repeat > 1 and kind in ("http", "generator"):
+        raise UsageError(f"--repeat: the {kind} scenario runs its own alternating rounds")
     args.duration_s = parse_duration_s(args.duration or ("3s" if kind == "quick" else "5s"))
     parse_duration_s(args.warmup)
     known = registered_models()
