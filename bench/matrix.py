@@ -28,6 +28,7 @@ from statistics import median
 import peers
 import cgroups
 import generator
+import latency
 from cgroups import Cgroup, unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +123,9 @@ def matrix(kind: str) -> list[Scenario]:
         # Run by generator.run, not by the model x scenario loop: loadgen's own cost
         # and schedule against the epoll (tcp) and libuv (http) models.
         return [Scenario("generator", connections=generator.CONNECTIONS)]
+    if kind == "latency":
+        # Run by latency.run: steps at fractions of each model's own capacity.
+        return [Scenario("latency", connections=latency.CONNECTIONS)]
     if kind == "default":
         cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
         cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
@@ -130,18 +134,18 @@ def matrix(kind: str) -> list[Scenario]:
         cases.append(Scenario("churn", requests_per_connection=1))
         return cases
     raise UsageError(f"--scenario: unknown scenario '{kind}' "
-                     "(quick, default, c10k, cores, udp, http, generator)")
+                     "(quick, default, c10k, cores, udp, http, generator, latency)")
 
 
-def parse_duration_s(text: str) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", text.strip())
+def parse_duration_s(text: str, flag: str = "--duration") -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(us|ms|s|m)?", text.strip())
     if not match:
-        raise UsageError(f"--duration: '{text}' is not a duration (e.g. 500ms, 5s, 1m)")
+        raise UsageError(f"{flag}: '{text}' is not a duration (e.g. 500ms, 5s, 1m)")
     value = float(match.group(1))
-    unit = match.group(2) or "s"
-    seconds = value / 1000 if unit == "ms" else value * 60 if unit == "m" else value
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[match.group(2) or "s"]
+    seconds = value * scale
     if seconds <= 0:
-        raise UsageError(f"--duration: '{text}' must be more than zero")
+        raise UsageError(f"{flag}: '{text}' must be more than zero")
     return seconds
 
 
@@ -666,6 +670,54 @@ class Bench:
         print(f"[{tag}] {case.name}: {describe_result(row)}{extra_text}", flush=True)
         return shown if outcome == "ok" else None
 
+    # --- the latency scenario: latency across load, capacity at a target --------------
+    def start_latency_server(self, model: str, slow: int) -> "Server | None":
+        cap = max_connections_guard(model, slow + latency.CONNECTIONS + 64)
+        server = Server(model, self.server_cpu, cap)
+        error = server.wait_ready()
+        if error:
+            print(f"  {model}: {error}", file=sys.stderr, flush=True)
+            server.stop()
+            return None
+        return server
+
+    def stop_latency_server(self, server: "Server") -> None:
+        stop_error, _ = server.stop()
+        if stop_error:
+            print(f"  {stop_error}", file=sys.stderr, flush=True)
+
+    def run_latency_step(self, server: "Server", tag: str, model: str, slow: int,
+                         slow_mode: str, label: str, rate_rps: float) -> "latency.Step":
+        """One step against a running server (rate 0: the closed-loop probe)."""
+        scenario = f"latency-{slow_mode}-{slow}"
+        self.step_index = getattr(self, "step_index", 0) + 1
+        case = f"{model}-{scenario}-{self.step_index:03d}"
+        csv_path = self.out / "cases" / f"{case}.csv"
+        cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
+               "--connections", str(latency.CONNECTIONS), "--payload", "64",
+               "--duration", f"{self.args.duration_s:g}s", "--warmup", self.args.warmup,
+               *server.sampling_args(), "--label", label, "--csv", str(csv_path),
+               "--histogram", str(self.out / "histograms" / f"{case}.hgrm")]
+        if slow:
+            cmd += ["--slow-clients", str(slow), "--slow-mode", slow_mode]
+        if rate_rps > 0:
+            cmd += ["--rate", f"{rate_rps:.1f}"]
+        budget_s = self.args.duration_s + parse_duration_s(self.args.warmup) + 120
+        outcome, row = self.run_loadgen(pinned(cmd, self.loadgen_cpu), csv_path, budget_s)
+        shown = row
+        if row is None:
+            row = {name: "" for name in self.header}
+        row.update({"run_id": self.run_id, "model": model, "scenario": scenario, "label": label,
+                    "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
+                    "outcome": outcome, "repeat": "1"})
+        self.append_row(row)
+        verdict = row.get("verdict") or ""
+        mark = "" if verdict in ("", "ok") else f"  {verdict}"
+        offered = f"{rate_rps:,.0f} offered" if rate_rps > 0 else "closed loop"
+        print(f"[{tag}] {label:>8} {offered:>16}: {describe_result(row)}{mark}"
+              + ("" if outcome == "ok" else f"  [{outcome}]"), flush=True)
+        return latency.Step(label, rate_rps, shown if outcome == "ok" else None)
+
     # --- the http scenario: our server and loadgen beside nginx and wrk --------------
     def start_http_server(self, name: str) -> tuple[object, int, int, str | None]:
         """Starts nginx or one of our models in http mode; (handle, port, pid, error)."""
@@ -851,9 +903,9 @@ class Bench:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "cases").mkdir(exist_ok=True)
         (self.out / "histograms").mkdir(exist_ok=True)
-        if scenarios[0].name == "generator":
-            print(f"bench: the generator scenario, {duration_s:g} s runs, results in {self.out}",
-                  flush=True)
+        if scenarios[0].name in ("generator", "latency"):
+            print(f"bench: the {scenarios[0].name} scenario, {duration_s:g} s runs, results in "
+                  f"{self.out}", flush=True)
         else:
             repeats = f" x {self.args.repeat} repeats" if self.args.repeat > 1 else ""
             print(f"bench: {total} cases{repeats}, {duration_s:g} s each, results in {self.out}",
@@ -862,6 +914,15 @@ class Bench:
         global CGROUP_PROBLEM
         CGROUP_PROBLEM = cgroups.probe()
         self.write_machine()
+        if scenarios[0].name == "latency":
+            lines = latency.run(self, "trickle" if self.args.latency_trickle else "idle",
+                                self.args.slo_p99_us, models)
+            text = "\n".join([""] + lines) + "\n"
+            print(text, flush=True)
+            (self.out / "summary.txt").write_text(text)
+            if not self.args.no_plots:
+                subprocess.run([str(PLOT), str(self.out / "results.csv"), str(self.out / "plots")])
+            return 0
         if scenarios[0].name == "generator":
             lines = generator.run(self, Server, TARGET_ROUNDS, duration_s)
             text = "\n".join([""] + lines) + "\n"
@@ -979,12 +1040,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "http (loadgen and wrk against nginx and our libuv HTTP server; "
                              "--models picks other of our servers) or generator (loadgen's own "
                              "CPU per request and schedule in open loop, and what sampling the "
-                             "server costs its tail, as ratios)")
+                             "server costs its tail, as ratios) or latency (p99 across load and "
+                             "each model's capacity at --slo-p99; --quick: iterative, fork, "
+                             "thread, libuv)")
     parser.add_argument("--models", default="",
                         help="comma-separated models to run (default: every registered model)")
     parser.add_argument("--duration", default=None,
                         help="measured seconds per case, e.g. 5s (default 5s; 3s with --quick)")
-    parser.add_argument("--warmup", default="1s", help="warm-up per case, excluded (default 1s; the http scenario has "
+    parser.add_argument("--warmup", default=None, help="warm-up per case, excluded (default 1s; latency: 500ms; the http scenario has "
                              "none, as wrk has none)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default results/<UTC date-time>/)")
@@ -993,6 +1056,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="run the whole matrix N times, the models interleaved (A B C A B C), "
                              "one results.csv row per run (its repeat column); the summary and "
                              "plots show medians (default 1)")
+    parser.add_argument("--slo-p99", default="1ms",
+                        help="latency scenario: the target whose capacity it finds (default 1ms)")
+    parser.add_argument("--latency-trickle", action="store_true",
+                        help="latency scenario: the 1,000 slow clients trickle instead of idling")
     parser.add_argument("--no-plots", action="store_true", help="skip plots/plot")
     parser.add_argument("--no-targets", dest="targets", action="store_false",
                         help="skip the performance-target runs and ratios (they run with the "
@@ -1002,13 +1069,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if not 1 <= args.repeat <= 100:
         raise UsageError(f"--repeat: {args.repeat} is not from 1 to 100")
     kind = args.scenario or ("quick" if args.quick else "default")
-    if args.quick and args.scenario and args.scenario != "quick":
+    if args.quick and args.scenario and args.scenario not in ("quick", "latency"):
         raise UsageError("--quick and --scenario name different matrices")
+    args.slo_p99_us = parse_duration_s(args.slo_p99, "--slo-p99") * 1e6
     args.scenarios = matrix(kind)
     if args.repeat > 1 and kind in ("http", "generator"):
         raise UsageError(f"--repeat: the {kind} scenario runs its own alternating rounds")
-    args.duration_s = parse_duration_s(args.duration or ("3s" if kind == "quick" else "5s"))
-    parse_duration_s(args.warmup)
+    args.duration_s = parse_duration_s(args.duration or ("3s" if kind == "quick" else
+                                                         "2s" if kind == "latency" else "5s"))
+    args.warmup = args.warmup or ("500ms" if kind == "latency" else "1s")
+    parse_duration_s(args.warmup, "--warmup")
     known = registered_models()
     if not known:
         raise UsageError(f"cannot list models from {ECHO_SERVER}; was the build successful?")
@@ -1022,6 +1092,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.model_list = [m for m in ("epoll", "libuv", "reactors", "prefork") if m in known]
     elif kind == "http":
         args.model_list = ["libuv"]
+    elif kind == "latency" and args.quick:
+        args.model_list = [m for m in latency.QUICK_MODELS if m in known]
     else:
         args.model_list = list(known)
     protocol = args.scenarios[0].protocol
@@ -1053,6 +1125,14 @@ def main(argv: list[str]) -> int:
         print(f"{HTTP_ROUNDS * len(servers) * 2} runs, {args.duration_s:g} s each, no warm-up: "
               f"loadgen and wrk ({HTTP_CONNECTIONS} connections, 1 thread, GET /) against "
               f"{', '.join(servers)}, {HTTP_ROUNDS} alternating rounds")
+        return 0
+    if args.list and args.scenarios[0].name == "latency":
+        steps = 1 + len(latency.FRACTIONS) + latency.BISECT_STEPS
+        print(f"the latency scenario: {', '.join(args.model_list)}, each with "
+              f"{' and '.join(str(n) for n in latency.POPULATIONS)} slow clients: a closed-loop "
+              f"probe, open-loop steps at {', '.join(f'{f:.0%}' for f in latency.FRACTIONS)} of "
+              f"it and {latency.BISECT_STEPS} bisection steps, about {steps} runs of "
+              f"{args.duration_s:g} s (+ {args.warmup} warm-up) each")
         return 0
     if args.list and args.scenarios[0].name == "generator":
         print(f"the generator scenario: {TARGET_ROUNDS} alternating rounds of loadgen runs "

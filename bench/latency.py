@@ -1,0 +1,147 @@
+"""The latency scenario: latency across load, and the capacity at a latency target.
+
+Per model and slow-client population (0 and 1,000 idle clients; trickling ones with
+--latency-trickle): a closed-loop probe measures the model's own capacity with 64
+connections; open-loop steps then offer fixed fractions of it and record p99 and p99.9
+from the intended send time against the achieved rate (the "hockey stick"); the
+capacity at the target (p99 <= 1 ms unless --slo-p99 says otherwise) is then refined
+by bisection between the two steps that bracket it. A model that starves some of its
+connections (iterative, threadpool past its workers) is measured once at a low rate
+and reported as starving, not as a missing point. A step loadgen judges itself the
+bottleneck of is kept and marked, never read as the server's latency.
+
+Run by bench/matrix.py (--scenario latency); standard library only."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+CONNECTIONS = 64
+FRACTIONS = (0.1, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1)
+BISECT_STEPS = 3
+POPULATIONS = (0, 1000)
+STARVING_RATE_RPS = 100  # where a model that starves connections is measured once
+QUICK_MODELS = ("iterative", "fork", "thread", "libuv")
+
+
+@dataclass
+class Step:
+    label: str
+    rate_rps: float
+    row: dict[str, str] | None
+
+    def value(self, key: str) -> float | None:
+        try:
+            return float(self.row[key]) if self.row and self.row.get(key) else None
+        except ValueError:
+            return None
+
+    def passes(self, slo_p99_us: float) -> bool:
+        p99 = self.value("latency_p99_us")
+        return (self.row is not None and self.row.get("verdict") == "ok" and p99 is not None
+                and p99 <= slo_p99_us)
+
+
+def run(bench, slow_mode: str, slo_p99_us: float, models: list[str]) -> list[str]:
+    """Runs the scenario through `bench` (matrix.Bench.run_latency_step) and returns the
+    summary lines; writes capacity.csv beside results.csv."""
+    capacities = []
+    total = len(models) * len(POPULATIONS)
+    done = 0
+    for slow in POPULATIONS:
+        for model in models:
+            done += 1
+            tag = f"{done}/{total} {model} slow={slow}"
+            capacities.append(measure_model(bench, tag, model, slow, slow_mode, slo_p99_us))
+    path = bench.out / "capacity.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(capacities[0].keys()))
+        writer.writeheader()
+        writer.writerows(capacities)
+    return summary(capacities, slo_p99_us, slow_mode)
+
+
+def measure_model(bench, tag: str, model: str, slow: int, slow_mode: str,
+                  slo_p99_us: float) -> dict[str, str]:
+    server = bench.start_latency_server(model, slow)
+    result = {"model": model, "slow_clients": str(slow), "slow_mode": slow_mode,
+              "slo_p99_us": f"{slo_p99_us:g}", "closed_loop_rps": "", "capacity_rps": "",
+              "note": ""}
+    try:
+        if server is None:
+            result["note"] = "the server did not start"
+            return result
+        probe = bench.run_latency_step(server, tag, model, slow, slow_mode, "closed", 0)
+        capacity = probe.value("throughput_rps")
+        starved = probe.value("starved_connections") or 0
+        if not capacity and not starved:
+            result["note"] = "the closed-loop probe measured nothing"
+            return result
+        result["closed_loop_rps"] = f"{capacity or 0:.1f}"
+        if starved > 0:
+            # It serves only some connections: one honest point at a low rate.
+            step = bench.run_latency_step(server, tag, model, slow, slow_mode, "starving",
+                                          STARVING_RATE_RPS)
+            result["capacity_rps"] = "0"
+            result["note"] = (f"starves {starved:.0f} of {CONNECTIONS} connections; at "
+                              f"{STARVING_RATE_RPS} req/s p99 "
+                              f"{step.value('latency_p99_us') or float('nan'):,.0f} us")
+            return result
+        steps = [bench.run_latency_step(server, tag, model, slow, slow_mode,
+                                        f"{fraction:.0%}", fraction * capacity)
+                 for fraction in FRACTIONS]
+        passing = [s for s in steps if s.passes(slo_p99_us)]
+        failing = [s for s in steps if not s.passes(slo_p99_us)]
+        if not passing:
+            result["capacity_rps"] = "0"
+            first = steps[0]
+            result["note"] = (f"p99 over {slo_p99_us:g} us already at {FRACTIONS[0]:.0%}"
+                              if first.row and first.row.get("verdict") == "ok" else
+                              f"no step at {FRACTIONS[0]:.0%} or above could be judged: "
+                              f"{(first.row or {}).get('verdict_reason') or 'the step failed'}")
+            return result
+        low = max(s.rate_rps for s in passing)
+        above = [s.rate_rps for s in failing if s.rate_rps > low]
+        if not above:
+            result["capacity_rps"] = f"{low:.1f}"
+            result["note"] = f"every step passed, up to {FRACTIONS[-1]:.0%} of the closed loop"
+            return result
+        high = min(above)
+        for _ in range(BISECT_STEPS):
+            middle = (low + high) / 2
+            step = bench.run_latency_step(server, tag, model, slow, slow_mode, "bisect", middle)
+            if step.passes(slo_p99_us):
+                low = middle
+            else:
+                high = middle
+        result["capacity_rps"] = f"{low:.1f}"
+        result["note"] = f"between {low:,.0f} (passed) and {high:,.0f} req/s (failed)"
+        return result
+    finally:
+        if server is not None:
+            bench.stop_latency_server(server)
+
+
+def summary(capacities: list[dict[str, str]], slo_p99_us: float, slow_mode: str) -> list[str]:
+    lines = [f"capacity at p99 <= {slo_p99_us:g} us, {CONNECTIONS} connections, open loop "
+             f"(req/s; closed-loop capacity beside it):"]
+    models = list(dict.fromkeys(c["model"] for c in capacities))
+    lines.append(f"  {'model':<12}" + "".join(f"{f'{n} {slow_mode} slow':>32}" for n in POPULATIONS))
+    for model in models:
+        cells = []
+        for n in POPULATIONS:
+            c = next((c for c in capacities if c["model"] == model and c["slow_clients"] == str(n)),
+                     None)
+            if not c or c["capacity_rps"] == "":
+                cells.append(f"{'-':>32}")
+                continue
+            cap = float(c["capacity_rps"])
+            closed = float(c["closed_loop_rps"]) if c["closed_loop_rps"] else 0
+            cells.append(f"{f'{cap:,.0f} (of {closed:,.0f})':>32}")
+        lines.append(f"  {model:<12}" + "".join(cells))
+    notes = [f"  {c['model']} slow={c['slow_clients']}: {c['note']}" for c in capacities
+             if c["note"]]
+    return lines + ["notes:"] + notes
