@@ -45,17 +45,23 @@ class Step:
                 and p99 <= slo_p99_us)
 
 
-def run(bench, slow_mode: str, slo_p99_us: float, models: list[str]) -> list[str]:
-    """Runs the scenario through `bench` (matrix.Bench.run_latency_step) and returns the
-    summary lines; writes capacity.csv beside results.csv."""
+def run(bench, slow_mode: str, slo_p99_us: float, models: list[str], repeats: int) -> list[str]:
+    """Runs the scenario through `bench` (matrix.Bench.run_latency_step) `repeats` times,
+    the models interleaved, and returns the summary lines; writes capacity.csv (a row per
+    model, population and repeat) beside results.csv."""
     capacities = []
-    total = len(models) * len(POPULATIONS)
+    total = len(models) * len(POPULATIONS) * repeats
     done = 0
-    for slow in POPULATIONS:
-        for model in models:
-            done += 1
-            tag = f"{done}/{total} {model} slow={slow}"
-            capacities.append(measure_model(bench, tag, model, slow, slow_mode, slo_p99_us))
+    for repeat in range(1, repeats + 1):
+        bench.repeat = repeat
+        for slow in POPULATIONS:
+            for model in models:
+                done += 1
+                tag = f"{done}/{total} {model} slow={slow}"
+                result = measure_model(bench, tag, model, slow, slow_mode, slo_p99_us)
+                result["repeat"] = str(repeat)
+                capacities.append(result)
+    bench.repeat = 1
     path = bench.out / "capacity.csv"
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(capacities[0].keys()))
@@ -126,21 +132,26 @@ def measure_model(bench, tag: str, model: str, slow: int, slow_mode: str,
 
 
 def summary(capacities: list[dict[str, str]], slo_p99_us: float, slow_mode: str) -> list[str]:
+    repeats = len({c.get("repeat", "1") for c in capacities})
     lines = [f"capacity at p99 <= {slo_p99_us:g} us, {CONNECTIONS} connections, open loop "
-             f"(req/s; closed-loop capacity beside it):"]
+             f"(req/s; closed-loop capacity beside it)"
+             + (f"; medians of {repeats} repeats, min-max in brackets:" if repeats > 1 else ":")]
     models = list(dict.fromkeys(c["model"] for c in capacities))
     lines.append(f"  {'model':<12}" + "".join(f"{f'{n} {slow_mode} slow':>32}" for n in POPULATIONS))
     for model in models:
         cells = []
         for n in POPULATIONS:
-            c = next((c for c in capacities if c["model"] == model and c["slow_clients"] == str(n)),
-                     None)
-            if not c or c["capacity_rps"] == "":
+            runs = [c for c in capacities if c["model"] == model and c["slow_clients"] == str(n)
+                    and c["capacity_rps"] != ""]
+            if not runs:
                 cells.append(f"{'-':>32}")
                 continue
-            cap = float(c["capacity_rps"])
-            closed = float(c["closed_loop_rps"]) if c["closed_loop_rps"] else 0
-            cells.append(f"{f'{cap:,.0f} (of {closed:,.0f})':>32}")
+            caps = [float(c["capacity_rps"]) for c in runs]
+            closed = median(float(c["closed_loop_rps"] or 0) for c in runs)
+            cell = f"{median(caps):,.0f}"
+            if len(caps) > 1:
+                cell += f" [{min(caps):,.0f}-{max(caps):,.0f}]"
+            cells.append(f"{cell + f' (of {closed:,.0f})':>32}")
         lines.append(f"  {model:<12}" + "".join(cells))
     notes = [f"  {c['model']} slow={c['slow_clients']}: {c['note']}" for c in capacities
              if c["note"]]

@@ -709,7 +709,7 @@ class Bench:
             row = {name: "" for name in self.header}
         row.update({"run_id": self.run_id, "model": model, "scenario": scenario, "label": label,
                     "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
-                    "outcome": outcome, "repeat": "1"})
+                    "outcome": outcome, "repeat": str(self.repeat)})
         self.append_row(row)
         verdict = row.get("verdict") or ""
         mark = "" if verdict in ("", "ok") else f"  {verdict}"
@@ -916,7 +916,7 @@ class Bench:
         self.write_machine()
         if scenarios[0].name == "latency":
             lines = latency.run(self, "trickle" if self.args.latency_trickle else "idle",
-                                self.args.slo_p99_us, models)
+                                self.args.slo_p99_us, models, self.args.repeat)
             text = "\n".join([""] + lines) + "\n"
             print(text, flush=True)
             (self.out / "summary.txt").write_text(text)
