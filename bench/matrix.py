@@ -29,6 +29,7 @@ import peers
 import cgroups
 import generator
 import latency
+import report
 from cgroups import Cgroup, unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -409,6 +410,7 @@ class Bench:
             f"fd_limit_hard: {run_text(['sh', '-c', 'ulimit -Hn']).strip()}",
             f"somaxconn: {Path('/proc/sys/net/core/somaxconn').read_text().strip()}",
             f"server_cost: {server_cost_method()}",
+            f"command: {self.args.command}",
         ]
         if self.args.scenarios[0].protocol == "http":
             # wrk --version prints on stdout, nginx -v on stderr.
@@ -895,6 +897,12 @@ class Bench:
 
     # --- the whole run -----------------------------------------------------------
     def run(self) -> int:
+        code = self.run_scenarios()
+        index = report.write_index(self.out, f"bench run {self.run_id}", self.args.command)
+        print(f"report: {index}", flush=True)
+        return code
+
+    def run_scenarios(self) -> int:
         scenarios = self.args.scenarios
         models = self.args.model_list
         duration_s = self.args.duration_s
@@ -1065,6 +1073,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="skip the performance-target runs and ratios (they run with the "
                              "default matrix only)")
     args = parser.parse_args(argv)
+    args.command = " ".join(["bench/run", *argv])
 
     if not 1 <= args.repeat <= 100:
         raise UsageError(f"--repeat: {args.repeat} is not from 1 to 100")
