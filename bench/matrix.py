@@ -1168,6 +1168,7 @@ def main(argv: list[str]) -> int:
     finally:
         for server in list(LIVE_SERVERS):
             server.stop()
+        cgroups.remove_parents()
 
 
 if __name__ == "__main__":
