@@ -127,9 +127,10 @@ struct Field {
   int decimals = 0;
 };
 
-/// The CSV columns, in order.
+/// The CSV columns, in order: the names of report_fields(), the one list of fields.
 const std::vector<std::string_view>& csv_columns();
-/// The report as fields, in csv_columns() order.
+/// The report as fields, in csv_columns() order (the CSV row and the JSON object both
+/// come from this list).
 std::vector<Field> report_fields(const Report& report);
 
 /// The header line and one row (no trailing newline), quoted where RFC 4180 needs it.
