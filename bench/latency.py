@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import median
 
 CONNECTIONS = 64
@@ -92,9 +91,10 @@ def measure_model(bench, tag: str, model: str, slow: int, slow_mode: str,
             step = bench.run_latency_step(server, tag, model, slow, slow_mode, "starving",
                                           STARVING_RATE_RPS)
             result["capacity_rps"] = "0"
+            p99 = step.value("latency_p99_us")
             result["note"] = (f"starves {starved:.0f} of {CONNECTIONS} connections; at "
-                              f"{STARVING_RATE_RPS} req/s p99 "
-                              f"{step.value('latency_p99_us') or float('nan'):,.0f} us")
+                              f"{STARVING_RATE_RPS} req/s "
+                              + (f"p99 {p99:,.0f} us" if p99 is not None else "no request answered"))
             return result
         steps = [bench.run_latency_step(server, tag, model, slow, slow_mode,
                                         f"{fraction:.0%}", fraction * capacity)

@@ -27,7 +27,7 @@ from statistics import median
 
 import peers
 import cgroups
-import generator
+import generator as generator_scenario
 import latency
 import report
 from cgroups import Cgroup, unique_name
@@ -123,7 +123,7 @@ def matrix(kind: str) -> list[Scenario]:
     if kind == "generator":
         # Run by generator.run, not by the model x scenario loop: loadgen's own cost
         # and schedule against the epoll (tcp) and libuv (http) models.
-        return [Scenario("generator", connections=generator.CONNECTIONS)]
+        return [Scenario("generator", connections=generator_scenario.CONNECTIONS)]
     if kind == "latency":
         # Run by latency.run: steps at fractions of each model's own capacity.
         return [Scenario("latency", connections=latency.CONNECTIONS)]
@@ -440,14 +440,9 @@ class Bench:
             suffix = f"-r{self.repeat}" if self.repeat > 1 else ""
             csv_path = self.out / "cases" / f"{model}-{scenario.name}{suffix}.csv"
             hist_path = self.out / "histograms" / f"{model}-{scenario.name}{suffix}.hgrm"
-            csv_path.unlink(missing_ok=True)
-            cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
-                   "--protocol", scenario.protocol,
-                   "--connections", str(scenario.connections),
-                   "--duration", f"{duration_s:g}s", "--warmup", warmup,
-                   *server.sampling_args(),
-                   "--label", label or scenario.name,
-                   "--csv", str(csv_path), "--histogram", str(hist_path)]
+            cmd = self.loadgen_cmd(server.port, scenario.protocol, scenario.connections,
+                                   duration_s, warmup, label or scenario.name, csv_path,
+                                   hist_path, server.sampling_args())
             if scenario.protocol != "http":  # http: a GET, as wrk sends
                 cmd += ["--payload", str(scenario.payload_bytes)]
             if scenario.slow_clients:
@@ -476,16 +471,12 @@ class Bench:
         else:
             server.stop()
             outcome = error
-        if row is None:
-            row = {name: "" for name in self.header}
-            row.update({"label": label or scenario.name, "connections": str(scenario.connections),
-                        "slow_clients": str(scenario.slow_clients),
-                        "slow_mode": scenario.slow_mode,
-                        "payload_bytes": str(scenario.payload_bytes)})
-        row.update({"run_id": self.run_id, "model": model, "scenario": scenario.name,
-                    "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
-                    "outcome": outcome, "repeat": str(self.repeat)})
-        self.append_row(row)
+        row = self.record_row(row, {"label": label or scenario.name,
+                                    "connections": str(scenario.connections),
+                                    "slow_clients": str(scenario.slow_clients),
+                                    "slow_mode": scenario.slow_mode,
+                                    "payload_bytes": str(scenario.payload_bytes)},
+                              model, scenario.name, outcome)
         shown = describe_result(row)
         extra = "" if outcome == "ok" else f"  [{outcome}]"
         starved = row.get("starved_connections") or ""
@@ -506,6 +497,29 @@ class Bench:
             outcome = f"loadgen exit {result.returncode}: " + \
                 (result.stderr.strip().splitlines() or ["?"])[-1][:200]
         return outcome, self.read_case_row(csv_path)
+
+    def loadgen_cmd(self, port: int, protocol: str, connections: int, duration_s: float,
+                    warmup: str, label: str, csv_path: Path, hist_path: Path | None,
+                    sampling: list[str]) -> list[str]:
+        """The loadgen command every case starts from (its CSV file emptied first)."""
+        csv_path.unlink(missing_ok=True)
+        cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(port), "--protocol", protocol,
+               "--connections", str(connections), "--duration", f"{duration_s:g}s",
+               "--warmup", warmup, *sampling, "--label", label, "--csv", str(csv_path)]
+        return cmd + (["--histogram", str(hist_path)] if hist_path else [])
+
+    def record_row(self, row: dict[str, str] | None, blank: dict[str, str], model: str,
+                   scenario: str, outcome: str) -> dict[str, str]:
+        """Adds the bench's columns to a case's row (a blank one with `blank`'s cells when
+        loadgen wrote none), appends it to results.csv and returns it."""
+        if row is None:
+            row = {name: "" for name in self.header}
+            row.update(blank)
+        row.update({"run_id": self.run_id, "model": model, "scenario": scenario,
+                    "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
+                    "outcome": outcome, "repeat": str(self.repeat)})
+        self.append_row(row)
+        return row
 
     def read_case_row(self, path: Path) -> dict[str, str] | None:
         try:
@@ -627,7 +641,7 @@ class Bench:
         return lines
 
     # --- the generator scenario: loadgen's own cost and schedule ----------------------
-    def run_generator_case(self, tag: str, case: "generator.Case",
+    def run_generator_case(self, tag: str, case: "generator_scenario.Case",
                            extra: list[str]) -> dict[str, str] | None:
         """One loadgen run of the generator scenario against a fresh server; appends its
         row to results.csv and returns it (None when the run failed)."""
@@ -637,17 +651,13 @@ class Bench:
         row, outcome = None, error or "ok"
         if error is None:
             csv_path = self.out / "cases" / f"{case.name}-{tag.split('/')[0]}.csv"
-            csv_path.unlink(missing_ok=True)
-            cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
-                   "--protocol", case.protocol, "--connections", str(case.connections),
-                   "--threads", "1", "--duration", f"{self.args.duration_s:g}s",
-                   "--warmup", self.args.warmup, "--label", case.name, "--csv", str(csv_path)]
+            sampling = {"cgroup": server.sampling_args(),
+                        "proc": ["--server-pid", str(server.proc.pid)]}.get(case.sampling, [])
+            cmd = self.loadgen_cmd(server.port, case.protocol, case.connections,
+                                   self.args.duration_s, self.args.warmup, case.name, csv_path,
+                                   None, sampling) + ["--threads", "1"]
             if case.slow_clients:
                 cmd += ["--slow-clients", str(case.slow_clients)]
-            if case.sampling == "cgroup":
-                cmd += server.sampling_args()
-            elif case.sampling == "proc":
-                cmd += ["--server-pid", str(server.proc.pid)]
             budget_s = self.args.duration_s + parse_duration_s(self.args.warmup) + 120
             outcome, row = self.run_loadgen(pinned(cmd + extra, self.loadgen_cpu), csv_path,
                                             budget_s)
@@ -657,14 +667,9 @@ class Bench:
         else:
             server.stop()
         shown = row
-        if row is None:
-            row = {name: "" for name in self.header}
-            row.update({"label": case.name, "protocol": case.protocol,
-                        "connections": str(case.connections)})
-        row.update({"run_id": self.run_id, "model": case.model, "scenario": "generator",
-                    "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
-                    "outcome": outcome})
-        self.append_row(row)
+        row = self.record_row(row, {"label": case.name, "protocol": case.protocol,
+                                    "connections": str(case.connections)},
+                              case.model, "generator", outcome)
         extra_text = "" if outcome == "ok" else f"  [{outcome}]"
         verdict = row.get("verdict") or ""
         if verdict and verdict != "ok":
@@ -695,11 +700,9 @@ class Bench:
         self.step_index = getattr(self, "step_index", 0) + 1
         case = f"{model}-{scenario}-{self.step_index:03d}"
         csv_path = self.out / "cases" / f"{case}.csv"
-        cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
-               "--connections", str(latency.CONNECTIONS), "--payload", "64",
-               "--duration", f"{self.args.duration_s:g}s", "--warmup", self.args.warmup,
-               *server.sampling_args(), "--label", label, "--csv", str(csv_path),
-               "--histogram", str(self.out / "histograms" / f"{case}.hgrm")]
+        cmd = self.loadgen_cmd(server.port, "tcp", latency.CONNECTIONS, self.args.duration_s,
+                               self.args.warmup, label, csv_path,
+                               self.out / "histograms" / f"{case}.hgrm", server.sampling_args())
         if slow:
             cmd += ["--slow-clients", str(slow), "--slow-mode", slow_mode]
         if rate_rps > 0:
@@ -707,12 +710,8 @@ class Bench:
         budget_s = self.args.duration_s + parse_duration_s(self.args.warmup) + 120
         outcome, row = self.run_loadgen(pinned(cmd, self.loadgen_cpu), csv_path, budget_s)
         shown = row
-        if row is None:
-            row = {name: "" for name in self.header}
-        row.update({"run_id": self.run_id, "model": model, "scenario": scenario, "label": label,
-                    "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
-                    "outcome": outcome, "repeat": str(self.repeat)})
-        self.append_row(row)
+        row = self.record_row(row, {"label": label, "connections": str(latency.CONNECTIONS),
+                                    "slow_clients": str(slow)}, model, scenario, outcome)
         verdict = row.get("verdict") or ""
         mark = "" if verdict in ("", "ok") else f"  {verdict}"
         offered = f"{rate_rps:,.0f} offered" if rate_rps > 0 else "closed loop"
@@ -734,10 +733,11 @@ class Bench:
         error = server.wait_ready()  # learns the port
         return server, server.port, server.proc.pid, error
 
-    def http_case(self, tag: str, generator: str, server: str, port: int, pid: int,
+    def http_case(self, tag: str, generator: str, server: str, handle, port: int, pid: int,
                   duration_s: float, start_error: str | None) -> dict[str, str]:
-        """One generator's run against one server (none when the server did not start:
-        then the row carries start_error); appends and returns its row."""
+        """One generator's run against one server (`handle`, a Server or peers.Nginx; none
+        when it did not start: then the row carries start_error); appends and returns its
+        row."""
         outcome, row = "ok", None
         budget_s = duration_s + 120
         if start_error:
@@ -762,22 +762,14 @@ class Bench:
         else:
             case = f"{server}-http-{tag.split('/')[0]}"
             csv_path = self.out / "cases" / f"{case}.csv"
-            csv_path.unlink(missing_ok=True)
             # No warm-up: wrk has none, and both sides must measure the same thing.
-            cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(port), "--protocol", "http",
-                   "--connections", str(HTTP_CONNECTIONS), "--threads", "1",
-                   "--duration", f"{duration_s:g}s", "--warmup", "0s",
-                   *handle.sampling_args(), "--label", "loadgen", "--csv", str(csv_path),
-                   "--histogram", str(self.out / "histograms" / f"{case}.hgrm")]
+            cmd = self.loadgen_cmd(port, "http", HTTP_CONNECTIONS, duration_s, "0s", "loadgen",
+                                   csv_path, self.out / "histograms" / f"{case}.hgrm",
+                                   handle.sampling_args()) + ["--threads", "1"]
             outcome, row = self.run_loadgen(pinned(cmd, self.loadgen_cpu), csv_path, budget_s)
-        if row is None:
-            row = {name: "" for name in self.header}
-            row.update({"label": generator, "protocol": "http",
-                        "connections": str(HTTP_CONNECTIONS)})
-        row.update({"run_id": self.run_id, "model": server, "scenario": "http",
-                    "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
-                    "outcome": outcome})
-        self.append_row(row)
+        row = self.record_row(row, {"label": generator, "protocol": "http",
+                                    "connections": str(HTTP_CONNECTIONS)},
+                              server, "http", outcome)
         extra = "" if outcome == "ok" else f"  [{outcome}]"
         errors = row.get("errors") or "0"
         if errors != "0":
@@ -800,8 +792,8 @@ class Bench:
                 handle, port, pid, error = self.start_http_server(name)
                 for generator in generators[::-1] if flip else generators:
                     index += 1
-                    row = self.http_case(f"{index}/{total}", generator, name, port, pid,
-                                         duration_s, error)
+                    row = self.http_case(f"{index}/{total}", generator, name, handle, port,
+                                         pid, duration_s, error)
                     rows.setdefault((name, generator), []).append(row)
                 if handle in LIVE_SERVERS:
                     LIVE_SERVERS.remove(handle)
@@ -932,7 +924,7 @@ class Bench:
                 subprocess.run([str(PLOT), str(self.out / "results.csv"), str(self.out / "plots")])
             return 0
         if scenarios[0].name == "generator":
-            lines = generator.run(self, Server, TARGET_ROUNDS, duration_s)
+            lines = generator_scenario.run(self, Server, TARGET_ROUNDS, duration_s)
             text = "\n".join([""] + lines) + "\n"
             print(text, flush=True)
             (self.out / "summary.txt").write_text(text)
