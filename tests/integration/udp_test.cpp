@@ -1,6 +1,6 @@
 // UDP echo (RFC 862 datagrams): every model whose registry row has a serve_udp, run
 // as echo-server --protocol udp on a kernel-picked loopback port, against the rules
-// of DESIGN.md: each datagram comes back whole to its sender, none is lost without
+// of the protocol: each datagram comes back whole to its sender, none is lost without
 // being counted, and SIGTERM ends the server cleanly. A model that gains a UDP form is
 // covered here without any change. (Its command line is tested in cli_test, its
 // spread over workers in workers_test.)

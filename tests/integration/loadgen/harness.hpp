@@ -21,7 +21,8 @@ inline const std::string kLoadgen = CB_LOADGEN_PATH;
 inline const std::string kEchoServer = CB_ECHO_SERVER_PATH;
 inline const std::string kTestEchoServer = CB_TEST_ECHO_SERVER_PATH;
 
-/// The CSV columns issue 3 names, in its order, then the protocol columns (http, udp);
+/// The CSV columns loadgen writes, in their order (the first release's, then the protocol
+/// columns (http, udp), then those of the open loop, the self-checks and the search);
 /// the JSON object has the same keys.
 inline constexpr std::string_view kCsvHeader =
     "timestamp,label,protocol,host,port,threads,connections,slow_clients,slow_mode,"

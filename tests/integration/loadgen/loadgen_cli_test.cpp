@@ -1,6 +1,6 @@
 // loadgen's command line and output files, run as a user runs them: every usage error
 // exits 2 with one line on stderr, an unreachable target exits 1 and says why, and
-// --csv, --json, --histogram and --help write what issue 3 names. Short runs against
+// --csv, --json, --histogram and --help write what the README documents. Short runs against
 // echo-server's libuv model; not timing-sensitive, so CTest may run them in parallel.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -120,7 +120,7 @@ TEST(LoadgenCli, PortOutOfRangeIsUsageError) {
   expect_usage_error({"--host", "127.0.0.1", "--port", "70000", "--duration", "1s"}, "port");
 }
 
-// Issue 3: a host that does not resolve is a target that cannot be reached (exit 1),
+// A host that does not resolve is a target that cannot be reached (exit 1),
 // like a refused port; one line names the host.
 TEST(LoadgenCli, UnresolvableHostExitsOne) {
   // .invalid never resolves (RFC 6761).
@@ -330,7 +330,7 @@ class LoadgenOutput : public ::testing::Test {
   std::optional<StartedServer> server_;
 };
 
-// Two runs with --csv on one file: one header (issue 3's columns, in order), two rows.
+// Two runs with --csv on one file: one header (the documented columns, in order), two rows.
 TEST_F(LoadgenOutput, CsvAppendsOneRowPerRunUnderOneHeader) {
   const fs::path csv = dir_ / "out.csv";
   for (const char* label : {"first", "second"}) {
