@@ -87,8 +87,8 @@ EchoEnd echo_connection(int fd, std::span<char> buffer, const StopSignal& stop,
 }
 
 EchoEnd http_connection(int fd, std::span<char> buffer, const StopSignal& stop,
-                        ServerStats& stats) {
-  HttpSession session;
+                        ServerStats& stats, RequestBudget budget) {
+  HttpSession session(budget);
   std::string out;
   EchoEnd end{};
   for (;;) {
@@ -110,7 +110,7 @@ EchoEnd http_connection(int fd, std::span<char> buffer, const StopSignal& stop,
 
 EchoEnd serve_connection(int fd, std::span<char> buffer, const ServeContext& ctx) {
   if (ctx.options.protocol == Protocol::kHttp)
-    return http_connection(fd, buffer, ctx.stop, ctx.stats);
+    return http_connection(fd, buffer, ctx.stop, ctx.stats, request_budget(ctx));
   return echo_connection(fd, buffer, ctx.stop, ctx.stats);
 }
 

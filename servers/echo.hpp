@@ -32,9 +32,11 @@ EchoEnd echo_connection(int fd, std::span<char> buffer, const StopSignal& stop, 
 /// HTTP/1.1 on one connection (see HttpSession): reads into `buffer`, writes every
 /// response the read completed before it reads again, and returns once a response
 /// that closes the connection is written, or on EOF, error or stop. Counts responses
-/// in stats.messages and written bytes in stats.bytes_echoed. Does not close `fd`.
+/// in stats.messages and written bytes in stats.bytes_echoed; what it holds of a request
+/// not yet complete counts against `budget`. Does not close `fd`.
 /// Safe to call from many threads at once, one fd each.
-EchoEnd http_connection(int fd, std::span<char> buffer, const StopSignal& stop, ServerStats& stats);
+EchoEnd http_connection(int fd, std::span<char> buffer, const StopSignal& stop, ServerStats& stats,
+                        RequestBudget budget = {});
 
 /// Serves one connection with the protocol ctx.options.protocol names: tcp through
 /// echo_connection, http through http_connection.

@@ -135,10 +135,23 @@ int EpollServer::run(std::string& error) {
     add_connection(std::move(connection));
   };
 
+  const uint32_t listen_events = EPOLLIN | (edge_ ? uint32_t{EPOLLET} : 0u);
+  // Backing off (out of descriptors, no spare), the listener is watched for nothing:
+  // reported ready again and again, it would spin the loop.
+  auto watch_listener = [&](uint32_t events) {
+    epoll_event event{};
+    event.events = events;
+    event.data.fd = listen_fd;
+    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listen_fd, &event) == 0;
+  };
+  bool listener_muted = false;
+
   epoll_event events[kMaxEvents];
   std::vector<int> due;
+  ctx_.ready();
   for (;;) {
-    const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, turns_.empty() ? -1 : 0);
+    const int n =
+        ::epoll_wait(epoll_.get(), events, kMaxEvents, acceptor_.wait_ms(turns_.empty() ? -1 : 0));
     if (n < 0) {
       if (errno == EINTR) continue;
       error = std::string("epoll_wait: ") + std::strerror(errno);
@@ -154,7 +167,7 @@ int EpollServer::run(std::string& error) {
       const uint32_t got = events[i].events;
       if (fd == stop_fd) return 0;
       if (fd == listen_fd) {
-        accept = true;
+        accept = !listener_muted;
         continue;
       }
       // A hang-up or error reports as both: the next recv or send tells which.
@@ -173,7 +186,12 @@ int EpollServer::run(std::string& error) {
     due.clear();
     // Accepted last, so that no descriptor closed above is reused by a new connection
     // while this round's reports still describe the old one.
+    if (listener_muted && acceptor_.backoff_over()) {
+      listener_muted = !watch_listener(listen_events);
+      accept = true;  // edge-triggered, what arrived meanwhile is not reported again
+    }
     if (accept && !acceptor_.accept_pending(adopt, error)) return 1;
+    if (acceptor_.backing_off() && !listener_muted) listener_muted = watch_listener(0);
   }
 }
 

@@ -7,17 +7,34 @@
 
 #include <http_parser.h>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 
 namespace cb::servers {
 
+/// One bound on the bytes that every session of a server holds at once for requests
+/// not yet complete (a stalled upload holds up to kMaxRequestBytes). Sessions share
+/// the counters, which may live in memory shared with worker processes. A default
+/// RequestBudget bounds and counts nothing. Thread-safe.
+struct RequestBudget {
+  std::atomic<uint64_t>* held_bytes = nullptr;  ///< what every session holds now
+  std::atomic<uint64_t>* refused = nullptr;     ///< requests answered 503 for it
+  uint64_t limit_bytes = UINT64_MAX;
+
+  /// Takes `bytes` more if they fit under the limit (or `force`); false otherwise.
+  bool take(uint64_t bytes, bool force = false) const;
+  void give_back(uint64_t bytes) const;
+};
+
 /// One connection's HTTP state: the parser, the part of a request read so far, and
 /// whether the connection must close. Keep-alive by default; pipelined requests are
 /// answered in order; bodies come by Content-Length or chunked. A malformed request
 /// gets 400, a request head over kMaxHeadBytes 431, a request over kMaxRequestBytes
-/// 413, and each of those closes the connection after its response. HEAD gets the
+/// 413, a request whose held bytes would take its RequestBudget over the limit 503,
+/// and each of those closes the connection after its response. HEAD gets the
 /// head only; `Expect: 100-continue` gets an interim 100 Continue. Not thread-safe:
 /// one session per connection, used by one thread at a time.
 class HttpSession {
@@ -28,7 +45,8 @@ class HttpSession {
   /// until it is complete, since its response echoes it all.
   static constexpr size_t kMaxRequestBytes = 1024 * 1024;
 
-  HttpSession();
+  explicit HttpSession(RequestBudget budget = {});
+  ~HttpSession();
   // The parser points back at the session.
   HttpSession(const HttpSession&) = delete;
   HttpSession& operator=(const HttpSession&) = delete;
@@ -60,10 +78,17 @@ class HttpSession {
   bool header_expects_continue() const;
   /// Forgets the request just answered.
   void reset_request();
+  /// Keeps `length` more bytes of the current request, if the budget allows; false
+  /// (nothing kept) when it does not.
+  bool hold(const char* data, size_t length);
+  /// Brings what the budget counts for this session in line with held_'s memory.
+  void account_held();
 
   http_parser parser_{};
   std::string* out_ = nullptr;  ///< feed()'s output, for the 100 Continue
   std::string held_;            ///< the current request's bytes from earlier feeds
+  RequestBudget budget_;
+  size_t accounted_bytes_ = 0;  ///< held_'s memory as the budget counts it
   size_t request_bytes_ = 0;    ///< the current request's bytes parsed so far
   bool headers_done_ = false;
   bool message_done_ = false;  ///< set by on_message_complete, which pauses the parser

@@ -38,8 +38,10 @@ int serve_poll(const ServeContext& ctx, std::string& error) {
     connections.push_back(std::move(connection));
   };
 
+  ctx.ready();
   for (;;) {
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
+    fds[kListener].events = acceptor.backing_off() ? 0 : POLLIN;
+    if (::poll(fds.data(), fds.size(), acceptor.wait_ms(-1)) < 0) {
       if (errno == EINTR) continue;
       error = std::string("poll: ") + std::strerror(errno);
       return 1;
@@ -69,7 +71,8 @@ int serve_poll(const ServeContext& ctx, std::string& error) {
     fds.resize(kFirstConnection + kept);
     // Accepted last, so that no descriptor closed above is reused by a new connection
     // while this round's answers still describe the old one.
-    if (fds[kListener].revents != 0 && !acceptor.accept_pending(adopt, error)) return 1;
+    const bool reported = fds[kListener].revents != 0;
+    if ((reported || acceptor.backoff_over()) && !acceptor.accept_pending(adopt, error)) return 1;
   }
 }
 

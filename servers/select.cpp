@@ -31,6 +31,7 @@ int serve_select(const ServeContext& ctx, std::string& error) {
     connections.push_back(std::move(connection));
   };
 
+  ctx.ready();
   for (;;) {
     // select() overwrites the sets with its answer, so they are rebuilt every round
     // from what each connection wants now.
@@ -39,7 +40,7 @@ int serve_select(const ServeContext& ctx, std::string& error) {
     FD_ZERO(&readable);
     FD_ZERO(&writable);
     FD_SET(stop_fd, &readable);
-    FD_SET(listen_fd, &readable);
+    if (!acceptor.backing_off()) FD_SET(listen_fd, &readable);
     int max_fd = std::max(stop_fd, listen_fd);
     for (const auto& connection : connections) {
       const Interest want = connection->interest();
@@ -48,7 +49,10 @@ int serve_select(const ServeContext& ctx, std::string& error) {
       max_fd = std::max(max_fd, connection->fd());
     }
 
-    if (::select(max_fd + 1, &readable, &writable, nullptr, nullptr) < 0) {
+    const int wait_ms = acceptor.wait_ms(-1);
+    timeval timeout{wait_ms / 1000, (wait_ms % 1000) * 1000};
+    if (::select(max_fd + 1, &readable, &writable, nullptr, wait_ms < 0 ? nullptr : &timeout) <
+        0) {
       if (errno == EINTR) continue;
       error = std::string("select: ") + std::strerror(errno);
       return 1;
@@ -66,7 +70,8 @@ int serve_select(const ServeContext& ctx, std::string& error) {
     std::erase_if(connections, [](const auto& connection) { return connection->done(); });
     // Accepted last, so that no descriptor closed above is reused by a new connection
     // while this round's sets still describe the old one.
-    if (FD_ISSET(listen_fd, &readable) && !acceptor.accept_pending(adopt, error)) return 1;
+    const bool reported = !acceptor.backing_off() && FD_ISSET(listen_fd, &readable);
+    if ((reported || acceptor.backoff_over()) && !acceptor.accept_pending(adopt, error)) return 1;
   }
 }
 
