@@ -58,8 +58,16 @@ TEST_P(DescriptorExhaustion, FullTableCostsNoCpuRefusesAndCountsAndRecovers) {
     clients.push_back(std::move(fd));
   }
 
-  // The table stays full for as long as the clients stay: the server must sleep.
-  std::this_thread::sleep_for(500ms);
+  // Once it has dealt with the burst (fork, say, forks a child per client, slowly
+  // under a sanitizer), the table stays full for as long as the clients stay: the
+  // server must sleep. A server that spins never settles, and fails below.
+  const Deadline settled(10s);
+  for (double last_s = tree_cpu_s(server_->pid()); !settled.expired();) {
+    std::this_thread::sleep_for(250ms);
+    const double now_s = tree_cpu_s(server_->pid());
+    if (now_s - last_s < 0.01) break;
+    last_s = now_s;
+  }
   const double before_s = tree_cpu_s(server_->pid());
   std::this_thread::sleep_for(1s);
   const double used_s = tree_cpu_s(server_->pid()) - before_s;
