@@ -94,8 +94,9 @@ struct AcceptResult {
 /// lock that their ordinary accepts share, so no other thread's accept can take the
 /// descriptor a spare freed: loops of one process never lose their spares to each
 /// other. A spare that could not be had is taken again on a later call, once
-/// descriptors are free. Accepted sockets are close-on-exec and non-blocking when
-/// asked. One Acceptor per thread; any number of threads.
+/// descriptors are free. The listening socket must be non-blocking (an accept that
+/// blocked would hold the lock). Accepted sockets are close-on-exec and non-blocking
+/// when asked. One Acceptor per thread; any number of threads.
 class Acceptor {
  public:
   explicit Acceptor(bool nonblocking_connections);

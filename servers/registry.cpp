@@ -32,8 +32,9 @@ constexpr std::array kModels{
     Model{"reactors", "--workers threads, each with its own libuv loop; connections spread over "
                       "them (--reuseport: a socket each)",
           serve_reactors, kWorkersFlag | kReusePortFlag, nullptr, serve_reactors_udp,
-          // A libuv loop's epoll and eventfd, a spare for shedding, the listener's dup,
-          // and a socket of its own over udp or with --reuseport.
+          // What a loop opens before any client (measured: libuv's epoll and wakeup
+          // descriptors, and the spare for shedding), and a socket of its own over udp
+          // or with --reuseport (which check_up_front_cost adds).
           UpFrontCost{.descriptors_per_worker = 5}},
     Model{"threadpool", "--workers threads (default 8) doing blocking I/O on a bounded queue of "
                         "accepted connections",
