@@ -146,12 +146,16 @@ int EpollServer::run(std::string& error) {
   };
   bool listener_muted = false;
 
+  // With an HTTP timeout on, the loop wakes now and then to close what is past it.
+  const bool sweeps = http_timeouts_on(ctx_.options);
+  uint64_t next_sweep_ms = 0;
+
   epoll_event events[kMaxEvents];
   std::vector<int> due;
   ctx_.ready();
   for (;;) {
-    const int n =
-        ::epoll_wait(epoll_.get(), events, kMaxEvents, acceptor_.wait_ms(turns_.empty() ? -1 : 0));
+    const int wait_ms = !turns_.empty() ? 0 : sweeps ? static_cast<int>(kDeadlineSweepMs) : -1;
+    const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, acceptor_.wait_ms(wait_ms));
     if (n < 0) {
       if (errno == EINTR) continue;
       error = std::string("epoll_wait: ") + std::strerror(errno);
@@ -184,6 +188,14 @@ int EpollServer::run(std::string& error) {
       if (slots_[fd].connection && slots_[fd].connection->yielded()) serve(fd, {});
     }
     due.clear();
+    if (sweeps && steady_now_ms() >= next_sweep_ms) {
+      const uint64_t now_ms = steady_now_ms();
+      next_sweep_ms = now_ms + kDeadlineSweepMs;
+      // Closing a socket takes it off the watch list; a turn still queued for it
+      // finds its slot empty.
+      for (Slot& slot : slots_)
+        if (slot.connection && slot.connection->expire_if_due(now_ms)) slot = Slot{};
+    }
     // Accepted last, so that no descriptor closed above is reused by a new connection
     // while this round's reports still describe the old one.
     if (listener_muted && acceptor_.backoff_over()) {

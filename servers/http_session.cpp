@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <string_view>
 
@@ -246,6 +247,26 @@ void HttpSession::reset_request() {
   field_matched_ = 0;
   value_matched_ = 0;
   expect_continue_ = false;
+}
+
+uint64_t steady_now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+void HttpDeadline::update(const HttpSession& session, uint64_t now_ms) {
+  const bool in_head = session.request_started() && !session.head_done();
+  if (in_head && !in_head_) head_started_ms_ = now_ms;
+  in_head_ = in_head;
+  if (in_head) {
+    deadline_ms_ = header_timeout_ms_ > 0 ? head_started_ms_ + header_timeout_ms_ : UINT64_MAX;
+  } else if (!session.request_started()) {
+    // Idle: no request in progress, and input (or the accept) has just come.
+    deadline_ms_ = idle_timeout_ms_ > 0 ? now_ms + idle_timeout_ms_ : UINT64_MAX;
+  } else {
+    deadline_ms_ = UINT64_MAX;  // a body on its way: neither timeout covers it
+  }
 }
 
 void clear_buffer(std::string& buffer, size_t max_kept_bytes) {

@@ -63,6 +63,11 @@ class HttpSession {
   /// answered with an error.
   bool closing() const { return closing_; }
 
+  /// Some bytes of a request have come and the request is not complete yet.
+  bool request_started() const { return !held_.empty(); }
+  /// The current request's head is complete (its body may still be coming).
+  bool head_done() const { return headers_done_; }
+
  private:
   static int on_header_field(http_parser* parser, const char* at, size_t length);
   static int on_header_value(http_parser* parser, const char* at, size_t length);
@@ -101,6 +106,35 @@ class HttpSession {
   size_t value_matched_ = 0;  ///< bytes of the value that match "100-continue", or npos
   bool expect_continue_ = false;
   bool closing_ = false;
+};
+
+/// The steady clock in milliseconds, for HttpDeadline.
+uint64_t steady_now_ms();
+
+/// --header-timeout and --idle-timeout for one connection, as nginx's
+/// client_header_timeout and keepalive_timeout: a request head must be complete within
+/// header_timeout_ms of its first byte, and a connection with no request in progress
+/// may stay idle (since it was accepted, or since its last request) for
+/// idle_timeout_ms. 0 turns either off. The connection's model calls update() when it
+/// starts and after each feed, and closes the connection once deadline_ms() passes.
+/// Not thread-safe: one per connection.
+class HttpDeadline {
+ public:
+  HttpDeadline(uint64_t header_timeout_ms, uint64_t idle_timeout_ms)
+      : header_timeout_ms_(header_timeout_ms), idle_timeout_ms_(idle_timeout_ms) {}
+
+  /// Takes in what `session` is doing now (input has just come, or the connection is new).
+  void update(const HttpSession& session, uint64_t now_ms);
+  /// When the connection must close, or UINT64_MAX when no timeout runs.
+  uint64_t deadline_ms() const { return deadline_ms_; }
+  bool expired(uint64_t now_ms) const { return now_ms >= deadline_ms_; }
+
+ private:
+  uint64_t header_timeout_ms_;
+  uint64_t idle_timeout_ms_;
+  bool in_head_ = false;           ///< a request head is being read
+  uint64_t head_started_ms_ = 0;   ///< when its first byte came
+  uint64_t deadline_ms_ = UINT64_MAX;
 };
 
 /// Empties `buffer`, keeping its memory for the next use unless it has grown past

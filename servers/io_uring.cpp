@@ -41,6 +41,7 @@ constexpr uint64_t kStopTag = 2;
 constexpr uint64_t kCancelTag = 3;
 constexpr uint64_t kListenPollTag = 4;  // the listener readable, while out of descriptors
 constexpr uint64_t kBackoffTag = 5;     // a back-off's timeout, while out of descriptors
+constexpr uint64_t kSweepTag = 6;       // http with a timeout on: look for connections past it
 
 // On stop, how long cancelled requests get to come back before the server gives up
 // on them. Cancelling a recv, send or accept waiting on a socket is immediate; this
@@ -69,6 +70,8 @@ struct Connection {
   std::list<Connection>::iterator self;
   std::unique_ptr<HttpSession> http;  ///< --protocol http only
   std::string out;                    ///< http: the responses to the last recv
+  HttpDeadline deadline{0, 0};        ///< http: --header-timeout, --idle-timeout
+  bool expired = false;  ///< past its deadline: its request is cancelled, then it closes
 
   /// What the last recv calls for: its echo, or its HTTP responses.
   std::span<const char> owed() const {
@@ -100,6 +103,11 @@ class Server {
   /// to be readable (or, with no spare descriptor either, for a back-off to pass).
   bool arm_listen_poll();
   bool arm_backoff();
+  /// HTTP with a timeout on: a timeout that calls sweep() when it completes.
+  bool arm_sweep();
+  /// Cancels the request of every connection past its deadline; each closes when its
+  /// request comes back.
+  void sweep();
   /// The listener is readable while out of descriptors: accept or shed what waits.
   void accept_by_hand();
   void arm_recv(Connection& connection);
@@ -133,6 +141,8 @@ class Server {
   bool accept_armed_ = false;
   bool listen_poll_armed_ = false;
   bool backoff_armed_ = false;
+  bool sweep_armed_ = false;
+  __kernel_timespec sweep_interval_{0, static_cast<long>(kDeadlineSweepMs) * 1'000'000L};
   __kernel_timespec backoff_{0, net::kAcceptBackoffMs * 1'000'000L};  // read at submit
   bool stop_armed_ = false;
   bool stopping_ = false;
@@ -205,6 +215,29 @@ bool Server::arm_backoff() {
   io_uring_sqe_set_data64(sqe, kBackoffTag);
   backoff_armed_ = true;
   return true;
+}
+
+bool Server::arm_sweep() {
+  io_uring_sqe* sqe = next_sqe();
+  if (sqe == nullptr) return false;
+  io_uring_prep_timeout(sqe, &sweep_interval_, 0, 0);
+  io_uring_sqe_set_data64(sqe, kSweepTag);
+  sweep_armed_ = true;
+  return true;
+}
+
+void Server::sweep() {
+  const uint64_t now_ms = steady_now_ms();
+  for (Connection& connection : connections_) {
+    if (connection.expired || !connection.http || !connection.deadline.expired(now_ms)) continue;
+    connection.expired = true;
+    ctx_.stats.timed_out.fetch_add(1, std::memory_order_relaxed);
+    io_uring_sqe* sqe = next_sqe();
+    if (sqe == nullptr) continue;  // it closes when its request completes anyway
+    io_uring_prep_cancel64(sqe, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&connection)),
+                           0);
+    io_uring_sqe_set_data64(sqe, kCancelTag);
+  }
 }
 
 void Server::accept_by_hand() {
@@ -280,6 +313,12 @@ void Server::on_completion(uint64_t user_data, int res, unsigned flags) {
       listen_poll_armed_ = false;
       if (!stopping_ && res >= 0) accept_by_hand();
       return;
+    case kSweepTag:
+      sweep_armed_ = false;
+      if (stopping_) return;
+      sweep();
+      if (!arm_sweep()) fail("sweep: no submission entry", EBUSY);
+      return;
     case kBackoffTag:
       backoff_armed_ = false;
       if (!stopping_ && !arm_listen_poll()) fail("accept: no submission entry", EBUSY);
@@ -288,6 +327,7 @@ void Server::on_completion(uint64_t user_data, int res, unsigned flags) {
       break;
   }
   auto& connection = *reinterpret_cast<Connection*>(static_cast<uintptr_t>(user_data));
+  if (connection.expired) return close(connection, /*failed=*/false);
   if (stopping_) {
     // Cancelled, or completed before the cancel got to it: either way, done.
     if (connection.sending && res > 0)
@@ -350,6 +390,8 @@ void Server::add_connection(net::Fd fd) {
   if (ctx_.options.protocol == Protocol::kHttp) {
     connection.http.reset(new (std::nothrow) HttpSession(request_budget(ctx_)));
     if (!connection.http) return close(connection, /*failed=*/true);
+    connection.deadline = http_deadline(ctx_);
+    connection.deadline.update(*connection.http, steady_now_ms());
   }
   arm_recv(connection);
 }
@@ -371,6 +413,7 @@ void Server::on_received(Connection& connection, int res) {
 void Server::on_http_received(Connection& connection, size_t length) {
   const size_t responses = connection.http->feed({connection.buffer.get(), length}, connection.out);
   if (responses > 0) ctx_.stats.messages.fetch_add(responses, std::memory_order_relaxed);
+  connection.deadline.update(*connection.http, steady_now_ms());
   connection.sent_bytes = 0;
   if (!connection.out.empty()) return arm_send(connection);
   arm_recv(connection);  // the request is not complete yet
@@ -412,6 +455,7 @@ void Server::begin_stop() {
   if (accept_armed_) cancel(kAcceptTag);
   if (listen_poll_armed_) cancel(kListenPollTag);
   if (backoff_armed_) cancel(kBackoffTag);
+  if (sweep_armed_) cancel(kSweepTag);
   if (stop_armed_) cancel(kStopTag);
   for (Connection& connection : connections_)
     cancel(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&connection)));
@@ -434,6 +478,10 @@ int Server::run(std::string& error) {
   }
   ring_ready_ = true;
   if (!arm_stop() || !arm_accept()) {
+    error = "io_uring: no submission queue entry on an empty ring";
+    return 1;
+  }
+  if (http_timeouts_on(ctx_.options) && !arm_sweep()) {
     error = "io_uring: no submission queue entry on an empty ring";
     return 1;
   }

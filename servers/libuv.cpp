@@ -67,6 +67,9 @@ class Connection {
   void start();
   /// Closes the handle unless it is closing already; pending writes are cancelled.
   void close();
+  /// HTTP with a timeout on: closes the connection, counted in stats.timed_out, when
+  /// its deadline is past at `now_ms`.
+  void expire_if_due(uint64_t now_ms);
 
  private:
   static void alloc_cb(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
@@ -110,8 +113,9 @@ class Connection {
   /// meanwhile gather in `out` and go in the next write. Both strings keep their
   /// capacity, so a keep-alive connection in steady state allocates nothing.
   struct Http {
-    explicit Http(RequestBudget budget) : session(budget) {}
+    Http(RequestBudget budget, HttpDeadline timeouts) : session(budget), deadline(timeouts) {}
     HttpSession session;
+    HttpDeadline deadline;
     std::string out;
     std::string in_flight;
     size_t in_flight_bytes = 0;  ///< what the uv_write in flight sends; 0 when none
@@ -151,6 +155,7 @@ class Server {
  private:
   static void listener_cb(uv_poll_t* poll, int status, int events);
   static void backoff_cb(uv_timer_t* timer);
+  static void sweep_cb(uv_timer_t* timer);
   static void stop_cb(uv_poll_t* poll, int status, int events);
   /// Takes one accepted connection: starts serving it, or closes it as refused.
   void adopt(net::Fd fd);
@@ -167,6 +172,7 @@ class Server {
   uv_loop_t loop_{};
   uv_poll_t listener_{};
   uv_timer_t backoff_{};  ///< re-arms listener_ after an accept back-off
+  uv_timer_t sweep_{};    ///< HTTP with a timeout on: closes connections past their deadline
   uv_poll_t stop_poll_{};
   std::string stop_error_;
   std::vector<std::unique_ptr<char[]>> spare_buffers_;
@@ -178,8 +184,9 @@ void Connection::start() {
   counted_ = true;
   server_.ctx().stats.on_open(server_.ctx().worker_index);
   if (server_.ctx().options.protocol == Protocol::kHttp) {
-    http_.reset(new (std::nothrow) Http(request_budget(server_.ctx())));
+    http_.reset(new (std::nothrow) Http(request_budget(server_.ctx()), http_deadline(server_.ctx())));
     if (!http_) return fail();  // out of memory: this connection only
+    http_->deadline.update(http_->session, steady_now_ms());
     http_->write_req.data = this;
   }
   // Echo replies are small and latency is what gets measured: do not let Nagle hold
@@ -201,6 +208,12 @@ void Connection::stop_reading() {
 
 void Connection::close() {
   if (!uv_is_closing(as_handle(&handle_))) uv_close(as_handle(&handle_), close_cb);
+}
+
+void Connection::expire_if_due(uint64_t now_ms) {
+  if (!http_ || uv_is_closing(as_handle(&handle_)) || !http_->deadline.expired(now_ms)) return;
+  server_.ctx().stats.timed_out.fetch_add(1, std::memory_order_relaxed);
+  close();
 }
 
 void Connection::fail() {
@@ -284,6 +297,7 @@ void Connection::serve_http(const char* data, size_t length_bytes) {
   Http& http = *http_;
   const size_t responses = http.session.feed({data, length_bytes}, http.out);
   if (responses > 0) server_.ctx().stats.messages.fetch_add(responses, std::memory_order_relaxed);
+  http.deadline.update(http.session, steady_now_ms());
   // Whatever the peer sends after the request that ends the connection goes unread.
   if (http.session.closing() && reading_) stop_reading();
   send_http();
@@ -444,6 +458,17 @@ void Server::backoff_cb(uv_timer_t* timer) {
   }
 }
 
+void Server::sweep_cb(uv_timer_t* timer) {
+  uint64_t now_ms = steady_now_ms();
+  uv_walk(
+      timer->loop,
+      [](uv_handle_t* handle, void* arg) {
+        if (handle->type == UV_TCP && !uv_is_closing(handle))
+          static_cast<Connection*>(handle->data)->expire_if_due(*static_cast<uint64_t*>(arg));
+      },
+      &now_ms);
+}
+
 void Server::adopt(net::Fd fd) {
   ServerStats& stats = ctx_.stats;
   if (refuse_over_limit(ctx_)) return;  // fd closes here
@@ -500,6 +525,19 @@ int Server::setup(std::string& error) {
     return 1;
   }
   backoff_.data = this;
+  rc = uv_timer_init(&loop_, &sweep_);
+  if (rc < 0) {
+    error = uv_failure("uv_timer_init", rc);
+    return 1;
+  }
+  sweep_.data = this;
+  if (http_timeouts_on(ctx_.options)) {
+    rc = uv_timer_start(&sweep_, sweep_cb, kDeadlineSweepMs, kDeadlineSweepMs);
+    if (rc < 0) {
+      error = uv_failure("uv_timer_start", rc);
+      return 1;
+    }
+  }
 
   rc = uv_poll_init(&loop_, &stop_poll_, ctx_.stop.fd());
   if (rc < 0) {

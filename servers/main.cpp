@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "common/cli.hpp"
@@ -122,6 +123,22 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 50))
       ->capture_default_str();
 
+  // Durations in milliseconds, with a unit or without (then milliseconds); 0 is off.
+  const std::map<std::string, uint64_t> duration_units{{"ms", 1}, {"s", 1000}, {"m", 60'000}};
+  auto add_timeout = [&](const std::string& name, uint64_t& target_ms, const std::string& what) {
+    return app.add_option(name, target_ms, what + " (units: ms, s, m; 0: off)")
+        ->transform(CLI::AsNumberWithUnit(duration_units, CLI::AsNumberWithUnit::CASE_SENSITIVE))
+        ->check(CLI::Range(uint64_t{0}, uint64_t{24} * 3'600'000))
+        ->capture_default_str();
+  };
+  auto* header_timeout = add_timeout(
+      "--header-timeout", options.header_timeout_ms,
+      "http: a request head not complete this long after its first byte closes its "
+      "connection, as nginx's client_header_timeout");
+  auto* idle_timeout = add_timeout("--idle-timeout", options.idle_timeout_ms,
+                                   "http: a connection with no request in progress for this "
+                                   "long is closed, as nginx's keepalive_timeout");
+
   if (auto exit_code = parse_command_line(app, argc, argv, "echo-server")) return *exit_code;
   options.max_request_memory_bytes = max_request_memory;
   options.buffer_bytes = static_cast<size_t>(buffer_bytes);
@@ -152,8 +169,10 @@ int main(int argc, char** argv) {
   }
   if (options.protocol == Protocol::kUdp && max_connections->count() > 0)
     return fail(kUsageError, "--max-connections: udp has no connections");
-  if (options.protocol != Protocol::kHttp && request_memory->count() > 0)
-    return fail(kUsageError, "--max-request-memory: applies to --protocol http only");
+  for (const CLI::Option* http_only : {request_memory, header_timeout, idle_timeout}) {
+    if (options.protocol != Protocol::kHttp && http_only->count() > 0)
+      return fail(kUsageError, http_only->get_name() + ": applies to --protocol http only");
+  }
 
   std::string error;
   // A model this machine cannot run says so before anything is bound or announced.

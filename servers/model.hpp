@@ -34,6 +34,12 @@ struct ServerOptions {
   /// past it a request that needs more is answered 503 and its connection closed.
   /// A stalled upload holds up to HttpSession::kMaxRequestBytes.
   uint64_t max_request_memory_bytes = kDefaultMaxRequestMemoryBytes;
+  /// http: a request head not complete this long after its first byte closes its
+  /// connection (nginx's client_header_timeout); 0: no limit.
+  uint64_t header_timeout_ms = 0;
+  /// http: a connection with no request in progress for this long is closed (nginx's
+  /// keepalive_timeout); 0: no limit.
+  uint64_t idle_timeout_ms = 0;
 
   /// 1 GiB: 10,000 connections each stalled in an upload would otherwise hold 10 GiB.
   static constexpr uint64_t kDefaultMaxRequestMemoryBytes = uint64_t{1} << 30;
@@ -79,6 +85,21 @@ inline bool refuse_over_limit(const ServeContext& ctx) {
 inline RequestBudget request_budget(const ServeContext& ctx) {
   return {&ctx.stats.held_request_bytes, &ctx.stats.overloaded,
           ctx.options.max_request_memory_bytes};
+}
+
+/// The --header-timeout and --idle-timeout deadline of one HTTP connection.
+inline HttpDeadline http_deadline(const ServeContext& ctx) {
+  return {ctx.options.header_timeout_ms, ctx.options.idle_timeout_ms};
+}
+
+/// How often an event loop looks for HTTP connections past their deadline, when
+/// either timeout is on: a connection closes at most this late.
+inline constexpr uint64_t kDeadlineSweepMs = 50;
+
+/// Either HTTP timeout is on.
+inline bool http_timeouts_on(const ServerOptions& options) {
+  return options.protocol == Protocol::kHttp &&
+         (options.header_timeout_ms > 0 || options.idle_timeout_ms > 0);
 }
 
 /// Model-specific flags a model accepts; echo-server refuses the others for it, so a

@@ -49,8 +49,9 @@ void BufferPool::give_back(std::unique_ptr<char[]> buffer) {
 
 // With --protocol http: the session, and the responses it wrote that are not sent yet.
 struct Connection::Http {
-  explicit Http(RequestBudget budget) : session(budget) {}
+  Http(RequestBudget budget, HttpDeadline timeouts) : session(budget), deadline(timeouts) {}
   HttpSession session;
+  HttpDeadline deadline;
   std::string out;
   size_t sent_bytes = 0;   ///< out[0, sent_bytes) has gone out
   size_t limit_bytes = 0;  ///< reading stops while more than this waits in out
@@ -60,9 +61,10 @@ Connection::Connection(net::Fd fd, const ServeContext& ctx, BufferPool& buffers)
     : fd_(std::move(fd)), ctx_(ctx), buffers_(buffers) {
   ctx_.stats.on_open();
   if (ctx_.options.protocol == Protocol::kHttp) {
-    http_.reset(new (std::nothrow) Http(request_budget(ctx_)));
+    http_.reset(new (std::nothrow) Http(request_budget(ctx_), http_deadline(ctx_)));
     if (http_) {
       http_->limit_bytes = http_output_limit_bytes(buffers_.buffer_bytes());
+      http_->deadline.update(http_->session, steady_now_ms());
     } else {
       close(/*failed=*/true);  // out of memory: done() at once, this connection only
     }
@@ -200,8 +202,17 @@ void Connection::read_once() {
 void Connection::feed_http(size_t length) {
   const size_t responses = http_->session.feed({buffer_.get(), length}, http_->out);
   if (responses > 0) ctx_.stats.messages.fetch_add(responses, std::memory_order_relaxed);
+  http_->deadline.update(http_->session, steady_now_ms());
   // The session keeps what it needs: the buffer is free for the next read, anyone's.
   buffers_.give_back(std::move(buffer_));
+}
+
+bool Connection::expire_if_due(uint64_t now_ms) {
+  if (!done() && http_ && http_->deadline.expired(now_ms)) {
+    ctx_.stats.timed_out.fetch_add(1, std::memory_order_relaxed);
+    close(/*failed=*/false);
+  }
+  return done();
 }
 
 void Connection::close(bool failed) {

@@ -92,6 +92,10 @@ class Connection {
   /// drop it from the poll set and destroy it.
   bool done() const { return !fd_.valid(); }
 
+  /// --protocol http with --header-timeout or --idle-timeout: closes the connection,
+  /// counted in stats.timed_out, when its deadline is past at `now_ms`. Returns done().
+  bool expire_if_due(uint64_t now_ms);
+
   /// The last on_ready() stopped at its read budget with the socket still readable,
   /// so that one busy client cannot starve the others. A level-triggered poller
   /// reports it again by itself; an edge-triggered one must call on_ready({}) again

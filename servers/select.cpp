@@ -31,6 +31,8 @@ int serve_select(const ServeContext& ctx, std::string& error) {
     connections.push_back(std::move(connection));
   };
 
+  // With an HTTP timeout on, the loop wakes now and then to close what is past it.
+  const int sweep_ms = http_timeouts_on(ctx.options) ? static_cast<int>(kDeadlineSweepMs) : -1;
   ctx.ready();
   for (;;) {
     // select() overwrites the sets with its answer, so they are rebuilt every round
@@ -49,7 +51,7 @@ int serve_select(const ServeContext& ctx, std::string& error) {
       max_fd = std::max(max_fd, connection->fd());
     }
 
-    const int wait_ms = acceptor.wait_ms(-1);
+    const int wait_ms = acceptor.wait_ms(sweep_ms);
     timeval timeout{wait_ms / 1000, (wait_ms % 1000) * 1000};
     if (::select(max_fd + 1, &readable, &writable, nullptr, wait_ms < 0 ? nullptr : &timeout) <
         0) {
@@ -60,7 +62,9 @@ int serve_select(const ServeContext& ctx, std::string& error) {
     if (FD_ISSET(stop_fd, &readable)) return 0;
 
     // Level-triggered: whatever a connection leaves unused is reported again next round.
+    const uint64_t now_ms = sweep_ms < 0 ? 0 : steady_now_ms();
     for (const auto& connection : connections) {
+      if (sweep_ms >= 0 && connection->expire_if_due(now_ms)) continue;
       const int fd = connection->fd();
       const bool can_read = FD_ISSET(fd, &readable) != 0;
       const bool can_write = FD_ISSET(fd, &writable) != 0;

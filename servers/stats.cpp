@@ -63,7 +63,8 @@ std::string ServerStats::summary(Protocol protocol) const {
   }
   const std::string responses =
       protocol == Protocol::kHttp ? " responses=" + std::to_string(messages.load()) +
-                                        " overloaded=" + std::to_string(overloaded.load())
+                                        " overloaded=" + std::to_string(overloaded.load()) +
+                                        " timed_out=" + std::to_string(timed_out.load())
                                   : "";
   return "accepted=" + std::to_string(accepted.load()) +
          " refused=" + std::to_string(refused.load()) +

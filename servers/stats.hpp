@@ -27,6 +27,8 @@ struct ServerStats {
   /// by --max-request-memory), and requests answered 503 because of that bound.
   std::atomic<uint64_t> held_request_bytes{0};
   std::atomic<uint64_t> overloaded{0};
+  /// http: connections closed by --header-timeout or --idle-timeout.
+  std::atomic<uint64_t> timed_out{0};
 
   /// Models with workers (prefork, reactors, threadpool) count each worker's accepted
   /// connections here, worker i in worker_accepted[i], and set `workers`; the summary

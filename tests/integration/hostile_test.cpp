@@ -6,6 +6,8 @@
 //   StalledUploads        HTTP uploads that stop halfway: the bytes held for them stay
 //                         under --max-request-memory, past it requests get 503 and are
 //                         counted, and a small request is still answered
+//   HttpTimeouts          --header-timeout and --idle-timeout close a silent client, a
+//                         head that never ends and an idle keep-alive connection
 // (A prefork worker killed under load is in workers_test.)
 #include <gtest/gtest.h>
 #include <algorithm>
@@ -187,6 +189,45 @@ TEST_P(StalledUploads, HeldBytesStayUnderTheBoundAndThe503sAreCounted) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllModels, StalledUploads, ::testing::ValuesIn(model_names()),
+                         [](const auto& p) { return std::string(p.param); });
+
+class HttpTimeouts : public ModelServerTest {};
+
+TEST_P(HttpTimeouts, SilentClientsEndlessHeadsAndIdleKeepAliveAreClosed) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(
+      {"--protocol", "http", "--header-timeout", "300ms", "--idle-timeout", "300ms"}));
+  using Clock = std::chrono::steady_clock;
+  const auto started = Clock::now();
+  net::Fd silent = Connect();
+  net::Fd slowloris = Connect();
+  net::Fd keep_alive = Connect();
+  const std::string endless_head = "GET / HTTP/1.1\r\nHost: te";
+  const std::string request = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+  ASSERT_TRUE(send_all(slowloris.get(), endless_head, Deadline(5s)).ok());
+  ASSERT_TRUE(send_all(keep_alive.get(), request, Deadline(5s)).ok());
+
+  // Each ends with EOF, none before its timeout could have run (a model that serves
+  // one connection at a time gets to them one after another).
+  const char* names[] = {"silent", "slowloris", "keep-alive"};
+  net::Fd* clients[] = {&silent, &slowloris, &keep_alive};
+  size_t received[3] = {};
+  for (int i = 0; i < 3; ++i) {
+    IoResult end = read_until_eof(clients[i]->get(), Deadline(5s));
+    EXPECT_EQ(end.status, Io::kEof) << names[i] << ": " << end.describe();
+    EXPECT_GE(Clock::now() - started, 290ms) << names[i] << " closed before its timeout";
+    received[i] = end.received;
+  }
+  EXPECT_EQ(received[0], 0u);
+  EXPECT_EQ(received[1], 0u);
+  EXPECT_GT(received[2], 0u) << "keep-alive's response";
+
+  Summary summary;
+  ASSERT_NO_FATAL_FAILURE(StopServer(summary));
+  EXPECT_EQ(number_value(summary, "timed_out"), 3u);
+  EXPECT_EQ(number_value(summary, "responses"), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllModels, HttpTimeouts, ::testing::ValuesIn(model_names()),
                          [](const auto& p) { return std::string(p.param); });
 
 }  // namespace
