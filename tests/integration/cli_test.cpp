@@ -100,6 +100,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"MaxRequestMemoryWithoutHttp",
                  {"--max-request-memory", "1m", "--port", "0"},
                  "--max-request-memory"},
+        BadInput{"HeaderTimeoutWithoutHttp",
+                 {"--header-timeout", "1s", "--port", "0"},
+                 "--header-timeout"},
+        BadInput{"IdleTimeoutUnknownUnit",
+                 {"--protocol", "http", "--idle-timeout", "5x", "--port", "0"},
+                 "--idle-timeout"},
         BadInput{"MaxRequestMemoryZero",
                  {"--protocol", "http", "--max-request-memory", "0", "--port", "0"},
                  "--max-request-memory"}),
@@ -208,7 +214,8 @@ TEST(Cli, HelpExitsZeroAndMentionsEveryFlag) {
   EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
   const std::string help = joined(run.out);
   for (const char* flag : {"--model", "--host", "--port", "--list-models", "--buffer-size",
-                           "--max-connections", "--version", "--help"})
+                           "--max-connections", "--max-request-memory", "--header-timeout",
+                           "--idle-timeout", "--version", "--help"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from:\n" << help;
 }
 
