@@ -9,6 +9,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <shared_mutex>
 
 namespace cb::net {
 
@@ -153,29 +155,55 @@ bool set_nodelay(int fd, bool on) {
   return ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &value, sizeof value) == 0;
 }
 
-static Fd open_spare() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+namespace {
+
+Fd open_spare() { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+
+// The descriptor table is the process's: ordinary accepts share this lock and the
+// shedding step (free the spare, accept, close, take the spare back) holds it alone.
+std::shared_mutex& descriptor_table_lock() {
+  static std::shared_mutex lock;
+  return lock;
+}
+
+}  // namespace
 
 Acceptor::Acceptor(bool nonblocking_connections)
     : spare_(open_spare()), nonblocking_(nonblocking_connections) {}
 
 AcceptResult Acceptor::accept(int listen_fd) {
-  int flags = SOCK_CLOEXEC | (nonblocking_ ? SOCK_NONBLOCK : 0);
-  int fd = ::accept4(listen_fd, nullptr, nullptr, flags);
+  const int flags = SOCK_CLOEXEC | (nonblocking_ ? SOCK_NONBLOCK : 0);
+  int fd;
+  int err;
+  {
+    std::shared_lock lock(descriptor_table_lock());
+    // A spare lost to an earlier shortage comes back once there is room for it.
+    if (!spare_) spare_ = open_spare();
+    fd = ::accept4(listen_fd, nullptr, nullptr, flags);
+    err = errno;
+  }
   if (fd >= 0) return {AcceptStatus::kAccepted, Fd(fd), 0};
-  int err = errno;
   switch (err) {
     case EMFILE:
     case ENFILE: {
       // Shed one connection so the backlog drains instead of spinning on a
       // readable listening socket that we cannot accept from.
+      std::unique_lock lock(descriptor_table_lock());
+      if (!spare_) return {AcceptStatus::kExhausted, Fd(), err};
       spare_.reset();
       Fd victim(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
+      const int victim_errno = errno;
       const bool shed = victim.valid();
       victim.reset();
       spare_ = open_spare();
+      if (shed) return {AcceptStatus::kShed, Fd(), err};
+      // Still out of descriptors: another process took the one the spare freed
+      // (ENFILE is the system's table). The connection waits in the backlog.
+      if (victim_errno == EMFILE || victim_errno == ENFILE)
+        return {AcceptStatus::kExhausted, Fd(), victim_errno};
       // Nobody was waiting after all (another thread took it, or it was aborted):
       // nothing was refused.
-      return {shed ? AcceptStatus::kShed : AcceptStatus::kRetry, Fd(), err};
+      return {AcceptStatus::kRetry, Fd(), victim_errno};
     }
     case EBADF:
     case EINVAL:

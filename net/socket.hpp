@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -59,20 +60,43 @@ enum class AcceptStatus {
   kAccepted,  ///< a connection, in AcceptResult::fd
   kRetry,     ///< nothing to do now: EAGAIN, EINTR, ECONNABORTED, EPROTO, ENETDOWN...
   kShed,      ///< out of descriptors: one pending connection was accepted and closed
-  kFatal,     ///< the listening socket is unusable (EBADF, EINVAL, ENOTSOCK...)
+  /// Out of descriptors with no spare to shed with (another process took the one
+  /// freed, or none could be opened): the connection stays in the backlog, where
+  /// accept() would fail again at once. Stop accepting for kAcceptBackoffMs.
+  kExhausted,
+  kFatal,  ///< the listening socket is unusable (EBADF, EINVAL, ENOTSOCK...)
 };
+
+/// How long a caller that got AcceptStatus::kExhausted waits before it accepts again:
+/// short enough that service resumes soon after descriptors free up, long enough that
+/// the retries cost next to no CPU.
+inline constexpr int kAcceptBackoffMs = 100;
 
 struct AcceptResult {
   AcceptStatus status;
   Fd fd;
   int error = 0;  ///< errno behind kRetry, kShed or kFatal
+
+  /// kRetry that says to wait for the listener's next report rather than accept again
+  /// at once: EAGAIN (nothing pending), ENOBUFS or ENOMEM (retrying now would spin).
+  /// Any other kRetry (EINTR, ECONNABORTED, one connection's network error) leaves
+  /// the others pending.
+  bool wait_for_next_report() const {
+    return status == AcceptStatus::kRetry &&
+           (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS || error == ENOMEM);
+  }
 };
 
 /// Accepts connections and survives EMFILE/ENFILE: it keeps one spare descriptor,
 /// and when the process runs out it frees the spare, accepts and closes the pending
 /// connection (so the client sees a close rather than hanging in the backlog), and
-/// takes the spare again. Accepted sockets are close-on-exec and non-blocking when
-/// asked. One Acceptor per thread.
+/// takes the spare again. Every Acceptor of the process takes that step under one
+/// lock that their ordinary accepts share, so no other thread's accept can take the
+/// descriptor a spare freed: loops of one process never lose their spares to each
+/// other. A spare that could not be had is taken again on a later call, once
+/// descriptors are free. The listening socket must be non-blocking (an accept that
+/// blocked would hold the lock). Accepted sockets are close-on-exec and non-blocking
+/// when asked. One Acceptor per thread; any number of threads.
 class Acceptor {
  public:
   explicit Acceptor(bool nonblocking_connections);

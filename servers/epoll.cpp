@@ -135,10 +135,27 @@ int EpollServer::run(std::string& error) {
     add_connection(std::move(connection));
   };
 
+  const uint32_t listen_events = EPOLLIN | (edge_ ? uint32_t{EPOLLET} : 0u);
+  // Backing off (out of descriptors, no spare), the listener is watched for nothing:
+  // reported ready again and again, it would spin the loop.
+  auto watch_listener = [&](uint32_t events) {
+    epoll_event event{};
+    event.events = events;
+    event.data.fd = listen_fd;
+    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, listen_fd, &event) == 0;
+  };
+  bool listener_muted = false;
+
+  // With an HTTP timeout on, the loop wakes now and then to close what is past it.
+  const bool sweeps = http_timeouts_on(ctx_.options);
+  uint64_t next_sweep_ms = 0;
+
   epoll_event events[kMaxEvents];
   std::vector<int> due;
+  ctx_.ready();
   for (;;) {
-    const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, turns_.empty() ? -1 : 0);
+    const int wait_ms = !turns_.empty() ? 0 : sweeps ? static_cast<int>(kDeadlineSweepMs) : -1;
+    const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, acceptor_.wait_ms(wait_ms));
     if (n < 0) {
       if (errno == EINTR) continue;
       error = std::string("epoll_wait: ") + std::strerror(errno);
@@ -154,7 +171,7 @@ int EpollServer::run(std::string& error) {
       const uint32_t got = events[i].events;
       if (fd == stop_fd) return 0;
       if (fd == listen_fd) {
-        accept = true;
+        accept = !listener_muted;
         continue;
       }
       // A hang-up or error reports as both: the next recv or send tells which.
@@ -171,9 +188,22 @@ int EpollServer::run(std::string& error) {
       if (slots_[fd].connection && slots_[fd].connection->yielded()) serve(fd, {});
     }
     due.clear();
+    if (sweeps && steady_now_ms() >= next_sweep_ms) {
+      const uint64_t now_ms = steady_now_ms();
+      next_sweep_ms = now_ms + kDeadlineSweepMs;
+      // Closing a socket takes it off the watch list; a turn still queued for it
+      // finds its slot empty.
+      for (Slot& slot : slots_)
+        if (slot.connection && slot.connection->expire_if_due(now_ms)) slot = Slot{};
+    }
     // Accepted last, so that no descriptor closed above is reused by a new connection
     // while this round's reports still describe the old one.
+    if (listener_muted && acceptor_.backoff_over()) {
+      listener_muted = !watch_listener(listen_events);
+      accept = true;  // edge-triggered, what arrived meanwhile is not reported again
+    }
     if (accept && !acceptor_.accept_pending(adopt, error)) return 1;
+    if (acceptor_.backing_off() && !listener_muted) listener_muted = watch_listener(0);
   }
 }
 

@@ -47,7 +47,8 @@ class Children {
   // Allocated once here rather than in each child: every child gets its own
   // copy-on-write copy, and a child forked from a multi-threaded process (a test
   // running serve_fork on a thread) must not call malloc. (HTTP does allocate in the
-  // child, for its session and responses: echo-server forks from its only thread.)
+  // child, for its session and responses: echo-server's only other thread waits in
+  // sigwait() and never holds malloc's locks, and glibc's fork takes them anyway.)
   std::vector<char> buffer_;
   std::vector<pid_t> pids_;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstring>
 #include <string_view>
 
@@ -50,9 +51,46 @@ const http_parser_settings HttpSession::kSettings = [] {
   return settings;
 }();
 
-HttpSession::HttpSession() {
+bool RequestBudget::take(uint64_t bytes, bool force) const {
+  if (held_bytes == nullptr) return true;
+  uint64_t held = held_bytes->load(std::memory_order_relaxed);
+  do {
+    if (!force && (held > limit_bytes || bytes > limit_bytes - held)) return false;
+  } while (!held_bytes->compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
+  return true;
+}
+
+void RequestBudget::give_back(uint64_t bytes) const {
+  if (held_bytes != nullptr) held_bytes->fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+HttpSession::HttpSession(RequestBudget budget) : budget_(budget) {
   http_parser_init(&parser_, HTTP_REQUEST);
   parser_.data = this;
+  account_held();
+}
+
+HttpSession::~HttpSession() { budget_.give_back(accounted_bytes_); }
+
+void HttpSession::account_held() {
+  const size_t now = held_.capacity();
+  if (now > accounted_bytes_) budget_.take(now - accounted_bytes_, /*force=*/true);
+  if (now < accounted_bytes_) budget_.give_back(accounted_bytes_ - now);
+  accounted_bytes_ = now;
+}
+
+bool HttpSession::hold(const char* data, size_t length) {
+  const size_t needed = held_.size() + length;
+  if (needed > held_.capacity()) {
+    // Grown as std::string would grow it, but asked of the budget first.
+    const size_t capacity = std::max(needed, 2 * held_.capacity());
+    if (!budget_.take(capacity - accounted_bytes_)) return false;
+    accounted_bytes_ = capacity;
+    held_.reserve(capacity);
+    account_held();
+  }
+  held_.append(data, length);
+  return true;
 }
 
 int HttpSession::on_header_field(http_parser* parser, const char* at, size_t length) {
@@ -146,7 +184,12 @@ size_t HttpSession::feed(std::span<const char> input, std::string& out) {
       ++responses;
       break;
     }
-    held_.append(input.data(), parsed);
+    if (!hold(input.data(), parsed)) {
+      if (budget_.refused != nullptr) budget_.refused->fetch_add(1, std::memory_order_relaxed);
+      reject(503, out);
+      ++responses;
+      break;
+    }
     input = input.subspan(parsed);
   }
   out_ = nullptr;
@@ -183,6 +226,7 @@ void HttpSession::reject(int status, std::string& out) {
   std::string_view reason = "Bad Request";
   if (status == 413) reason = "Content Too Large";
   if (status == 431) reason = "Request Header Fields Too Large";
+  if (status == 503) reason = "Service Unavailable";
   const std::string body = std::string(reason) + "\n";
   out += "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
          "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
@@ -193,6 +237,7 @@ void HttpSession::reject(int status, std::string& out) {
 
 void HttpSession::reset_request() {
   clear_buffer(held_, kKeptHeldBytes);
+  account_held();
   headers_done_ = false;
   message_done_ = false;
   head_only_ = false;
@@ -202,6 +247,26 @@ void HttpSession::reset_request() {
   field_matched_ = 0;
   value_matched_ = 0;
   expect_continue_ = false;
+}
+
+uint64_t steady_now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+void HttpDeadline::update(const HttpSession& session, uint64_t now_ms) {
+  const bool in_head = session.request_started() && !session.head_done();
+  if (in_head && !in_head_) head_started_ms_ = now_ms;
+  in_head_ = in_head;
+  if (in_head) {
+    deadline_ms_ = header_timeout_ms_ > 0 ? head_started_ms_ + header_timeout_ms_ : UINT64_MAX;
+  } else if (!session.request_started()) {
+    // Idle: no request in progress, and input (or the accept) has just come.
+    deadline_ms_ = idle_timeout_ms_ > 0 ? now_ms + idle_timeout_ms_ : UINT64_MAX;
+  } else {
+    deadline_ms_ = UINT64_MAX;  // a body on its way: neither timeout covers it
+  }
 }
 
 void clear_buffer(std::string& buffer, size_t max_kept_bytes) {

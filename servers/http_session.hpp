@@ -7,17 +7,34 @@
 
 #include <http_parser.h>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 
 namespace cb::servers {
 
+/// One bound on the bytes that every session of a server holds at once for requests
+/// not yet complete (a stalled upload holds up to kMaxRequestBytes). Sessions share
+/// the counters, which may live in memory shared with worker processes. A default
+/// RequestBudget bounds and counts nothing. Thread-safe.
+struct RequestBudget {
+  std::atomic<uint64_t>* held_bytes = nullptr;  ///< what every session holds now
+  std::atomic<uint64_t>* refused = nullptr;     ///< requests answered 503 for it
+  uint64_t limit_bytes = UINT64_MAX;
+
+  /// Takes `bytes` more if they fit under the limit (or `force`); false otherwise.
+  bool take(uint64_t bytes, bool force = false) const;
+  void give_back(uint64_t bytes) const;
+};
+
 /// One connection's HTTP state: the parser, the part of a request read so far, and
 /// whether the connection must close. Keep-alive by default; pipelined requests are
 /// answered in order; bodies come by Content-Length or chunked. A malformed request
 /// gets 400, a request head over kMaxHeadBytes 431, a request over kMaxRequestBytes
-/// 413, and each of those closes the connection after its response. HEAD gets the
+/// 413, a request whose held bytes would take its RequestBudget over the limit 503,
+/// and each of those closes the connection after its response. HEAD gets the
 /// head only; `Expect: 100-continue` gets an interim 100 Continue. Not thread-safe:
 /// one session per connection, used by one thread at a time.
 class HttpSession {
@@ -28,7 +45,8 @@ class HttpSession {
   /// until it is complete, since its response echoes it all.
   static constexpr size_t kMaxRequestBytes = 1024 * 1024;
 
-  HttpSession();
+  explicit HttpSession(RequestBudget budget = {});
+  ~HttpSession();
   // The parser points back at the session.
   HttpSession(const HttpSession&) = delete;
   HttpSession& operator=(const HttpSession&) = delete;
@@ -45,6 +63,11 @@ class HttpSession {
   /// answered with an error.
   bool closing() const { return closing_; }
 
+  /// Some bytes of a request have come and the request is not complete yet.
+  bool request_started() const { return !held_.empty(); }
+  /// The current request's head is complete (its body may still be coming).
+  bool head_done() const { return headers_done_; }
+
  private:
   static int on_header_field(http_parser* parser, const char* at, size_t length);
   static int on_header_value(http_parser* parser, const char* at, size_t length);
@@ -60,10 +83,17 @@ class HttpSession {
   bool header_expects_continue() const;
   /// Forgets the request just answered.
   void reset_request();
+  /// Keeps `length` more bytes of the current request, if the budget allows; false
+  /// (nothing kept) when it does not.
+  bool hold(const char* data, size_t length);
+  /// Brings what the budget counts for this session in line with held_'s memory.
+  void account_held();
 
   http_parser parser_{};
   std::string* out_ = nullptr;  ///< feed()'s output, for the 100 Continue
   std::string held_;            ///< the current request's bytes from earlier feeds
+  RequestBudget budget_;
+  size_t accounted_bytes_ = 0;  ///< held_'s memory as the budget counts it
   size_t request_bytes_ = 0;    ///< the current request's bytes parsed so far
   bool headers_done_ = false;
   bool message_done_ = false;  ///< set by on_message_complete, which pauses the parser
@@ -76,6 +106,35 @@ class HttpSession {
   size_t value_matched_ = 0;  ///< bytes of the value that match "100-continue", or npos
   bool expect_continue_ = false;
   bool closing_ = false;
+};
+
+/// The steady clock in milliseconds, for HttpDeadline.
+uint64_t steady_now_ms();
+
+/// --header-timeout and --idle-timeout for one connection, as nginx's
+/// client_header_timeout and keepalive_timeout: a request head must be complete within
+/// header_timeout_ms of its first byte, and a connection with no request in progress
+/// may stay idle (since it was accepted, or since its last request) for
+/// idle_timeout_ms. 0 turns either off. The connection's model calls update() when it
+/// starts and after each feed, and closes the connection once deadline_ms() passes.
+/// Not thread-safe: one per connection.
+class HttpDeadline {
+ public:
+  HttpDeadline(uint64_t header_timeout_ms, uint64_t idle_timeout_ms)
+      : header_timeout_ms_(header_timeout_ms), idle_timeout_ms_(idle_timeout_ms) {}
+
+  /// Takes in what `session` is doing now (input has just come, or the connection is new).
+  void update(const HttpSession& session, uint64_t now_ms);
+  /// When the connection must close, or UINT64_MAX when no timeout runs.
+  uint64_t deadline_ms() const { return deadline_ms_; }
+  bool expired(uint64_t now_ms) const { return now_ms >= deadline_ms_; }
+
+ private:
+  uint64_t header_timeout_ms_;
+  uint64_t idle_timeout_ms_;
+  bool in_head_ = false;           ///< a request head is being read
+  uint64_t head_started_ms_ = 0;   ///< when its first byte came
+  uint64_t deadline_ms_ = UINT64_MAX;
 };
 
 /// Empties `buffer`, keeping its memory for the next use unless it has grown past

@@ -39,6 +39,9 @@ constexpr unsigned kRingEntries = 1024;
 constexpr uint64_t kAcceptTag = 1;
 constexpr uint64_t kStopTag = 2;
 constexpr uint64_t kCancelTag = 3;
+constexpr uint64_t kListenPollTag = 4;  // the listener readable, while out of descriptors
+constexpr uint64_t kBackoffTag = 5;     // a back-off's timeout, while out of descriptors
+constexpr uint64_t kSweepTag = 6;       // http with a timeout on: look for connections past it
 
 // On stop, how long cancelled requests get to come back before the server gives up
 // on them. Cancelling a recv, send or accept waiting on a socket is immediate; this
@@ -67,6 +70,8 @@ struct Connection {
   std::list<Connection>::iterator self;
   std::unique_ptr<HttpSession> http;  ///< --protocol http only
   std::string out;                    ///< http: the responses to the last recv
+  HttpDeadline deadline{0, 0};        ///< http: --header-timeout, --idle-timeout
+  bool expired = false;  ///< past its deadline: its request is cancelled, then it closes
 
   /// What the last recv calls for: its echo, or its HTTP responses.
   std::span<const char> owed() const {
@@ -92,6 +97,19 @@ class Server {
   io_uring_sqe* next_sqe();
   bool arm_stop();
   bool arm_accept();
+  /// Out of descriptors, accepting goes through acceptor_ instead of the ring: the
+  /// kernel's accept takes a descriptor before it looks at the backlog, so with the
+  /// table full it fails at once, and re-arming it would spin. Waits for the listener
+  /// to be readable (or, with no spare descriptor either, for a back-off to pass).
+  bool arm_listen_poll();
+  bool arm_backoff();
+  /// HTTP with a timeout on: a timeout that calls sweep() when it completes.
+  bool arm_sweep();
+  /// Cancels the request of every connection past its deadline; each closes when its
+  /// request comes back.
+  void sweep();
+  /// The listener is readable while out of descriptors: accept or shed what waits.
+  void accept_by_hand();
   void arm_recv(Connection& connection);
   void arm_send(Connection& connection);
 
@@ -121,6 +139,11 @@ class Server {
   bool multishot_ = true;              // false once the kernel refused multishot accept
   bool accepted_any_ = false;          // an accept has worked in the current mode
   bool accept_armed_ = false;
+  bool listen_poll_armed_ = false;
+  bool backoff_armed_ = false;
+  bool sweep_armed_ = false;
+  __kernel_timespec sweep_interval_{0, static_cast<long>(kDeadlineSweepMs) * 1'000'000L};
+  __kernel_timespec backoff_{0, net::kAcceptBackoffMs * 1'000'000L};  // read at submit
   bool stop_armed_ = false;
   bool stopping_ = false;
   std::string error_;
@@ -176,6 +199,73 @@ bool Server::arm_accept() {
   return true;
 }
 
+bool Server::arm_listen_poll() {
+  io_uring_sqe* sqe = next_sqe();
+  if (sqe == nullptr) return false;
+  io_uring_prep_poll_add(sqe, ctx_.listener.get(), POLLIN);
+  io_uring_sqe_set_data64(sqe, kListenPollTag);
+  listen_poll_armed_ = true;
+  return true;
+}
+
+bool Server::arm_backoff() {
+  io_uring_sqe* sqe = next_sqe();
+  if (sqe == nullptr) return false;
+  io_uring_prep_timeout(sqe, &backoff_, 0, 0);
+  io_uring_sqe_set_data64(sqe, kBackoffTag);
+  backoff_armed_ = true;
+  return true;
+}
+
+bool Server::arm_sweep() {
+  io_uring_sqe* sqe = next_sqe();
+  if (sqe == nullptr) return false;
+  io_uring_prep_timeout(sqe, &sweep_interval_, 0, 0);
+  io_uring_sqe_set_data64(sqe, kSweepTag);
+  sweep_armed_ = true;
+  return true;
+}
+
+void Server::sweep() {
+  const uint64_t now_ms = steady_now_ms();
+  for (Connection& connection : connections_) {
+    if (connection.expired || !connection.http || !connection.deadline.expired(now_ms)) continue;
+    connection.expired = true;
+    ctx_.stats.timed_out.fetch_add(1, std::memory_order_relaxed);
+    io_uring_sqe* sqe = next_sqe();
+    if (sqe == nullptr) continue;  // it closes when its request completes anyway
+    io_uring_prep_cancel64(sqe, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&connection)),
+                           0);
+    io_uring_sqe_set_data64(sqe, kCancelTag);
+  }
+}
+
+void Server::accept_by_hand() {
+  for (;;) {
+    net::AcceptResult result = acceptor_.accept(ctx_.listener.get());
+    switch (result.status) {
+      case net::AcceptStatus::kAccepted:
+        // A descriptor was free after all: back to the ring's own accept.
+        add_connection(std::move(result.fd));
+        if (!accept_armed_ && !arm_accept()) fail("accept: no submission entry", EBUSY);
+        return;
+      case net::AcceptStatus::kShed:
+        ctx_.stats.refused.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      case net::AcceptStatus::kRetry:
+        if (result.wait_for_next_report()) break;
+        continue;
+      case net::AcceptStatus::kExhausted:
+        if (!arm_backoff()) fail("accept: no submission entry", EBUSY);
+        return;
+      case net::AcceptStatus::kFatal:
+        return fail("accept", result.error);
+    }
+    break;
+  }
+  if (!arm_listen_poll()) fail("accept: no submission entry", EBUSY);
+}
+
 void Server::arm_recv(Connection& connection) {
   io_uring_sqe* sqe = next_sqe();
   if (sqe == nullptr) return close(connection, /*failed=*/true);
@@ -219,10 +309,25 @@ void Server::on_completion(uint64_t user_data, int res, unsigned flags) {
       return begin_stop();
     case kCancelTag:
       return;  // the cancelled request reports for itself
+    case kListenPollTag:
+      listen_poll_armed_ = false;
+      if (!stopping_ && res >= 0) accept_by_hand();
+      return;
+    case kSweepTag:
+      sweep_armed_ = false;
+      if (stopping_) return;
+      sweep();
+      if (!arm_sweep()) fail("sweep: no submission entry", EBUSY);
+      return;
+    case kBackoffTag:
+      backoff_armed_ = false;
+      if (!stopping_ && !arm_listen_poll()) fail("accept: no submission entry", EBUSY);
+      return;
     default:
       break;
   }
   auto& connection = *reinterpret_cast<Connection*>(static_cast<uintptr_t>(user_data));
+  if (connection.expired) return close(connection, /*failed=*/false);
   if (stopping_) {
     // Cancelled, or completed before the cancel got to it: either way, done.
     if (connection.sending && res > 0)
@@ -247,20 +352,16 @@ void Server::on_accept(int res, unsigned flags) {
     } else {
       add_connection(std::move(fd));
     }
-  } else if (res == -ECANCELED && stopping_) {
-    return;
+  } else if (res == -ECANCELED) {
+    return;  // cancelled by us: on stop, or to accept by hand
   } else if (res == -EINVAL && multishot_ && !accepted_any_) {
     // Kernels before 5.19 reject the multishot flag: accept one at a time instead.
     multishot_ = false;
   } else if (res == -EMFILE || res == -ENFILE) {
-    // Out of descriptors: the acceptor frees its spare one to take and close one
-    // pending client, so the backlog drains instead of re-arming into the same error.
-    net::AcceptResult shed = acceptor_.accept(ctx_.listener.get());
-    if (shed.status == net::AcceptStatus::kAccepted) {
-      add_connection(std::move(shed.fd));  // a descriptor was freed meanwhile
-    } else if (shed.status == net::AcceptStatus::kShed) {
-      ctx_.stats.refused.fetch_add(1, std::memory_order_relaxed);
-    }
+    // Out of descriptors. An accept that fails is over (a multishot one too), so
+    // nothing is armed: accept by hand until a descriptor is free again.
+    if (!accept_armed_ && !listen_poll_armed_ && !backoff_armed_) accept_by_hand();
+    return;
   } else if (res == -EBADF || res == -EINVAL || res == -ENOTSOCK || res == -EOPNOTSUPP ||
              res == -EFAULT) {
     return fail("accept", -res);
@@ -272,11 +373,7 @@ void Server::on_accept(int res, unsigned flags) {
 
 void Server::add_connection(net::Fd fd) {
   ServerStats& stats = ctx_.stats;
-  const size_t limit = ctx_.options.max_connections;
-  if (limit > 0 && stats.active.load(std::memory_order_relaxed) >= limit) {
-    stats.refused.fetch_add(1, std::memory_order_relaxed);
-    return;  // fd closes here: the client sees the connection end at once
-  }
+  if (refuse_over_limit(ctx_)) return;  // fd closes here
   std::unique_ptr<char[]> buffer(new (std::nothrow) char[ctx_.options.buffer_bytes]);
   if (!buffer) {
     stats.refused.fetch_add(1, std::memory_order_relaxed);
@@ -291,8 +388,10 @@ void Server::add_connection(net::Fd fd) {
   connection.buffer = std::move(buffer);
   stats.on_open();
   if (ctx_.options.protocol == Protocol::kHttp) {
-    connection.http.reset(new (std::nothrow) HttpSession);
+    connection.http.reset(new (std::nothrow) HttpSession(request_budget(ctx_)));
     if (!connection.http) return close(connection, /*failed=*/true);
+    connection.deadline = http_deadline(ctx_);
+    connection.deadline.update(*connection.http, steady_now_ms());
   }
   arm_recv(connection);
 }
@@ -314,6 +413,7 @@ void Server::on_received(Connection& connection, int res) {
 void Server::on_http_received(Connection& connection, size_t length) {
   const size_t responses = connection.http->feed({connection.buffer.get(), length}, connection.out);
   if (responses > 0) ctx_.stats.messages.fetch_add(responses, std::memory_order_relaxed);
+  connection.deadline.update(*connection.http, steady_now_ms());
   connection.sent_bytes = 0;
   if (!connection.out.empty()) return arm_send(connection);
   arm_recv(connection);  // the request is not complete yet
@@ -353,6 +453,9 @@ void Server::begin_stop() {
     io_uring_sqe_set_data64(sqe, kCancelTag);
   };
   if (accept_armed_) cancel(kAcceptTag);
+  if (listen_poll_armed_) cancel(kListenPollTag);
+  if (backoff_armed_) cancel(kBackoffTag);
+  if (sweep_armed_) cancel(kSweepTag);
   if (stop_armed_) cancel(kStopTag);
   for (Connection& connection : connections_)
     cancel(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&connection)));
@@ -378,6 +481,11 @@ int Server::run(std::string& error) {
     error = "io_uring: no submission queue entry on an empty ring";
     return 1;
   }
+  if (http_timeouts_on(ctx_.options) && !arm_sweep()) {
+    error = "io_uring: no submission queue entry on an empty ring";
+    return 1;
+  }
+  ctx_.ready();
 
   // Serving: wait for at least one completion, handle all there are, repeat.
   while (!stopping_) {

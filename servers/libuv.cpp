@@ -4,7 +4,6 @@
 // and a little memory, never a thread, and never stalls anyone else. With --protocol
 // http each read goes to the connection's HttpSession, and the responses it completes
 // leave in one write (prefork and reactors run this same loop in every worker).
-#include <fcntl.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -17,15 +16,12 @@
 #include <vector>
 
 #include "net/fd.hpp"
+#include "net/socket.hpp"
 #include "servers/http_session.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
 namespace {
-
-// The kernel caps the listen backlog at net.core.somaxconn; ask for plenty so a burst
-// of thousands of connects waits in the queue rather than being refused.
-constexpr int kListenBacklog = 4096;
 
 // Reading stops while a connection holds more than this many bytes of unsent echo, and
 // resumes once it drains below half. It is at least a few reads' worth so that a client
@@ -71,6 +67,9 @@ class Connection {
   void start();
   /// Closes the handle unless it is closing already; pending writes are cancelled.
   void close();
+  /// HTTP with a timeout on: closes the connection, counted in stats.timed_out, when
+  /// its deadline is past at `now_ms`.
+  void expire_if_due(uint64_t now_ms);
 
  private:
   static void alloc_cb(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
@@ -114,7 +113,9 @@ class Connection {
   /// meanwhile gather in `out` and go in the next write. Both strings keep their
   /// capacity, so a keep-alive connection in steady state allocates nothing.
   struct Http {
+    Http(RequestBudget budget, HttpDeadline timeouts) : session(budget), deadline(timeouts) {}
     HttpSession session;
+    HttpDeadline deadline;
     std::string out;
     std::string in_flight;
     size_t in_flight_bytes = 0;  ///< what the uv_write in flight sends; 0 when none
@@ -123,11 +124,16 @@ class Connection {
   std::unique_ptr<Http> http_;
 };
 
-/// The loop, the listening handle and the stop watcher. Call only on the loop thread.
+/// The loop, the listening socket's watcher and the stop watcher. Connections are
+/// accepted here, with net::Acceptor, rather than by uv_listen: libuv's own accept
+/// path retries a listener it cannot accept from (out of descriptors, its one spare
+/// gone) without ever returning to the loop, which then neither serves nor stops.
+/// Call only on the loop thread.
 class Server {
  public:
   explicit Server(const ServeContext& ctx)
       : ctx_(ctx),
+        acceptor_(/*nonblocking_connections=*/true),
         write_backlog_limit_bytes_(
             std::max(kWriteBacklogBuffers * ctx.options.buffer_bytes, kMinWriteBacklogBytes)) {
     spare_buffers_.reserve(kSpareBuffers);
@@ -147,8 +153,12 @@ class Server {
   void give_back(std::unique_ptr<char[]> buffer);
 
  private:
-  static void connection_cb(uv_stream_t* listener, int status);
+  static void listener_cb(uv_poll_t* poll, int status, int events);
+  static void backoff_cb(uv_timer_t* timer);
+  static void sweep_cb(uv_timer_t* timer);
   static void stop_cb(uv_poll_t* poll, int status, int events);
+  /// Takes one accepted connection: starts serving it, or closes it as refused.
+  void adopt(net::Fd fd);
   static void close_walk_cb(uv_handle_t* handle, void* arg);
 
   int setup(std::string& error);
@@ -157,9 +167,12 @@ class Server {
   int shut_down(int rc, std::string& error);
 
   const ServeContext& ctx_;
+  net::Acceptor acceptor_;  // sheds a connection when out of descriptors
   const size_t write_backlog_limit_bytes_;
   uv_loop_t loop_{};
-  uv_tcp_t listener_{};
+  uv_poll_t listener_{};
+  uv_timer_t backoff_{};  ///< re-arms listener_ after an accept back-off
+  uv_timer_t sweep_{};    ///< HTTP with a timeout on: closes connections past their deadline
   uv_poll_t stop_poll_{};
   std::string stop_error_;
   std::vector<std::unique_ptr<char[]>> spare_buffers_;
@@ -169,10 +182,11 @@ class Server {
 
 void Connection::start() {
   counted_ = true;
-  server_.ctx().stats.on_open();
+  server_.ctx().stats.on_open(server_.ctx().worker_index);
   if (server_.ctx().options.protocol == Protocol::kHttp) {
-    http_.reset(new (std::nothrow) Http);
+    http_.reset(new (std::nothrow) Http(request_budget(server_.ctx()), http_deadline(server_.ctx())));
     if (!http_) return fail();  // out of memory: this connection only
+    http_->deadline.update(http_->session, steady_now_ms());
     http_->write_req.data = this;
   }
   // Echo replies are small and latency is what gets measured: do not let Nagle hold
@@ -194,6 +208,12 @@ void Connection::stop_reading() {
 
 void Connection::close() {
   if (!uv_is_closing(as_handle(&handle_))) uv_close(as_handle(&handle_), close_cb);
+}
+
+void Connection::expire_if_due(uint64_t now_ms) {
+  if (!http_ || uv_is_closing(as_handle(&handle_)) || !http_->deadline.expired(now_ms)) return;
+  server_.ctx().stats.timed_out.fetch_add(1, std::memory_order_relaxed);
+  close();
 }
 
 void Connection::fail() {
@@ -277,6 +297,7 @@ void Connection::serve_http(const char* data, size_t length_bytes) {
   Http& http = *http_;
   const size_t responses = http.session.feed({data, length_bytes}, http.out);
   if (responses > 0) server_.ctx().stats.messages.fetch_add(responses, std::memory_order_relaxed);
+  http.deadline.update(http.session, steady_now_ms());
   // Whatever the peer sends after the request that ends the connection goes unread.
   if (http.session.closing() && reading_) stop_reading();
   send_http();
@@ -375,7 +396,7 @@ void Connection::close_cb(uv_handle_t* handle) {
   // shutdown before this, so nothing refers to the connection any more.
   std::unique_ptr<Connection> self(static_cast<Connection*>(handle->data));
   assert(self->held_bytes_ == 0);
-  if (self->counted_) self->server_.ctx().stats.on_close();
+  if (self->counted_) self->server_.ctx().stats.on_close(self->server_.ctx().worker_index);
 }
 
 // ---- Server ----
@@ -393,37 +414,77 @@ void Server::give_back(std::unique_ptr<char[]> buffer) {
   if (spare_buffers_.size() < kSpareBuffers) spare_buffers_.push_back(std::move(buffer));
 }
 
-void Server::connection_cb(uv_stream_t* listener, int status) {
-  auto* self = static_cast<Server*>(listener->data);
+void Server::listener_cb(uv_poll_t* poll, int status, int) {
+  auto* self = static_cast<Server*>(poll->data);
   ServerStats& stats = self->ctx_.stats;
   if (status < 0) {
-    // An accept error; libuv keeps watching the listener, so the server carries on.
-    // On EMFILE/ENFILE libuv has already played its reserved-descriptor trick
-    // (uv__emfile_trick: free a spare fd, accept and close every pending connection,
-    // take the spare again), so those clients saw a close rather than hanging. It
-    // calls back only when that ends in an error other than EAGAIN, so the clients it
-    // shed are mostly not counted here; ECONNABORTED it skips without calling back.
-    stats.refused.fetch_add(1, std::memory_order_relaxed);
+    self->stop_error_ = uv_failure("listener poll", status);
+    self->close_everything();
     return;
   }
+  // Everything pending, as libuv's own accept path does: a burst waits for nothing.
+  for (;;) {
+    net::AcceptResult result = self->acceptor_.accept(self->ctx_.listener.get());
+    switch (result.status) {
+      case net::AcceptStatus::kAccepted:
+        self->adopt(std::move(result.fd));
+        continue;
+      case net::AcceptStatus::kShed:
+        stats.refused.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      case net::AcceptStatus::kRetry:
+        if (result.wait_for_next_report()) return;
+        continue;
+      case net::AcceptStatus::kExhausted:
+        // The listener would be reported ready at once, again and again: stop watching
+        // it for a while, and accept again when the timer says so.
+        uv_poll_stop(&self->listener_);
+        uv_timer_start(&self->backoff_, backoff_cb, net::kAcceptBackoffMs, 0);
+        return;
+      case net::AcceptStatus::kFatal:
+        self->stop_error_ = std::string("libuv: accept: ") + std::strerror(result.error);
+        self->close_everything();
+        return;
+    }
+  }
+}
 
-  // Every pending connection must be taken with uv_accept, even one to be refused:
-  // until it is, libuv stops watching the listening socket.
-  auto* connection = new Connection(*self);
-  uv_tcp_init(&self->loop_, connection->handle());  // cannot fail for AF_UNSPEC
-  if (uv_accept(listener, as_stream(connection->handle())) < 0) {
+void Server::backoff_cb(uv_timer_t* timer) {
+  auto* self = static_cast<Server*>(timer->data);
+  const int rc = uv_poll_start(&self->listener_, UV_READABLE, listener_cb);
+  if (rc < 0) {
+    self->stop_error_ = uv_failure("uv_poll_start", rc);
+    self->close_everything();
+  }
+}
+
+void Server::sweep_cb(uv_timer_t* timer) {
+  uint64_t now_ms = steady_now_ms();
+  uv_walk(
+      timer->loop,
+      [](uv_handle_t* handle, void* arg) {
+        if (handle->type == UV_TCP && !uv_is_closing(handle))
+          static_cast<Connection*>(handle->data)->expire_if_due(*static_cast<uint64_t*>(arg));
+      },
+      &now_ms);
+}
+
+void Server::adopt(net::Fd fd) {
+  ServerStats& stats = ctx_.stats;
+  if (refuse_over_limit(ctx_)) return;  // fd closes here
+  auto* connection = new (std::nothrow) Connection(*this);
+  if (connection == nullptr) {
     stats.refused.fetch_add(1, std::memory_order_relaxed);
-    connection->close();
     return;
   }
-  const size_t limit = self->ctx_.options.max_connections;
-  if (limit > 0 && stats.active.load(std::memory_order_relaxed) >= limit) {
+  uv_tcp_init(&loop_, connection->handle());  // cannot fail for AF_UNSPEC
+  if (uv_tcp_open(connection->handle(), fd.get()) < 0) {
     stats.refused.fetch_add(1, std::memory_order_relaxed);
-    connection->close();  // the client sees the connection end at once
+    connection->close();  // a failed open leaves fd ours: it closes on return
     return;
   }
-  if (self->ctx_.worker_index >= 0)
-    stats.on_worker_accept(static_cast<size_t>(self->ctx_.worker_index));
+  fd.release();  // the handle owns it now
+  if (ctx_.worker_index >= 0) stats.on_worker_accept(static_cast<size_t>(ctx_.worker_index));
   connection->start();
 }
 
@@ -435,13 +496,12 @@ void Server::stop_cb(uv_poll_t* poll, int status, int) {
   self->close_everything();
 }
 
-void Server::close_walk_cb(uv_handle_t* handle, void* arg) {
-  auto* self = static_cast<Server*>(arg);
+void Server::close_walk_cb(uv_handle_t* handle, void*) {
   if (uv_is_closing(handle)) return;
-  if (handle->type == UV_TCP && handle != as_handle(&self->listener_)) {
+  if (handle->type == UV_TCP) {
     static_cast<Connection*>(handle->data)->close();
   } else {
-    uv_close(handle, nullptr);  // the listener and the stop poll live in Server
+    uv_close(handle, nullptr);  // the listener's and the stop's watchers live in Server
   }
 }
 
@@ -452,27 +512,32 @@ void Server::close_everything() {
 }
 
 int Server::setup(std::string& error) {
-  int rc = uv_tcp_init(&loop_, &listener_);
+  // ctx.listener stays the caller's: a uv_poll_t never closes what it watches.
+  int rc = uv_poll_init_socket(&loop_, &listener_, ctx_.listener.get());
   if (rc < 0) {
-    error = uv_failure("uv_tcp_init", rc);
+    error = uv_failure("uv_poll_init_socket", rc);
     return 1;
   }
   listener_.data = this;
-
-  // libuv closes the descriptor it owns when the handle closes, and the caller owns
-  // ctx.listener, so give libuv a duplicate of its own. (uv_tcp_open makes it
-  // non-blocking, which the duplicate shares with ctx.listener; so was it already.)
-  net::Fd duplicate(::fcntl(ctx_.listener.get(), F_DUPFD_CLOEXEC, 0));
-  if (!duplicate) {
-    error = std::string("libuv: dup: ") + std::strerror(errno);
+  rc = uv_timer_init(&loop_, &backoff_);
+  if (rc < 0) {
+    error = uv_failure("uv_timer_init", rc);
     return 1;
   }
-  rc = uv_tcp_open(&listener_, duplicate.get());
+  backoff_.data = this;
+  rc = uv_timer_init(&loop_, &sweep_);
   if (rc < 0) {
-    error = uv_failure("uv_tcp_open", rc);
-    return 1;  // the duplicate is still ours and closes here
+    error = uv_failure("uv_timer_init", rc);
+    return 1;
   }
-  duplicate.release();
+  sweep_.data = this;
+  if (http_timeouts_on(ctx_.options)) {
+    rc = uv_timer_start(&sweep_, sweep_cb, kDeadlineSweepMs, kDeadlineSweepMs);
+    if (rc < 0) {
+      error = uv_failure("uv_timer_start", rc);
+      return 1;
+    }
+  }
 
   rc = uv_poll_init(&loop_, &stop_poll_, ctx_.stop.fd());
   if (rc < 0) {
@@ -486,9 +551,9 @@ int Server::setup(std::string& error) {
     return 1;
   }
 
-  rc = uv_listen(as_stream(&listener_), kListenBacklog, connection_cb);
+  rc = uv_poll_start(&listener_, UV_READABLE, listener_cb);
   if (rc < 0) {
-    error = uv_failure("uv_listen", rc);
+    error = uv_failure("uv_poll_start", rc);
     return 1;
   }
   return 0;
@@ -512,6 +577,7 @@ int Server::run(std::string& error) {
     return 1;
   }
   if (setup(error) != 0) return shut_down(1, error);
+  ctx_.ready();
 
   // Returns once the stop callback has closed every handle and their close callbacks
   // have run.

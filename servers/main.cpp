@@ -1,8 +1,11 @@
 // echo-server: parses the command line, binds and announces the listening socket,
 // then hands it to the chosen concurrency model until SIGINT/SIGTERM.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include "common/cli.hpp"
@@ -32,6 +35,13 @@ std::string model_list() {
             std::string(model.summary) + "\n";
   }
   return text;
+}
+
+uint64_t physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_bytes = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page_bytes > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_bytes)
+                                     : 0;
 }
 
 int fail(int code, const std::string& message) {
@@ -103,7 +113,34 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
 
+  uint64_t max_request_memory = options.max_request_memory_bytes;
+  auto* request_memory = app.add_option("--max-request-memory", max_request_memory,
+                 "http: most bytes all connections together hold for requests not yet "
+                 "complete (a stalled upload holds up to 1 MiB); past it a request that needs "
+                 "more gets 503 and its connection closes, counted as overloaded= (units: b, "
+                 "k, KiB, m, g)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 50))
+      ->capture_default_str();
+
+  // Durations in milliseconds, with a unit or without (then milliseconds); 0 is off.
+  const std::map<std::string, uint64_t> duration_units{{"ms", 1}, {"s", 1000}, {"m", 60'000}};
+  auto add_timeout = [&](const std::string& name, uint64_t& target_ms, const std::string& what) {
+    return app.add_option(name, target_ms, what + " (units: ms, s, m; 0: off)")
+        ->transform(CLI::AsNumberWithUnit(duration_units, CLI::AsNumberWithUnit::CASE_SENSITIVE))
+        ->check(CLI::Range(uint64_t{0}, uint64_t{24} * 3'600'000))
+        ->capture_default_str();
+  };
+  auto* header_timeout = add_timeout(
+      "--header-timeout", options.header_timeout_ms,
+      "http: a request head not complete this long after its first byte closes its "
+      "connection, as nginx's client_header_timeout");
+  auto* idle_timeout = add_timeout("--idle-timeout", options.idle_timeout_ms,
+                                   "http: a connection with no request in progress for this "
+                                   "long is closed, as nginx's keepalive_timeout");
+
   if (auto exit_code = parse_command_line(app, argc, argv, "echo-server")) return *exit_code;
+  options.max_request_memory_bytes = max_request_memory;
   options.buffer_bytes = static_cast<size_t>(buffer_bytes);
   options.protocol = protocol_names().at(protocol);
 
@@ -132,6 +169,10 @@ int main(int argc, char** argv) {
   }
   if (options.protocol == Protocol::kUdp && max_connections->count() > 0)
     return fail(kUsageError, "--max-connections: udp has no connections");
+  for (const CLI::Option* http_only : {request_memory, header_timeout, idle_timeout}) {
+    if (options.protocol != Protocol::kHttp && http_only->count() > 0)
+      return fail(kUsageError, http_only->get_name() + ": applies to --protocol http only");
+  }
 
   std::string error;
   // A model this machine cannot run says so before anything is bound or announced.
@@ -141,7 +182,11 @@ int main(int argc, char** argv) {
   if (!address) return fail(kUsageError, "--host: " + error);
 
   // Thousands of clients need thousands of descriptors: take all the hard limit allows.
-  net::raise_fd_limit(UINT64_MAX);
+  const uint64_t descriptor_limit = net::raise_fd_limit(UINT64_MAX);
+  // What the model takes before it serves anyone must fit, or nothing is announced.
+  if (!servers::check_up_front_cost(*model, options, descriptor_limit, physical_memory_bytes(),
+                                    error))
+    return fail(kUsageError, error);
 
   try {
     servers::StopSignal stop;
@@ -162,11 +207,13 @@ int main(int argc, char** argv) {
         options.protocol == Protocol::kTcp
             ? ""
             : " protocol=" + std::string(protocol_name(options.protocol));
-    std::cout << "listening on " << bound->to_string() << " model=" << model->name
-              << protocol_tag << std::endl;
-
     servers::ServerStats& stats = servers::make_shared_stats();
     servers::ServeContext ctx{listener, *bound, options, stop, stats};
+    // Announced only once the model holds everything it serves with.
+    ctx.on_ready = [&] {
+      std::cout << "listening on " << bound->to_string() << " model=" << model->name
+                << protocol_tag << std::endl;
+    };
     int rc = udp ? model->serve_udp(ctx, error) : model->serve(ctx, error);
     listener.reset();
     std::cout << "stopped model=" << model->name << protocol_tag << " "

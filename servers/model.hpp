@@ -1,17 +1,20 @@
 // The one interface every concurrency model implements, and the registry the
-// echo-server CLI picks from. A model gets a listening socket that is already bound
-// and announced; it serves until the stop signal fires, then closes every
-// connection, reaps every child and joins every thread before it returns.
+// echo-server CLI picks from. A model gets a listening socket that is already bound,
+// says when it is ready to serve (echo-server announces it then), serves until the
+// stop signal fires, then closes every connection, reaps every child and joins every
+// thread before it returns.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "common/protocol.hpp"
 #include "net/socket.hpp"
+#include "servers/http_session.hpp"
 #include "servers/stats.hpp"
 #include "servers/stop_signal.hpp"
 
@@ -27,6 +30,19 @@ struct ServerOptions {
   bool reuse_port = false;          ///< prefork, reactors: one SO_REUSEPORT socket per worker
   bool epoll_level = false;         ///< epoll: level-triggered instead of edge-triggered
   size_t queue_length = 64;         ///< threadpool: accepted connections waiting for a worker
+  /// http: the most bytes all connections together hold for requests not yet complete;
+  /// past it a request that needs more is answered 503 and its connection closed.
+  /// A stalled upload holds up to HttpSession::kMaxRequestBytes.
+  uint64_t max_request_memory_bytes = kDefaultMaxRequestMemoryBytes;
+  /// http: a request head not complete this long after its first byte closes its
+  /// connection (nginx's client_header_timeout); 0: no limit.
+  uint64_t header_timeout_ms = 0;
+  /// http: a connection with no request in progress for this long is closed (nginx's
+  /// keepalive_timeout); 0: no limit.
+  uint64_t idle_timeout_ms = 0;
+
+  /// 1 GiB: 10,000 connections each stalled in an upload would otherwise hold 10 GiB.
+  static constexpr uint64_t kDefaultMaxRequestMemoryBytes = uint64_t{1} << 30;
 };
 
 /// What serve() is handed. The listening socket is non-blocking (accept after poll
@@ -41,7 +57,50 @@ struct ServeContext {
   /// Set by models that run other models' loops as workers (prefork, reactors): the
   /// worker's index, counted in stats.worker_accepted; -1 otherwise.
   int worker_index = -1;
+  /// Called by ready(); echo-server announces "listening on" from it. May be empty.
+  std::function<void()> on_ready = {};
+
+  /// Every serve function calls this once, on any thread, when it holds everything it
+  /// needs to serve (its loops, buffers, workers, threads) and before it serves
+  /// anyone; a serve function that fails before then returns without calling it. So
+  /// nothing is announced that is not ready, and a burst of clients right after the
+  /// announcement cannot find a resource still to be made.
+  void ready() const {
+    if (on_ready) on_ready();
+  }
 };
+
+/// True, with the refusal counted in ctx.stats.refused, when --max-connections is
+/// reached: the caller then closes the connection it just accepted, and the client
+/// sees it end at once.
+inline bool refuse_over_limit(const ServeContext& ctx) {
+  const size_t limit = ctx.options.max_connections;
+  if (limit == 0 || ctx.stats.active.load(std::memory_order_relaxed) < limit) return false;
+  ctx.stats.refused.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+/// The request budget every HTTP session of a server shares (--max-request-memory),
+/// counted in ctx.stats.
+inline RequestBudget request_budget(const ServeContext& ctx) {
+  return {&ctx.stats.held_request_bytes, &ctx.stats.overloaded,
+          ctx.options.max_request_memory_bytes};
+}
+
+/// The --header-timeout and --idle-timeout deadline of one HTTP connection.
+inline HttpDeadline http_deadline(const ServeContext& ctx) {
+  return {ctx.options.header_timeout_ms, ctx.options.idle_timeout_ms};
+}
+
+/// How often an event loop looks for HTTP connections past their deadline, when
+/// either timeout is on: a connection closes at most this late.
+inline constexpr uint64_t kDeadlineSweepMs = 50;
+
+/// Either HTTP timeout is on.
+inline bool http_timeouts_on(const ServerOptions& options) {
+  return options.protocol == Protocol::kHttp &&
+         (options.header_timeout_ms > 0 || options.idle_timeout_ms > 0);
+}
 
 /// Model-specific flags a model accepts; echo-server refuses the others for it, so a
 /// flag never silently does nothing.
@@ -57,6 +116,17 @@ enum ModelFlag : unsigned {
 /// kernel refuses io_uring, say): echo-server then exits 2, with `error` as its one
 /// line, as for any input it cannot serve; every other failure exits 1.
 inline constexpr int kServeUnavailable = 2;
+
+/// What a model takes up front, before it serves anyone, per worker (--workers, or
+/// default_workers when not given): echo-server refuses flags whose cost cannot be met.
+struct UpFrontCost {
+  int default_workers = 0;            ///< 0: usable_cpus()
+  size_t buffers_per_worker = 0;      ///< --buffer-size buffers allocated per worker
+  unsigned descriptors_per_worker = 0;  ///< descriptors per worker in this process
+};
+
+/// threadpool's pool size when --workers is not given.
+inline constexpr int kThreadpoolDefaultWorkers = 8;
 
 struct Model {
   std::string_view name;
@@ -75,6 +145,7 @@ struct Model {
   /// contract as serve(); nullptr when the model has no UDP form. Every model serves
   /// tcp and http through serve(), which reads ctx.options.protocol.
   int (*serve_udp)(const ServeContext& ctx, std::string& error) = nullptr;
+  UpFrontCost cost = {};
 
   bool serves(Protocol protocol) const {
     return protocol != Protocol::kUdp || serve_udp != nullptr;
@@ -105,6 +176,18 @@ int serve_io_uring(const ServeContext& ctx, std::string& error);
 /// an operation the model needs.
 bool io_uring_available(std::string& error);
 #endif
+
+/// The workers `model` runs with under `options`: --workers, else its default.
+int worker_count(const Model& model, const ServerOptions& options);
+
+/// Checks that what `model` takes up front under `options` fits: its buffers in
+/// `memory_bytes` (the machine's; at most half of it may go to them), its descriptors,
+/// with kDescriptorsForClients left over for clients, under `descriptor_limit`. False
+/// with `error` filled (one line naming the flags, the cost and the limit) otherwise.
+bool check_up_front_cost(const Model& model, const ServerOptions& options,
+                         uint64_t descriptor_limit, uint64_t memory_bytes, std::string& error);
+/// Descriptors a server must have left for clients once its workers are set up.
+inline constexpr uint64_t kDescriptorsForClients = 64;
 
 /// The number of CPUs this process may run on (at least 1): the default worker count
 /// of prefork and reactors.

@@ -38,8 +38,12 @@ int serve_poll(const ServeContext& ctx, std::string& error) {
     connections.push_back(std::move(connection));
   };
 
+  // With an HTTP timeout on, the loop wakes now and then to close what is past it.
+  const int sweep_ms = http_timeouts_on(ctx.options) ? static_cast<int>(kDeadlineSweepMs) : -1;
+  ctx.ready();
   for (;;) {
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
+    fds[kListener].events = acceptor.backing_off() ? 0 : POLLIN;
+    if (::poll(fds.data(), fds.size(), acceptor.wait_ms(sweep_ms)) < 0) {
       if (errno == EINTR) continue;
       error = std::string("poll: ") + std::strerror(errno);
       return 1;
@@ -50,10 +54,12 @@ int serve_poll(const ServeContext& ctx, std::string& error) {
     // next poll() sees only open connections, each asking for what it wants now.
     // Level-triggered: whatever a connection leaves unused is reported again.
     size_t kept = 0;
+    const uint64_t now_ms = sweep_ms < 0 ? 0 : steady_now_ms();
     for (size_t i = 0; i < connections.size(); ++i) {
       Connection& connection = *connections[i];
       const short revents = fds[kFirstConnection + i].revents;
-      if (revents != 0) {
+      if (sweep_ms >= 0) connection.expire_if_due(now_ms);
+      if (revents != 0 && !connection.done()) {
         // A hang-up or error reports as both: the next recv or send tells which.
         const bool trouble = (revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
         connection.on_ready({.readable = (revents & POLLIN) != 0 || trouble,
@@ -69,7 +75,8 @@ int serve_poll(const ServeContext& ctx, std::string& error) {
     fds.resize(kFirstConnection + kept);
     // Accepted last, so that no descriptor closed above is reused by a new connection
     // while this round's answers still describe the old one.
-    if (fds[kListener].revents != 0 && !acceptor.accept_pending(adopt, error)) return 1;
+    const bool reported = fds[kListener].revents != 0;
+    if ((reported || acceptor.backoff_over()) && !acceptor.accept_pending(adopt, error)) return 1;
   }
 }
 

@@ -20,6 +20,7 @@
 #include <exception>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "servers/model.hpp"
@@ -80,7 +81,10 @@ class Master {
     bool replacement = false;  ///< started to replace a worker that died
   };
 
-  int open_error_pipe(std::string& error);
+  int open_pipes(std::string& error);
+  /// Waits until every worker has said it is ready (then says the model is), a worker
+  /// dies first (1 with `error`), or stop fires (0, nothing announced).
+  int wait_until_ready(std::string& error);
   /// Forks worker `index`; false with `error` if fork fails.
   bool spawn(size_t index, std::string& error);
   [[noreturn]] void serve_worker(size_t index);
@@ -100,25 +104,50 @@ class Master {
   // cannot read a child's error string any other way.
   net::Fd error_read_;
   net::Fd error_write_;
+  // Each worker writes one byte here once its loop is up (a replacement too, which
+  // the master then no longer reads: a full pipe only drops the byte).
+  net::Fd ready_read_;
+  net::Fd ready_write_;
   const pid_t master_pid_;
 };
 
-int Master::open_error_pipe(std::string& error) {
-  int fds[2];
-  if (::pipe(fds) != 0) {
-    error = errno_text("pipe", errno);
-    return 1;
+int Master::open_pipes(std::string& error) {
+  for (auto [read_end, write_end] :
+       {std::pair{&error_read_, &error_write_}, std::pair{&ready_read_, &ready_write_}}) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+      error = errno_text("pipe2", errno);
+      return 1;
+    }
+    // Non-blocking at both ends: the master only reads what is there, and a worker
+    // never waits to report (a message lost to a full pipe still leaves the exit code).
+    read_end->reset(fds[0]);
+    write_end->reset(fds[1]);
   }
-  error_read_.reset(fds[0]);
-  error_write_.reset(fds[1]);
-  // Non-blocking at both ends: the master only reads what is there, and a worker
-  // never waits to report (a message lost to a full pipe still leaves the exit code).
-  for (int fd : fds) {
-    if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || !net::set_nonblocking(fd, true)) {
-      error = errno_text("fcntl", errno);
+  return 0;
+}
+
+int Master::wait_until_ready(std::string& error) {
+  size_t ready = 0;
+  while (ready < workers_.size()) {
+    pollfd fds[2] = {{ctx_.stop.fd(), POLLIN, 0}, {ready_read_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, kTickMs) > 0 && fds[0].revents != 0) return 0;
+    char bytes[256];
+    const ssize_t n = ::read(ready_read_.get(), bytes, sizeof bytes);
+    if (n > 0) ready += static_cast<size_t>(n);
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      int status = 0;
+      if (workers_[i].pid < 0 || ::waitpid(workers_[i].pid, &status, WNOHANG) != workers_[i].pid)
+        continue;
+      workers_[i].pid = -1;
+      error = WIFEXITED(status) ? worker_message(i, WEXITSTATUS(status))
+                                : "prefork: worker " + std::to_string(i) +
+                                      " died of signal " + std::to_string(WTERMSIG(status)) +
+                                      " before it was ready";
       return 1;
     }
   }
+  ctx_.ready();
   return 0;
 }
 
@@ -154,11 +183,16 @@ void Master::serve_worker(size_t index) {
   for (const net::Fd& socket : sockets_.own())
     if (&socket != &mine) ::close(socket.get());
   ::close(error_read_.get());
+  ::close(ready_read_.get());
 
   // stats is MAP_SHARED: accepts, bytes and the per-worker counts land in the
   // master's copy, which echo-server prints.
   ServeContext worker_ctx{mine,      ctx_.address, ctx_.options,
-                          ctx_.stop, ctx_.stats,   static_cast<int>(index)};
+                          ctx_.stop, ctx_.stats,   static_cast<int>(index),
+                          [this] {
+                            char byte = 1;
+                            [[maybe_unused]] ssize_t n = ::write(ready_write_.get(), &byte, 1);
+                          }};
   std::string error;
   int rc = 1;
   try {
@@ -198,6 +232,8 @@ int Master::watch_workers(std::string& error) {
     // 0: still running; -1: EINTR, which the next tick retries.
     if (::waitpid(worker.pid, &status, WNOHANG) != worker.pid) continue;
     worker.pid = -1;
+    // Its connections died with it: their slots count for --max-connections no more.
+    ctx_.stats.forget_worker(static_cast<int>(i));
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
       // Its loop failed (a libuv call, memory): a replacement would fail the same way.
       error = worker_message(i, WEXITSTATUS(status));
@@ -211,8 +247,7 @@ int Master::watch_workers(std::string& error) {
       return 1;
     }
     // Killed by a signal: replaced below. Its open connections were reset by the
-    // kernel, but they stay counted in stats.active, which only the worker could have
-    // decremented.
+    // kernel, and forgotten above.
   }
   // The stop pipe may have fired since the tick began (a Ctrl-C reaches every process
   // in the group at once): a worker that died of it is not to be replaced.
@@ -264,13 +299,14 @@ int Master::run(std::string& error) {
   ctx_.stats.workers.store(static_cast<uint32_t>(workers_.size()));
   ctx_.stats.counts_restarts.store(true);
   if (sockets_.open(ctx_, workers_.size(), "prefork: worker", error) != 0 ||
-      open_error_pipe(error) != 0)
+      open_pipes(error) != 0)
     return 1;
   for (size_t i = 0; i < workers_.size(); ++i) {
     // A fork that fails at start-up is reported rather than retried: the machine
     // cannot run the number of workers asked for.
     if (!spawn(i, error)) return 1;  // ~Master stops the ones already running
   }
+  if (wait_until_ready(error) != 0) return 1;
 
   int rc = 0;
   for (;;) {

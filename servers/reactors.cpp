@@ -7,6 +7,7 @@
 // reactor threads, except that there one loop accepts and hands connections out,
 // while here every loop accepts for itself, as nginx's workers do. Over UDP each loop
 // always has its own SO_REUSEPORT socket, and the kernel spreads senders over them.
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -43,6 +44,11 @@ class Reactors {
   void serve(size_t index);
   /// Records the first failure and stops every loop.
   void fail(size_t index, const std::string& error);
+  /// Counts loop `index` ready to serve, or given up (a loop that fails before it is
+  /// ready counts too, so that nobody waits for it). Loop 0, which runs on the serving
+  /// thread, then waits for the others and says the model is ready only when every
+  /// loop is and none failed.
+  void loop_ready(size_t index);
 
   const ServeContext& ctx_;
   const size_t count_;
@@ -52,13 +58,33 @@ class Reactors {
   WorkerSockets sockets_;
   std::mutex error_mutex_;
   std::string first_error_;  // guarded by error_mutex_
+  std::condition_variable all_ready_;
+  size_t ready_count_ = 0;  // guarded by error_mutex_
 };
+
+void Reactors::loop_ready(size_t index) {
+  std::unique_lock lock(error_mutex_);
+  ++ready_count_;
+  if (index != 0) {
+    if (ready_count_ == count_) all_ready_.notify_one();
+    return;
+  }
+  all_ready_.wait(lock, [&] { return ready_count_ >= count_; });
+  const bool failed = !first_error_.empty();
+  lock.unlock();
+  if (!failed) ctx_.ready();
+}
 
 void Reactors::serve(size_t index) {
   // The loop keeps a reference to its context for as long as it runs, so the
   // context lives on this thread's stack, which outlives the loop.
+  bool ready = false;
   ServeContext loop_ctx{sockets_.of(index), ctx_.address, ctx_.options,
-                        ctx_.stop,          ctx_.stats,   static_cast<int>(index)};
+                        ctx_.stop,          ctx_.stats,   static_cast<int>(index),
+                        [&] {
+                          ready = true;
+                          loop_ready(index);
+                        }};
   std::string error;
   int rc = 1;
   try {
@@ -69,6 +95,7 @@ void Reactors::serve(size_t index) {
     error = e.what();
   }
   if (rc != 0) fail(index, error);
+  if (!ready) loop_ready(index);
 }
 
 void Reactors::fail(size_t index, const std::string& error) {
@@ -93,8 +120,14 @@ int Reactors::run(std::string& error) {
     try {
       threads.emplace_back(&Reactors::serve, this, i);
     } catch (const std::system_error& e) {
-      // EAGAIN: no thread to spare. Stop the loops already started.
+      // EAGAIN: no thread to spare. Stop the loops already started; the loops never
+      // started count as given up, so that loop 0 does not wait for them.
       fail(i, std::string("cannot start its thread: ") + e.what());
+      {
+        std::lock_guard lock(error_mutex_);
+        ready_count_ += count_ - i;
+      }
+      all_ready_.notify_one();
       break;
     }
   }

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <string>
@@ -48,7 +49,9 @@ void BufferPool::give_back(std::unique_ptr<char[]> buffer) {
 
 // With --protocol http: the session, and the responses it wrote that are not sent yet.
 struct Connection::Http {
+  Http(RequestBudget budget, HttpDeadline timeouts) : session(budget), deadline(timeouts) {}
   HttpSession session;
+  HttpDeadline deadline;
   std::string out;
   size_t sent_bytes = 0;   ///< out[0, sent_bytes) has gone out
   size_t limit_bytes = 0;  ///< reading stops while more than this waits in out
@@ -58,9 +61,10 @@ Connection::Connection(net::Fd fd, const ServeContext& ctx, BufferPool& buffers)
     : fd_(std::move(fd)), ctx_(ctx), buffers_(buffers) {
   ctx_.stats.on_open();
   if (ctx_.options.protocol == Protocol::kHttp) {
-    http_.reset(new (std::nothrow) Http);
+    http_.reset(new (std::nothrow) Http(request_budget(ctx_), http_deadline(ctx_)));
     if (http_) {
       http_->limit_bytes = http_output_limit_bytes(buffers_.buffer_bytes());
+      http_->deadline.update(http_->session, steady_now_ms());
     } else {
       close(/*failed=*/true);  // out of memory: done() at once, this connection only
     }
@@ -198,8 +202,17 @@ void Connection::read_once() {
 void Connection::feed_http(size_t length) {
   const size_t responses = http_->session.feed({buffer_.get(), length}, http_->out);
   if (responses > 0) ctx_.stats.messages.fetch_add(responses, std::memory_order_relaxed);
+  http_->deadline.update(http_->session, steady_now_ms());
   // The session keeps what it needs: the buffer is free for the next read, anyone's.
   buffers_.give_back(std::move(buffer_));
+}
+
+bool Connection::expire_if_due(uint64_t now_ms) {
+  if (!done() && http_ && http_->deadline.expired(now_ms)) {
+    ctx_.stats.timed_out.fetch_add(1, std::memory_order_relaxed);
+    close(/*failed=*/false);
+  }
+  return done();
 }
 
 void Connection::close(bool failed) {
@@ -217,6 +230,21 @@ void Connection::close(bool failed) {
 ConnectionAcceptor::ConnectionAcceptor(const ServeContext& ctx, BufferPool& buffers, int fd_limit)
     : ctx_(ctx), buffers_(buffers), fd_limit_(fd_limit) {}
 
+int ConnectionAcceptor::wait_ms(int otherwise_ms) const {
+  if (!backing_off_) return otherwise_ms;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      backoff_ends_ - std::chrono::steady_clock::now());
+  // Rounded up, so that the wait does not end a hair early and go round for nothing.
+  const int left_ms = static_cast<int>(std::max<int64_t>(left.count() + 1, 0));
+  return otherwise_ms < 0 ? left_ms : std::min(otherwise_ms, left_ms);
+}
+
+bool ConnectionAcceptor::backoff_over() {
+  if (!backing_off_ || std::chrono::steady_clock::now() < backoff_ends_) return false;
+  backing_off_ = false;
+  return true;
+}
+
 bool ConnectionAcceptor::accept_pending(
     const std::function<void(std::unique_ptr<Connection>)>& adopt, std::string& error) {
   ServerStats& stats = ctx_.stats;
@@ -230,8 +258,7 @@ bool ConnectionAcceptor::accept_pending(
         // rather than spin (edge-triggered, that is the next connection to arrive).
         // The rest (EINTR, ECONNABORTED, a network error of one connection) leave
         // the others pending, so go on.
-        if (would_block(result.error) || result.error == ENOBUFS || result.error == ENOMEM)
-          return true;
+        if (result.wait_for_next_report()) return true;
         continue;
       case net::AcceptStatus::kShed: {
         stats.refused.fetch_add(1, std::memory_order_relaxed);
@@ -241,16 +268,20 @@ bool ConnectionAcceptor::accept_pending(
         if (::poll(&listener, 1, 0) <= 0 || (listener.revents & POLLIN) == 0) return true;
         continue;
       }
+      case net::AcceptStatus::kExhausted:
+        backing_off_ = true;
+        backoff_ends_ =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(net::kAcceptBackoffMs);
+        return true;
       case net::AcceptStatus::kFatal:
         error = std::string("accept: ") + std::strerror(result.error);
         return false;
     }
-    const size_t limit = ctx_.options.max_connections;
-    if (result.fd.get() >= fd_limit_ ||
-        (limit > 0 && stats.active.load(std::memory_order_relaxed) >= limit)) {
+    if (result.fd.get() >= fd_limit_) {
       stats.refused.fetch_add(1, std::memory_order_relaxed);
       continue;  // result.fd closes here: the client sees the connection end at once
     }
+    if (refuse_over_limit(ctx_)) continue;
     // Echo replies must leave as soon as they are written: with Nagle on, the last
     // partial segment of a large echo waits for the peer's delayed ACK (40 ms).
     net::set_nodelay(result.fd.get(), true);

@@ -5,6 +5,7 @@
 // waiting.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <limits>
@@ -91,6 +92,10 @@ class Connection {
   /// drop it from the poll set and destroy it.
   bool done() const { return !fd_.valid(); }
 
+  /// --protocol http with --header-timeout or --idle-timeout: closes the connection,
+  /// counted in stats.timed_out, when its deadline is past at `now_ms`. Returns done().
+  bool expire_if_due(uint64_t now_ms);
+
   /// The last on_ready() stopped at its read budget with the socket still readable,
   /// so that one busy client cannot starve the others. A level-triggered poller
   /// reports it again by itself; an edge-triggered one must call on_ready({}) again
@@ -145,16 +150,29 @@ class ConnectionAcceptor {
   /// edge-triggered listener, and hands each connection it keeps, non-blocking,
   /// TCP_NODELAY and counted open, to `adopt`, which owns it from then on. A
   /// connection over --max-connections or the descriptor limit is closed at once and
-  /// counted in stats.refused. Returns false with `error` filled only when the
-  /// listening socket has failed for good.
+  /// counted in stats.refused. Out of descriptors with no spare to shed with, it
+  /// starts a back-off instead (see backing_off()). Returns false with `error` filled
+  /// only when the listening socket has failed for good.
   bool accept_pending(const std::function<void(std::unique_ptr<Connection>)>& adopt,
                       std::string& error);
+
+  /// True while the listener must not be watched: a connection waits in its backlog
+  /// that no descriptor is left to take, so it would be reported ready at once, again
+  /// and again.
+  bool backing_off() const { return backing_off_; }
+  /// How long the model's wait may last: `otherwise_ms` (-1: for ever), cut to what is
+  /// left of the back-off while backing off.
+  int wait_ms(int otherwise_ms) const;
+  /// True once, when a back-off has ended: call accept_pending() then, reported or not.
+  bool backoff_over();
 
  private:
   const ServeContext& ctx_;
   BufferPool& buffers_;
   const int fd_limit_;
   net::Acceptor acceptor_{/*nonblocking_connections=*/true};
+  bool backing_off_ = false;
+  std::chrono::steady_clock::time_point backoff_ends_{};
 };
 
 }  // namespace cb::servers

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdio>
+#include <string>
 
 #include "servers/model.hpp"
 #include "servers/udp.hpp"
@@ -29,10 +31,15 @@ constexpr std::array kModels{
           serve_prefork, kWorkersFlag | kReusePortFlag},
     Model{"reactors", "--workers threads, each with its own libuv loop; connections spread over "
                       "them (--reuseport: a socket each)",
-          serve_reactors, kWorkersFlag | kReusePortFlag, nullptr, serve_reactors_udp},
+          serve_reactors, kWorkersFlag | kReusePortFlag, nullptr, serve_reactors_udp,
+          // What a loop opens before any client (measured: libuv's epoll and wakeup
+          // descriptors, and the spare for shedding), and a socket of its own over udp
+          // or with --reuseport (which check_up_front_cost adds).
+          UpFrontCost{.descriptors_per_worker = 5}},
     Model{"threadpool", "--workers threads (default 8) doing blocking I/O on a bounded queue of "
                         "accepted connections",
-          serve_threadpool, kWorkersFlag | kQueueLengthFlag},
+          serve_threadpool, kWorkersFlag | kQueueLengthFlag, nullptr, nullptr,
+          UpFrontCost{.default_workers = kThreadpoolDefaultWorkers, .buffers_per_worker = 1}},
 #ifdef __linux__
     Model{"io_uring", "one thread, one io_uring (liburing): multishot accept, recv and send",
           serve_io_uring, kNoFlags, io_uring_available},
@@ -48,6 +55,49 @@ int usable_cpus() {
   if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
   long online = sysconf(_SC_NPROCESSORS_ONLN);
   return online > 0 ? static_cast<int>(online) : 1;
+}
+
+int worker_count(const Model& model, const ServerOptions& options) {
+  if (options.workers > 0) return options.workers;
+  return model.cost.default_workers > 0 ? model.cost.default_workers : usable_cpus();
+}
+
+namespace {
+
+std::string gib(uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f GiB", static_cast<double>(bytes) / (1u << 30));
+  return text;
+}
+
+}  // namespace
+
+bool check_up_front_cost(const Model& model, const ServerOptions& options,
+                         uint64_t descriptor_limit, uint64_t memory_bytes, std::string& error) {
+  const auto workers = static_cast<uint64_t>(worker_count(model, options));
+  const std::string who = std::string(model.name) + " with " + std::to_string(workers) +
+                          " workers";
+  const uint64_t buffer_bytes = workers * model.cost.buffers_per_worker * options.buffer_bytes;
+  if (memory_bytes > 0 && buffer_bytes > memory_bytes / 2) {
+    error = "--workers x --buffer-size: " + who + " of " + std::to_string(options.buffer_bytes) +
+            " bytes would hold " + gib(buffer_bytes) + " of buffers up front, more than half " +
+            "this machine's memory (" + gib(memory_bytes) + ")";
+    return false;
+  }
+  // With --reuseport (and over udp) every worker has a socket of its own, which
+  // prefork's master holds too.
+  const bool own_sockets = options.reuse_port || (options.protocol == Protocol::kUdp &&
+                                                  (model.flags & kWorkersFlag) != 0);
+  const uint64_t per_worker = model.cost.descriptors_per_worker + (own_sockets ? 1u : 0u);
+  const uint64_t descriptors = workers * per_worker;
+  if (descriptors > 0 && descriptors + kDescriptorsForClients > descriptor_limit) {
+    error = "--workers: " + who + " need " + std::to_string(descriptors) +
+            " descriptors before any client, and " + std::to_string(kDescriptorsForClients) +
+            " more for clients; the descriptor limit (RLIMIT_NOFILE) is " +
+            std::to_string(descriptor_limit);
+    return false;
+  }
+  return true;
 }
 
 const Model* find_model(std::string_view name) {

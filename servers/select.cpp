@@ -31,6 +31,9 @@ int serve_select(const ServeContext& ctx, std::string& error) {
     connections.push_back(std::move(connection));
   };
 
+  // With an HTTP timeout on, the loop wakes now and then to close what is past it.
+  const int sweep_ms = http_timeouts_on(ctx.options) ? static_cast<int>(kDeadlineSweepMs) : -1;
+  ctx.ready();
   for (;;) {
     // select() overwrites the sets with its answer, so they are rebuilt every round
     // from what each connection wants now.
@@ -39,7 +42,7 @@ int serve_select(const ServeContext& ctx, std::string& error) {
     FD_ZERO(&readable);
     FD_ZERO(&writable);
     FD_SET(stop_fd, &readable);
-    FD_SET(listen_fd, &readable);
+    if (!acceptor.backing_off()) FD_SET(listen_fd, &readable);
     int max_fd = std::max(stop_fd, listen_fd);
     for (const auto& connection : connections) {
       const Interest want = connection->interest();
@@ -48,7 +51,10 @@ int serve_select(const ServeContext& ctx, std::string& error) {
       max_fd = std::max(max_fd, connection->fd());
     }
 
-    if (::select(max_fd + 1, &readable, &writable, nullptr, nullptr) < 0) {
+    const int wait_ms = acceptor.wait_ms(sweep_ms);
+    timeval timeout{wait_ms / 1000, (wait_ms % 1000) * 1000};
+    if (::select(max_fd + 1, &readable, &writable, nullptr, wait_ms < 0 ? nullptr : &timeout) <
+        0) {
       if (errno == EINTR) continue;
       error = std::string("select: ") + std::strerror(errno);
       return 1;
@@ -56,7 +62,9 @@ int serve_select(const ServeContext& ctx, std::string& error) {
     if (FD_ISSET(stop_fd, &readable)) return 0;
 
     // Level-triggered: whatever a connection leaves unused is reported again next round.
+    const uint64_t now_ms = sweep_ms < 0 ? 0 : steady_now_ms();
     for (const auto& connection : connections) {
+      if (sweep_ms >= 0 && connection->expire_if_due(now_ms)) continue;
       const int fd = connection->fd();
       const bool can_read = FD_ISSET(fd, &readable) != 0;
       const bool can_write = FD_ISSET(fd, &writable) != 0;
@@ -66,7 +74,8 @@ int serve_select(const ServeContext& ctx, std::string& error) {
     std::erase_if(connections, [](const auto& connection) { return connection->done(); });
     // Accepted last, so that no descriptor closed above is reused by a new connection
     // while this round's sets still describe the old one.
-    if (FD_ISSET(listen_fd, &readable) && !acceptor.accept_pending(adopt, error)) return 1;
+    const bool reported = !acceptor.backing_off() && FD_ISSET(listen_fd, &readable);
+    if ((reported || acceptor.backoff_over()) && !acceptor.accept_pending(adopt, error)) return 1;
   }
 }
 

@@ -9,15 +9,32 @@
 
 namespace cb::servers {
 
-void ServerStats::on_open() {
+namespace {
+bool has_slot(int worker) {
+  return worker >= 0 && static_cast<size_t>(worker) < ServerStats::kMaxWorkerSlots;
+}
+}  // namespace
+
+void ServerStats::on_open(int worker) {
   accepted.fetch_add(1, std::memory_order_relaxed);
+  if (has_slot(worker)) worker_active[worker].fetch_add(1, std::memory_order_relaxed);
   uint64_t now = active.fetch_add(1, std::memory_order_relaxed) + 1;
   uint64_t peak = peak_active.load(std::memory_order_relaxed);
   while (now > peak && !peak_active.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
   }
 }
 
-void ServerStats::on_close() { active.fetch_sub(1, std::memory_order_relaxed); }
+void ServerStats::on_close(int worker) {
+  if (has_slot(worker)) worker_active[worker].fetch_sub(1, std::memory_order_relaxed);
+  active.fetch_sub(1, std::memory_order_relaxed);
+}
+
+uint64_t ServerStats::forget_worker(int worker) {
+  if (!has_slot(worker)) return 0;
+  const uint64_t held = worker_active[worker].exchange(0, std::memory_order_relaxed);
+  active.fetch_sub(held, std::memory_order_relaxed);
+  return held;
+}
 
 void ServerStats::on_worker_accept(size_t index) {
   worker_accepted[index < kMaxWorkers ? index : kMaxWorkers - 1].fetch_add(
@@ -45,7 +62,10 @@ std::string ServerStats::summary(Protocol protocol) const {
            " errors=" + std::to_string(errors.load()) + per_worker_summary();
   }
   const std::string responses =
-      protocol == Protocol::kHttp ? " responses=" + std::to_string(messages.load()) : "";
+      protocol == Protocol::kHttp ? " responses=" + std::to_string(messages.load()) +
+                                        " overloaded=" + std::to_string(overloaded.load()) +
+                                        " timed_out=" + std::to_string(timed_out.load())
+                                  : "";
   return "accepted=" + std::to_string(accepted.load()) +
          " refused=" + std::to_string(refused.load()) +
          " peak_concurrent=" + std::to_string(peak_active.load()) +

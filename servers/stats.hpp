@@ -23,6 +23,12 @@ struct ServerStats {
   /// udp: datagrams received whose echo was given up because the socket's send buffer
   /// (or the model's send queue) stayed full, or the server stopped before it went out.
   std::atomic<uint64_t> dropped{0};
+  /// http: bytes every connection holds now for requests not yet complete (bounded
+  /// by --max-request-memory), and requests answered 503 because of that bound.
+  std::atomic<uint64_t> held_request_bytes{0};
+  std::atomic<uint64_t> overloaded{0};
+  /// http: connections closed by --header-timeout or --idle-timeout.
+  std::atomic<uint64_t> timed_out{0};
 
   /// Models with workers (prefork, reactors, threadpool) count each worker's accepted
   /// connections here, worker i in worker_accepted[i], and set `workers`; the summary
@@ -34,19 +40,29 @@ struct ServerStats {
   std::atomic<uint64_t> restarts{0};
   std::atomic<bool> counts_restarts{false};
   std::atomic<uint64_t> worker_accepted[kMaxWorkers]{};
+  /// The connections each worker has open now (worker i in worker_active[i]), so that
+  /// a worker process that dies can be taken out of `active` by whoever reaps it:
+  /// prefork, whose --max-connections would otherwise keep a dead worker's slots.
+  static constexpr size_t kMaxWorkerSlots = 4096;  // the most --workers allows
+  std::atomic<uint64_t> worker_active[kMaxWorkerSlots]{};
 
   /// Counts one connection accepted (or, for udp, one datagram echoed) by worker
   /// `index` (clamped to the last slot).
   void on_worker_accept(size_t index);
 
-  /// Counts a connection that is now being served (accepted, active, peak).
-  void on_open();
-  /// Counts the end of a connection counted by on_open.
-  void on_close();
+  /// Counts a connection that is now being served (accepted, active, peak), by
+  /// worker `worker` when it is one (ServeContext::worker_index, -1 otherwise).
+  void on_open(int worker = -1);
+  /// Counts the end of a connection counted by on_open, with the same `worker`.
+  void on_close(int worker = -1);
+  /// Takes worker `worker`'s connections out of `active` once it is dead: the kernel
+  /// closed them when it died, and nobody else would count them closed. Call only
+  /// after the worker is reaped. Returns how many there were.
+  uint64_t forget_worker(int worker);
 
   /// "accepted=.. refused=.. peak_concurrent=.. bytes_echoed=.. errors=.." and, for a
-  /// model with workers, " per_worker=12,9,11". For http " responses=.." follows
-  /// errors; for udp, which has no connections, it is "datagrams=.. bytes_echoed=..
+  /// model with workers, " per_worker=12,9,11". For http " responses=.. overloaded=.."
+  /// follows errors; for udp, which has no connections, it is "datagrams=.. bytes_echoed=..
   /// dropped=.. errors=.." (errors: receive and send failures other than a full send
   /// buffer) and per_worker counts datagrams.
   std::string summary(Protocol protocol = Protocol::kTcp) const;

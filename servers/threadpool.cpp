@@ -21,8 +21,6 @@
 namespace cb::servers {
 namespace {
 
-constexpr int kDefaultWorkers = 8;
-
 // The workers and the queue they take connections from. start(), submit() and stop()
 // run on the accepting thread only; the workers share nothing with it but the queue,
 // under mutex_. Destroying the pool stops and joins every worker.
@@ -31,7 +29,7 @@ class Pool {
   explicit Pool(const ServeContext& ctx)
       : ctx_(ctx),
         worker_count_(
-            static_cast<size_t>(ctx.options.workers > 0 ? ctx.options.workers : kDefaultWorkers)),
+            static_cast<size_t>(ctx.options.workers > 0 ? ctx.options.workers : kThreadpoolDefaultWorkers)),
         queue_length_(ctx.options.queue_length) {}
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;

@@ -51,6 +51,7 @@ int serve_epoll_udp(const ServeContext& ctx, std::string& error) {
   // Edge-triggered: the last round stopped at its budget with datagrams left, which the
   // kernel will not report again; serve them on the next round, which then does not sleep.
   bool left_over = false;
+  ctx.ready();
   for (;;) {
     epoll_event events[2];
     const int n = ::epoll_wait(epoll.get(), events, 2, left_over ? 0 : -1);

@@ -23,6 +23,7 @@ constexpr int kSendWaitMs = 100;
 
 int serve_iterative_udp(const ServeContext& ctx, std::string& error) {
   std::vector<char> buffer(kDatagramBufferBytes);
+  ctx.ready();
   for (;;) {
     switch (echo_datagrams(ctx, buffer, kDatagramsPerTurn, kSendWaitMs, error)) {
       case DrainEnd::kDrained:

@@ -226,6 +226,7 @@ int UdpLoop::run(std::string& error) {
   }
   int result = setup(error);
   if (result == 0) {
+    ctx_.ready();
     // Returns once stop_cb has closed both handles and libuv has called back every
     // queued echo; with handles still alive something else went wrong.
     if (uv_run(&loop_, UV_RUN_DEFAULT) != 0) stop_error_ = "libuv udp: uv_run returned early";

@@ -19,15 +19,18 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Runs echo-server with `args` to its exit (10 s at most).
+// Runs echo-server with `args` to its exit (10 s at most), through `launcher` when
+// given (prlimit with its arguments, say).
 struct RunResult {
   std::optional<ExitStatus> status;
   std::vector<std::string> out;
   std::vector<std::string> err;
 };
 
-RunResult run_echo_server(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{CB_ECHO_SERVER_PATH};
+RunResult run_echo_server(const std::vector<std::string>& args,
+                          const std::vector<std::string>& launcher = {}) {
+  std::vector<std::string> argv = launcher;
+  argv.push_back(CB_ECHO_SERVER_PATH);
   argv.insert(argv.end(), args.begin(), args.end());
   std::string error;
   auto process = ChildProcess::spawn(argv, error);
@@ -49,8 +52,9 @@ std::string joined(const std::vector<std::string>& lines) {
 }
 
 // Exit code 2, one line on stderr that names `culprit`, nothing on stdout.
-void ExpectUsageError(const std::vector<std::string>& args, const std::string& culprit) {
-  RunResult run = run_echo_server(args);
+void ExpectUsageError(const std::vector<std::string>& args, const std::string& culprit,
+                      const std::vector<std::string>& launcher = {}) {
+  RunResult run = run_echo_server(args, launcher);
   ASSERT_TRUE(run.status) << "echo-server did not exit within 10 s";
   EXPECT_TRUE(run.status->exited() && run.status->code() == 2) << run.status->describe();
   ASSERT_EQ(run.err.size(), 1u) << "stderr:\n" << joined(run.err);
@@ -87,8 +91,33 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"BufferSizeZero", {"--buffer-size", "0", "--port", "0"}, "--buffer-size"},
         BadInput{"BufferSizeNotANumber", {"--buffer-size", "lots", "--port", "0"}, "--buffer-size"},
         BadInput{"BufferSizeNegative", {"--buffer-size", "-5", "--port", "0"}, "--buffer-size"},
-        BadInput{"BufferSizeTooLarge", {"--buffer-size", "1g", "--port", "0"}, "--buffer-size"}),
+        BadInput{"BufferSizeTooLarge", {"--buffer-size", "1g", "--port", "0"}, "--buffer-size"},
+        // 64 GiB of buffers, allocated before the pool could serve anyone.
+        BadInput{"ThreadpoolBuffersOverMemory",
+                 {"--model", "threadpool", "--workers", "4096", "--buffer-size", "16m", "--port",
+                  "0"},
+                 "memory"},
+        BadInput{"MaxRequestMemoryWithoutHttp",
+                 {"--max-request-memory", "1m", "--port", "0"},
+                 "--max-request-memory"},
+        BadInput{"HeaderTimeoutWithoutHttp",
+                 {"--header-timeout", "1s", "--port", "0"},
+                 "--header-timeout"},
+        BadInput{"IdleTimeoutUnknownUnit",
+                 {"--protocol", "http", "--idle-timeout", "5x", "--port", "0"},
+                 "--idle-timeout"},
+        BadInput{"MaxRequestMemoryZero",
+                 {"--protocol", "http", "--max-request-memory", "0", "--port", "0"},
+                 "--max-request-memory"}),
     [](const auto& p) { return std::string(p.param.name); });
+
+// Each reactors loop takes descriptors before any client comes (its epoll, eventfd,
+// spare): loops that would leave none for clients are refused before anything is
+// announced, rather than announced and then failing.
+TEST(Cli, ReactorsLoopsOverTheDescriptorLimitAreRefused) {
+  ExpectUsageError({"--model", "reactors", "--workers", "300", "--port", "0"}, "RLIMIT_NOFILE",
+                   {"/usr/bin/prlimit", "--nofile=1024:1024"});
+}
 
 TEST(Cli, PortInUseIsAUsageError) {
   std::string error;
@@ -185,7 +214,8 @@ TEST(Cli, HelpExitsZeroAndMentionsEveryFlag) {
   EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
   const std::string help = joined(run.out);
   for (const char* flag : {"--model", "--host", "--port", "--list-models", "--buffer-size",
-                           "--max-connections", "--version", "--help"})
+                           "--max-connections", "--max-request-memory", "--header-timeout",
+                           "--idle-timeout", "--version", "--help"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from:\n" << help;
 }
 

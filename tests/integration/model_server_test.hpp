@@ -36,8 +36,10 @@ class ModelServerTest : public ::testing::TestWithParam<std::string> {
 #endif
 
   /// Starts the server for GetParam()'s variant with `extra_args` (--protocol, say)
-  /// after its own; skips the test when the machine cannot run the model.
-  void StartServer(const std::vector<std::string>& extra_args = {}) {
+  /// after its own; skips the test when the machine cannot run the model. `launcher`,
+  /// when given, runs the server (prlimit with its arguments, say).
+  void StartServer(const std::vector<std::string>& extra_args = {},
+                   const std::vector<std::string>& launcher = {}) {
     using namespace std::chrono_literals;
     // Orphans of the server would be reparented to us rather than to init, so the
     // shutdown tests can see any the server failed to reap.
@@ -46,8 +48,9 @@ class ModelServerTest : public ::testing::TestWithParam<std::string> {
     const Variant variant = variant_of(GetParam());
     model_ = variant.model;
     if (auto reason = untestable_in_this_build(model_)) GTEST_SKIP() << *reason;
-    std::vector<std::string> argv = {CB_ECHO_SERVER_PATH, "--model", model_, "--host",
-                                     "127.0.0.1",         "--port",  "0"};
+    std::vector<std::string> argv = launcher;
+    argv.insert(argv.end(), {CB_ECHO_SERVER_PATH, "--model", model_, "--host", "127.0.0.1",
+                             "--port", "0"});
     argv.insert(argv.end(), variant.flags.begin(), variant.flags.end());
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     auto started = start_server(argv, Deadline(10s), error);

@@ -2,7 +2,8 @@
 // connections over more than one worker (each worker counts what it accepted, and
 // the summary's per_worker field shows the spread), with one shared listening socket
 // and with --reuseport; reactors spreads UDP senders over its loops' sockets; and
-// prefork's master replaces a worker killed with SIGKILL.
+// prefork's master replaces a worker killed with SIGKILL, and gives its
+// --max-connections slots back.
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "loadgen/proc_tree.hpp"
+#include "tests/integration/model_server_test.hpp"
 #include "tests/support/client.hpp"
 #include "tests/support/server_process.hpp"
 #include "tests/support/udp_client.hpp"
@@ -244,6 +246,50 @@ INSTANTIATE_TEST_SUITE_P(Prefork, PreforkRestart, ::testing::Values(false, true)
                          [](const auto& p) {
                            return std::string(p.param ? "reuseport" : "shared_socket");
                          });
+
+// A worker killed by SIGKILL with connections open and echo in flight (an OOM kill,
+// an operator): the kernel closes its connections, and the master gives their
+// --max-connections slots back, or the server would refuse everyone while looking
+// healthy.
+class PreforkWorkerKill : public ModelServerTest {};
+
+TEST_P(PreforkWorkerKill, ADeadWorkersSlotsComeBack) {
+  constexpr int kLimit = 8;
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer({"--workers", "1", "--max-connections", std::to_string(kLimit)}));
+  const std::vector<pid_t> first = wait_for_workers(server_->pid(), 1, -1, Deadline(5s));
+  ASSERT_EQ(first.size(), 1u);
+
+  // The one worker holds every slot, and each connection has echo in flight.
+  std::vector<net::Fd> clients;
+  const std::vector<char> payload = random_bytes(64 * 1024, 56);
+  for (int i = 0; i < kLimit; ++i) {
+    clients.push_back(Connect());
+    IoResult echoed = echo(clients.back().get(), payload, Deadline(5s));
+    ASSERT_TRUE(echoed.ok()) << "client " << i << ": " << echoed.describe();
+  }
+  for (net::Fd& fd : clients) send_all(fd.get(), payload, Deadline(5s));
+
+  // The victim is the child of the server this test started, killed by its pid.
+  ASSERT_EQ(::kill(first.front(), SIGKILL), 0);
+  ASSERT_EQ(wait_for_workers(server_->pid(), 1, first.front(), Deadline(5s)).size(), 1u)
+      << "the worker was not replaced";
+  clients.clear();
+
+  // All of --max-connections is there again for new clients.
+  for (int i = 0; i < kLimit; ++i) {
+    clients.push_back(Connect());
+    IoResult echoed = echo(clients.back().get(), payload, Deadline(5s));
+    ASSERT_TRUE(echoed.ok()) << "new client " << i << " after the kill: " << echoed.describe();
+  }
+  Summary summary;
+  ASSERT_NO_FATAL_FAILURE(StopServer(summary));
+  EXPECT_EQ(number_value(summary, "refused"), 0u);
+  EXPECT_EQ(number_value(summary, "restarts"), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Prefork, PreforkWorkerKill, ::testing::Values("prefork", "prefork_reuseport"),
+                         [](const auto& p) { return std::string(p.param); });
 
 }  // namespace
 }  // namespace cb::test

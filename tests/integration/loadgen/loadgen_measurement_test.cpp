@@ -495,7 +495,14 @@ TEST(LoadgenHttp, TrickleSlowClientsSendAnEndlessHeadByteByByte) {
   ASSERT_TRUE(summary) << error;
   EXPECT_EQ(number_value(*summary, "partial_heads"), 2u) << error;
   EXPECT_EQ(number_value(*summary, "partial_heads_valid"), 2u);
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  // Under a sanitizer the test server can fall 5 ms or more behind a 5 ms trickle,
+  // and then reads two or more of its bytes at once; a whole head would still be one
+  // read of ~200 bytes.
+  EXPECT_LE(number_value(*summary, "partial_largest_read").value_or(0), 16u);
+#else
   EXPECT_EQ(number_value(*summary, "partial_largest_read"), 1u);
+#endif
   // About 200 bytes in one second at one per 5 ms; the request line and Host are ~40.
   EXPECT_GE(number_value(*summary, "partial_head_bytes_min").value_or(0), 100u);
   auto report = parse_report(run);
