@@ -90,13 +90,11 @@ void Scheduler::poll_cb(uv_poll_t* poll, int, int) {
   // (setting a timerfd resets its count), which spares a read() per wake.
   self->armed_ns_ = 0;
   self->fired_ = true;
-  ++self->timer_wakes_;
 }
 
 void Scheduler::timer_cb(uv_timer_t* timer) {
   auto* self = static_cast<Scheduler*>(timer->data);
   self->armed_ns_ = 0;
-  ++self->timer_wakes_;
   self->run_due();
 }
 
@@ -143,7 +141,6 @@ void Scheduler::clear_fired() {
 void Scheduler::arm(uint64_t at_ns) {
   armed_ns_ = at_ns;
   fired_ = false;
-  ++timer_sets_;
 #ifdef __linux__
   itimerspec spec{};
   spec.it_value.tv_sec = static_cast<time_t>(at_ns / 1'000'000'000);

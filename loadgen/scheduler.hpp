@@ -52,10 +52,6 @@ class Scheduler {
   /// due at a moment that matters (the window's end).
   void run_due();
 
-  /// How often the timer was set, and how often it woke the loop (for the cost figures).
-  uint64_t timer_sets() const { return timer_sets_; }
-  uint64_t timer_wakes() const { return timer_wakes_; }
-
  private:
   struct Entry {
     uint64_t due_ns;
@@ -75,8 +71,6 @@ class Scheduler {
   uint64_t slack_ns_ = 0;
   uint64_t armed_ns_ = 0;  ///< when the timer will fire (0: disarmed or already fired)
   bool fired_ = false;     ///< it fired and nothing has set it (or read it) since
-  uint64_t timer_sets_ = 0;
-  uint64_t timer_wakes_ = 0;
   int timer_fd_ = -1;
   uv_prepare_t prepare_{};
   uv_poll_t poll_{};
