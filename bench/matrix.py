@@ -17,6 +17,7 @@ import platform
 import re
 import resource
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,7 +34,8 @@ import report
 from cgroups import Cgroup, unique_name
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build"
+# The build whose binaries the bench runs; tests point it at their own build tree.
+BUILD = Path(os.environ.get("BENCH_BUILD") or ROOT / "build")
 ECHO_SERVER = BUILD / "echo-server"
 LOADGEN = BUILD / "loadgen"
 FLOOR = BUILD / "bench" / "floor"
@@ -42,7 +44,7 @@ PLOT = ROOT / "plots" / "plot"
 FAST_CONNECTIONS = 16
 TARGET_ROUNDS = 3  # runs of each side of a performance-target ratio
 EXTRA_COLUMNS = ["run_id", "model", "scenario", "floor_rtt_us", "git_rev", "outcome",
-                 "server_dropped", "kernel_udp_rcvbuf_errors", "repeat"]
+                 "server_dropped", "kernel_udp_rcvbuf_errors", "repeat", "server_args"]
 
 
 class UsageError(Exception):
@@ -54,6 +56,10 @@ class UsageError(Exception):
 # under subprocess.run, which kills its child when an exception (SIGINT, or SIGTERM
 # turned into SystemExit) interrupts the wait.
 LIVE_SERVERS: list = []
+
+# Extra echo-server flags per model, from --server-args (e.g. a model made slower on
+# purpose to check that bench/compare notices): set once by main().
+SERVER_ARGS: dict[str, list[str]] = {}
 
 
 def on_terminate(signum: int, _frame) -> None:
@@ -254,6 +260,7 @@ class Server:
                "--protocol", protocol]
         if max_connections:
             cmd += ["--max-connections", str(max_connections)]
+        cmd += SERVER_ARGS.get(model, [])
         self.cgroup = None
         if not CGROUP_PROBLEM:
             self.cgroup, CGROUP_PROBLEM = Cgroup.create(unique_name(model))
@@ -517,7 +524,8 @@ class Bench:
             row.update(blank)
         row.update({"run_id": self.run_id, "model": model, "scenario": scenario,
                     "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
-                    "outcome": outcome, "repeat": str(self.repeat)})
+                    "outcome": outcome, "repeat": str(self.repeat),
+                    "server_args": shlex.join(SERVER_ARGS.get(model, []))})
         self.append_row(row)
         return row
 
@@ -1060,6 +1068,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="latency scenario: the target whose capacity it finds (default 1ms)")
     parser.add_argument("--latency-trickle", action="store_true",
                         help="latency scenario: the 1,000 slow clients trickle instead of idling")
+    parser.add_argument("--server-args", action="append", default=[], metavar="MODEL=FLAGS",
+                        help="extra echo-server flags for one model, e.g. "
+                             "thread='--buffer-size 4'; repeatable; recorded in results.csv's "
+                             "server_args column")
     parser.add_argument("--no-plots", action="store_true", help="skip plots/plot")
     parser.add_argument("--no-targets", dest="targets", action="store_false",
                         help="skip the performance-target runs and ratios (they run with the "
@@ -1103,6 +1115,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise UsageError(f"--models: {', '.join(refused)} do not serve {protocol} "
                          "(see echo-server --list-models)")
     args.model_list = [m for m in args.model_list if m not in refused]
+    args.server_args = parse_server_args(args.server_args, known)
     if not args.model_list:
         raise UsageError(f"no model of {ECHO_SERVER.name} serves {protocol}")
     # The targets take three alternating rounds of four runs (about a minute and a
@@ -1115,12 +1128,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def parse_server_args(specs: list[str], known) -> dict[str, list[str]]:
+    """--server-args MODEL=FLAGS, each given once per model."""
+    extra: dict[str, list[str]] = {}
+    for spec in specs:
+        model, sep, flags = spec.partition("=")
+        if not sep or not model:
+            raise UsageError(f"--server-args: '{spec}' is not MODEL=FLAGS")
+        if model not in known:
+            raise UsageError(f"--server-args: unknown model {model} (known: {', '.join(known)})")
+        if model in extra:
+            raise UsageError(f"--server-args: {model} given twice")
+        try:
+            extra[model] = shlex.split(flags)
+        except ValueError as e:
+            raise UsageError(f"--server-args: {model}: {e}") from None
+        # echo-server parses every flag before it lists the models: a bad one fails here,
+        # not in every case of the run.
+        check = subprocess.run([str(ECHO_SERVER), "--model", model, *extra[model],
+                                "--list-models"], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise UsageError(f"--server-args: {model}: {check.stderr.strip()}")
+    return extra
+
+
 def main(argv: list[str]) -> int:
     try:
         args = parse_args(argv)
     except UsageError as e:
         print(f"bench/run: {e}", file=sys.stderr)
         return 2
+    SERVER_ARGS.update(args.server_args)
     if args.list and args.scenarios[0].protocol == "http":
         servers = ["nginx"] + args.model_list
         print(f"{HTTP_ROUNDS * len(servers) * 2} runs, {args.duration_s:g} s each, no warm-up: "
