@@ -38,6 +38,16 @@ class Step:
         except ValueError:
             return None
 
+    def failure(self, slo_p99_us: float) -> str:
+        """Why the step did not meet the target: loadgen's own verdict when it could not
+        judge the server, else the p99."""
+        if self.row is None:
+            return "the run failed"
+        if self.row.get("verdict") != "ok":
+            return f"{self.row.get('verdict')}, {self.row.get('verdict_reason')}"
+        p99 = self.value("latency_p99_us")
+        return f"p99 {p99:,.0f} us" if p99 is not None else "no latency"
+
     def passes(self, slo_p99_us: float) -> bool:
         p99 = self.value("latency_p99_us")
         return (self.row is not None and self.row.get("verdict") == "ok" and p99 is not None
@@ -110,21 +120,22 @@ def measure_model(bench, tag: str, model: str, slow: int, slow_mode: str,
                               f"{(first.row or {}).get('verdict_reason') or 'the step failed'}")
             return result
         low = max(s.rate_rps for s in passing)
-        above = [s.rate_rps for s in failing if s.rate_rps > low]
+        above = [s for s in failing if s.rate_rps > low]
         if not above:
             result["capacity_rps"] = f"{low:.1f}"
             result["note"] = f"every step passed, up to {FRACTIONS[-1]:.0%} of the closed loop"
             return result
-        high = min(above)
+        high = min(above, key=lambda s: s.rate_rps)
         for _ in range(BISECT_STEPS):
-            middle = (low + high) / 2
+            middle = (low + high.rate_rps) / 2
             step = bench.run_latency_step(server, tag, model, slow, slow_mode, "bisect", middle)
             if step.passes(slo_p99_us):
                 low = middle
             else:
-                high = middle
+                high = step
         result["capacity_rps"] = f"{low:.1f}"
-        result["note"] = f"between {low:,.0f} (passed) and {high:,.0f} req/s (failed)"
+        result["note"] = (f"between {low:,.0f} (passed) and {high.rate_rps:,.0f} req/s "
+                          f"(failed: {high.failure(slo_p99_us)})")
         return result
     finally:
         if server is not None:
@@ -137,22 +148,32 @@ def summary(capacities: list[dict[str, str]], slo_p99_us: float, slow_mode: str)
              f"(req/s; closed-loop capacity beside it)"
              + (f"; medians of {repeats} repeats, min-max in brackets:" if repeats > 1 else ":")]
     models = list(dict.fromkeys(c["model"] for c in capacities))
-    lines.append(f"  {'model':<12}" + "".join(f"{f'{n} {slow_mode} slow':>32}" for n in POPULATIONS))
+    table = [["model"] + [f"{n} {slow_mode} slow" for n in POPULATIONS]]
     for model in models:
-        cells = []
+        cells = [model]
         for n in POPULATIONS:
             runs = [c for c in capacities if c["model"] == model and c["slow_clients"] == str(n)
                     and c["capacity_rps"] != ""]
             if not runs:
-                cells.append(f"{'-':>32}")
+                cells.append("-")
+                continue
+            if all(c["note"].startswith("starves") for c in runs):
+                cells.append("starves its connections")
                 continue
             caps = [float(c["capacity_rps"]) for c in runs]
             closed = median(float(c["closed_loop_rps"] or 0) for c in runs)
             cell = f"{median(caps):,.0f}"
             if len(caps) > 1:
                 cell += f" [{min(caps):,.0f}-{max(caps):,.0f}]"
-            cells.append(f"{cell + f' (of {closed:,.0f})':>32}")
-        lines.append(f"  {model:<12}" + "".join(cells))
-    notes = [f"  {c['model']} slow={c['slow_clients']}: {c['note']}" for c in capacities
+            cells.append(f"{cell} (of {closed:,.0f})")
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        lines.append("  " + row[0].ljust(widths[0])
+                     + "".join("   " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:])))
+    notes = [f"  {c['model']} slow={c['slow_clients']}"
+             + (f" repeat {c['repeat']}" if repeats > 1 else "") + f": {c['note']}"
+             for c in sorted(capacities, key=lambda c: (models.index(c["model"]),
+                                                        int(c["slow_clients"]), int(c["repeat"])))
              if c["note"]]
     return lines + ["notes:"] + notes
