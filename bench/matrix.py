@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 
@@ -32,6 +31,8 @@ import generator as generator_scenario
 import latency
 import report
 from cgroups import Cgroup, unique_name
+from scenarios import (HTTP_CONNECTIONS, HTTP_ROUNDS, TARGET_ROUNDS, Scenario, UsageError,
+                       list_lines, matrix, parse_duration_s)
 
 ROOT = Path(__file__).resolve().parent.parent
 # The build whose binaries the bench runs; tests point it at their own build tree.
@@ -41,14 +42,8 @@ LOADGEN = BUILD / "loadgen"
 FLOOR = BUILD / "bench" / "floor"
 PLOT = ROOT / "plots" / "plot"
 
-FAST_CONNECTIONS = 16
-TARGET_ROUNDS = 3  # runs of each side of a performance-target ratio
 EXTRA_COLUMNS = ["run_id", "model", "scenario", "floor_rtt_us", "git_rev", "outcome",
                  "server_dropped", "kernel_udp_rcvbuf_errors", "repeat", "server_args"]
-
-
-class UsageError(Exception):
-    pass
 
 
 # Servers (ours and nginx) started and not yet stopped: stopped by main() however the
@@ -64,96 +59,6 @@ SERVER_ARGS: dict[str, list[str]] = {}
 
 def on_terminate(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
-
-
-@dataclass
-class Scenario:
-    name: str
-    slow_clients: int = 0
-    slow_mode: str = "idle"
-    payload_bytes: int = 64
-    connections: int = FAST_CONNECTIONS
-    requests_per_connection: int = 0
-    warmup: str | None = None  # overrides --warmup: time for the server to take every client
-    pinned: bool = True  # False: server and loadgen may use every CPU (the cores scenario)
-    protocol: str = "tcp"
-    extra: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        parts = [] if self.protocol == "tcp" else [self.protocol]
-        parts += [f"conns={self.connections}", f"slow={self.slow_clients}"]
-        if self.slow_clients:
-            parts.append(self.slow_mode)
-        parts.append(f"payload={self.payload_bytes}B")
-        if self.warmup:
-            parts.append(f"warmup {self.warmup}")
-        if not self.pinned:
-            parts.append("unpinned: server and loadgen share every CPU")
-        if self.requests_per_connection:
-            parts.append(f"{self.requests_per_connection} req/conn")
-        if self.extra:
-            parts.append(" ".join(self.extra))
-        return " ".join(parts)
-
-
-HTTP_CONNECTIONS = 50  # wrk's and loadgen's connections in the http scenario
-HTTP_ROUNDS = 2  # runs of each generator against each server, alternating
-
-
-def matrix(kind: str) -> list[Scenario]:
-    """The scenarios of one matrix kind: quick, default, c10k, cores, udp or http."""
-    if kind == "quick":
-        return [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 1000)]
-    if kind == "c10k":
-        # The kernel completes the handshakes, but a model may need seconds to accept
-        # 10,000 clients (fork: one fork each); measure it once it has taken them.
-        return [Scenario("idle-10000", slow_clients=10000, warmup="10s")]
-    if kind == "cores":
-        # What a second core buys: the one-loop models against the multi-loop ones with
-        # 64 busy connections. Nothing is pinned, so loadgen competes for the same
-        # cores: the comparison holds between models, not against the machine's peak.
-        return [Scenario("conns-64-unpinned", connections=64, pinned=False,
-                         extra=["--threads", "2"])]
-    if kind == "udp":
-        # Closed loop: one datagram per socket in flight, as the TCP ping-pong. Open loop:
-        # a fixed schedule with many in flight, where a server that falls behind loses
-        # datagrams (its socket buffer overflows) instead of slowing the sender down as
-        # TCP would.
-        return [Scenario("udp-closed", protocol="udp"),
-                Scenario("udp-open-100k", protocol="udp",
-                         extra=["--rate", "100000", "--max-inflight", "64", "--timeout", "1s"])]
-    if kind == "http":
-        # Run by Bench.run_http, not by the model x scenario loop: loadgen and wrk take
-        # turns against nginx and our servers.
-        return [Scenario("http", protocol="http", connections=HTTP_CONNECTIONS)]
-    if kind == "generator":
-        # Run by generator.run, not by the model x scenario loop: loadgen's own cost
-        # and schedule against the epoll (tcp) and libuv (http) models.
-        return [Scenario("generator", connections=generator_scenario.CONNECTIONS)]
-    if kind == "latency":
-        # Run by latency.run: steps at fractions of each model's own capacity.
-        return [Scenario("latency", connections=latency.CONNECTIONS)]
-    if kind == "default":
-        cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
-        cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
-                  for n in (100, 1000)]
-        cases += [Scenario(f"payload-{b}", payload_bytes=b) for b in (4096, 65536)]
-        cases.append(Scenario("churn", requests_per_connection=1))
-        return cases
-    raise UsageError(f"--scenario: unknown scenario '{kind}' "
-                     "(quick, default, c10k, cores, udp, http, generator, latency)")
-
-
-def parse_duration_s(text: str, flag: str = "--duration") -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(us|ms|s|m)?", text.strip())
-    if not match:
-        raise UsageError(f"{flag}: '{text}' is not a duration (e.g. 500ms, 5s, 1m)")
-    value = float(match.group(1))
-    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[match.group(2) or "s"]
-    seconds = value * scale
-    if seconds <= 0:
-        raise UsageError(f"{flag}: '{text}' must be more than zero")
-    return seconds
 
 
 def run_text(cmd: list[str], timeout: float = 30, stderr: bool = False) -> str:
@@ -1159,31 +1064,8 @@ def main(argv: list[str]) -> int:
         print(f"bench/run: {e}", file=sys.stderr)
         return 2
     SERVER_ARGS.update(args.server_args)
-    if args.list and args.scenarios[0].protocol == "http":
-        servers = ["nginx"] + args.model_list
-        print(f"{HTTP_ROUNDS * len(servers) * 2} runs, {args.duration_s:g} s each, no warm-up: "
-              f"loadgen and wrk ({HTTP_CONNECTIONS} connections, 1 thread, GET /) against "
-              f"{', '.join(servers)}, {HTTP_ROUNDS} alternating rounds")
-        return 0
-    if args.list and args.scenarios[0].name == "latency":
-        steps = 1 + len(latency.FRACTIONS) + latency.BISECT_STEPS
-        print(f"the latency scenario: {', '.join(args.model_list)}, each with "
-              f"{' and '.join(str(n) for n in latency.POPULATIONS)} slow clients: a closed-loop "
-              f"probe, open-loop steps at {', '.join(f'{f:.0%}' for f in latency.FRACTIONS)} of "
-              f"it and {latency.BISECT_STEPS} bisection steps, about {steps} runs of "
-              f"{args.duration_s:g} s (+ {args.warmup} warm-up) each")
-        return 0
-    if args.list and args.scenarios[0].name == "generator":
-        print(f"the generator scenario: {TARGET_ROUNDS} alternating rounds of loadgen runs "
-              f"({args.duration_s:g} s each + {args.warmup} warm-up) against epoll (tcp), libuv "
-              "(http) and, for the sampling check, epoll and fork")
-        return 0
     if args.list:
-        total = len(args.model_list) * len(args.scenarios)
-        print(f"{total} cases, {args.duration_s:g} s each (+ {args.warmup} warm-up), "
-              f"models: {', '.join(args.model_list)}")
-        for s in args.scenarios:
-            print(f"  {s.name:<14} {s.describe()}")
+        print("\n".join(list_lines(args)))
         return 0
     for binary in (ECHO_SERVER, LOADGEN, FLOOR):
         if not binary.exists():
