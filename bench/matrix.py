@@ -10,7 +10,6 @@ or /proc in this run."""
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import os
 import platform
@@ -31,24 +30,13 @@ import report
 import servers
 from scenarios import (HTTP_CONNECTIONS, HTTP_ROUNDS, TARGET_ROUNDS, Scenario, UsageError,
                        list_lines, matrix, parse_duration_s)
+from results import Results, describe_result
 from servers import (ECHO_SERVER, FLOOR, LIVE_SERVERS, LOADGEN, PLOT, ROOT, SERVER_ARGS, Server,
                      cpu_count, max_connections_guard, pinned, registered_models, run_text,
                      server_cost_method, tree_cpu_s, udp_rcvbuf_errors)
 
-EXTRA_COLUMNS = ["run_id", "model", "scenario", "floor_rtt_us", "git_rev", "outcome",
-                 "server_dropped", "kernel_udp_rcvbuf_errors", "repeat", "server_args"]
-
-
 def on_terminate(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
-
-
-def describe_result(row: dict[str, str]) -> str:
-    """'45,210 req/s, p99 812 us'; a p99 of '-' when no request completed."""
-    rps, p99 = row.get("throughput_rps") or "", row.get("latency_p99_us") or ""
-    if not rps:
-        return "no result"
-    return f"{float(rps):,.0f} req/s, p99 " + (f"{float(p99):,.0f} us" if p99 else "- (none completed)")
 
 
 def parse_floor(text: str) -> dict[str, float]:
@@ -74,8 +62,7 @@ class Bench:
         if run_text(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"]):
             self.git_rev += "-dirty"
         self.floor: dict[str, float] = {}
-        self.rows: list[dict[str, str]] = []
-        self.header: list[str] = []
+        self.results = Results(self.out / "results.csv")
         self.repeat = 1  # which repeat of the matrix is running (--repeat)
 
     # --- calibration -------------------------------------------------------------
@@ -203,7 +190,7 @@ class Bench:
         if result.returncode != 0:
             outcome = f"loadgen exit {result.returncode}: " + \
                 (result.stderr.strip().splitlines() or ["?"])[-1][:200]
-        return outcome, self.read_case_row(csv_path)
+        return outcome, self.results.read_case_row(csv_path)
 
     def loadgen_cmd(self, port: int, protocol: str, connections: int, duration_s: float,
                     warmup: str, label: str, csv_path: Path, hist_path: Path | None,
@@ -220,38 +207,13 @@ class Bench:
         """Adds the bench's columns to a case's row (a blank one with `blank`'s cells when
         loadgen wrote none), appends it to results.csv and returns it."""
         if row is None:
-            row = {name: "" for name in self.header}
-            row.update(blank)
+            row = self.results.blank_row(blank)
         row.update({"run_id": self.run_id, "model": model, "scenario": scenario,
                     "floor_rtt_us": self.floor_rtt_us(), "git_rev": self.git_rev,
                     "outcome": outcome, "repeat": str(self.repeat),
                     "server_args": shlex.join(SERVER_ARGS.get(model, []))})
-        self.append_row(row)
+        self.results.append_row(row)
         return row
-
-    def read_case_row(self, path: Path) -> dict[str, str] | None:
-        try:
-            with path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                rows = list(reader)
-                if not self.header and reader.fieldnames:
-                    self.header = list(reader.fieldnames)
-                return rows[-1] if rows else None
-        except OSError:
-            return None
-
-    def append_row(self, row: dict[str, str]) -> None:
-        """Adds a row and writes results.csv again, whole: loadgen's columns are known
-        only from its first CSV, so rows of cases that failed before any loadgen run
-        would otherwise be written under a header without them, and so would every
-        row after them. A few hundred rows at most: rewriting costs nothing."""
-        self.rows.append(row)
-        path = self.out / "results.csv"
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.header + EXTRA_COLUMNS,
-                                    extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(self.rows)
 
     # --- targets -----------------------------------------------------------------
     def targets(self, duration_s: float) -> list[str]:
@@ -459,8 +421,7 @@ class Bench:
                                           duration_s, budget_s)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if values:
-                row = {name: "" for name in self.header}
-                row.update(peers.wrk_row(values, port, HTTP_CONNECTIONS))
+                row = self.results.blank_row(peers.wrk_row(values, port, HTTP_CONNECTIONS))
                 wrk_cpu_s = (after.ru_utime + after.ru_stime) - (children.ru_utime +
                                                                    children.ru_stime)
                 row["loadgen_cpu_s"] = f"{wrk_cpu_s:.3f}"
@@ -660,15 +621,6 @@ class Bench:
             subprocess.run([str(PLOT), str(self.out / "results.csv"), str(self.out / "plots")])
         return 0
 
-    def case_rows(self, model: str, scenario: str) -> list[dict[str, str]]:
-        """Every repeat of one case that measured a throughput."""
-        return [r for r in self.rows if r["model"] == model and r["scenario"] == scenario
-                and r.get("throughput_rps")]
-
-    def case_median(self, model: str, scenario: str, key: str) -> float | None:
-        values = [float(r[key]) for r in self.case_rows(model, scenario) if r.get(key)]
-        return median(values) if values else None
-
     def print_summary(self, models: list[str], scenarios: list[Scenario],
                       target_lines: list[str]) -> None:
         repeats = self.args.repeat
@@ -681,10 +633,10 @@ class Bench:
         for s in scenarios:
             cells = []
             for m in models:
-                rows = self.case_rows(m, s.name)
+                rows = self.results.case_rows(m, s.name)
                 if rows:
-                    rps = self.case_median(m, s.name, "throughput_rps")
-                    p99 = self.case_median(m, s.name, "latency_p99_us")
+                    rps = self.results.case_median(m, s.name, "throughput_rps")
+                    p99 = self.results.case_median(m, s.name, "latency_p99_us")
                     starved = any(r.get("starved_connections") not in ("", "0", None) for r in rows)
                     # loadgen's own verdict: a number it says it limited itself is marked.
                     bound = any(r.get("verdict") == "generator-bound" for r in rows)
@@ -701,7 +653,7 @@ class Bench:
         lines.append("(* = some fast connections starved: completed no request; "
                      "(-) = no request completed, so no latency; ! = loadgen judged itself the "
                      "bottleneck (its verdict column): the figure is partly loadgen's limit)")
-        udp_rows = [r for r in self.rows if r.get("protocol") == "udp"]
+        udp_rows = [r for r in self.results.rows if r.get("protocol") == "udp"]
         if udp_rows:
             lines += ["", "udp datagrams lost (no echo within --timeout), late and reordered; "
                           "drops by the server (its summary) and by the kernel (full receive "
@@ -717,12 +669,12 @@ class Bench:
         for s in scenarios:
             if s.pinned or "libuv" not in models:
                 continue
-            base = self.case_median("libuv", s.name, "throughput_rps")
+            base = self.results.case_median("libuv", s.name, "throughput_rps")
             if not base:
                 continue
             lines += ["", f"{s.name}: throughput over libuv's ({base:,.0f} req/s), same run:"]
             for m in models:
-                rps = self.case_median(m, s.name, "throughput_rps")
+                rps = self.results.case_median(m, s.name, "throughput_rps")
                 if rps is not None and m != "libuv":
                     lines.append(f"  {m:<10} {rps:>10,.0f} req/s  {rps / base:.2f}x")
         if target_lines:
