@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import re
 import resource
 import shlex
@@ -25,29 +24,21 @@ from statistics import median
 import cgroups
 import generator as generator_scenario
 import latency
+import machine
 import peers
 import report
 import servers
+from machine import parse_floor
+from results import Results, describe_result
 from scenarios import (HTTP_CONNECTIONS, HTTP_ROUNDS, TARGET_ROUNDS, Scenario, UsageError,
                        list_lines, matrix, parse_duration_s)
-from results import Results, describe_result
 from servers import (ECHO_SERVER, FLOOR, LIVE_SERVERS, LOADGEN, PLOT, ROOT, SERVER_ARGS, Server,
                      cpu_count, max_connections_guard, pinned, registered_models, run_text,
-                     server_cost_method, tree_cpu_s, udp_rcvbuf_errors)
+                     tree_cpu_s, udp_rcvbuf_errors)
+
 
 def on_terminate(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
-
-
-def parse_floor(text: str) -> dict[str, float]:
-    values = {}
-    for line in text.splitlines():
-        key, _, value = line.partition("=")
-        try:
-            values[key.strip()] = float(value)
-        except ValueError:
-            pass
-    return values
 
 
 class Bench:
@@ -58,62 +49,14 @@ class Bench:
         self.server_cpu = 0 if self.cpus >= 2 else None
         self.loadgen_cpu = 1 if self.cpus >= 2 else None
         self.run_id = self.out.name
-        self.git_rev = run_text(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).strip()
-        if run_text(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"]):
-            self.git_rev += "-dirty"
+        self.git_rev = machine.git_revision()
         self.floor: dict[str, float] = {}
         self.results = Results(self.out / "results.csv")
         self.repeat = 1  # which repeat of the matrix is running (--repeat)
 
-    # --- calibration -------------------------------------------------------------
-    def measure_floor(self) -> None:
-        print("floor: measuring loopback round trips and system-call cost", flush=True)
-        self.floor = parse_floor(run_text([str(FLOOR)], timeout=120))
-        if not self.floor:
-            print("floor: bench/floor failed; floor_rtt_us stays empty", file=sys.stderr)
-
     def floor_rtt_us(self) -> str:
         key = "floor_rtt_2cpu_mean_us" if self.cpus >= 2 else "floor_rtt_1cpu_mean_us"
         return f"{self.floor[key]:.2f}" if key in self.floor else ""
-
-    def write_machine(self) -> None:
-        cpu_model = ""
-        try:
-            cpu_model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)
-        except (OSError, AttributeError):
-            pass
-        compiler = run_text(["c++", "--version"]).splitlines()[:1]
-        lines = [
-            f"run_id: {self.run_id}",
-            f"date_utc: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-            f"host: {platform.node()}",
-            f"cpu_model: {cpu_model}",
-            f"cpus_online: {os.cpu_count()}",
-            f"cpus_usable: {self.cpus}",
-            f"kernel: {platform.release()}",
-            f"compiler: {compiler[0] if compiler else ''}",
-            f"libuv: {run_text(['pkg-config', '--modversion', 'libuv']).strip()}",
-            f"git_rev: {self.git_rev}",
-            "pinning: " + ("none: this matrix lets server and loadgen share every CPU"
-                           if not any(s.pinned for s in self.args.scenarios) else
-                           f"server on CPU {self.server_cpu}, "
-                           f"{'load generator (loadgen or wrk)' if self.args.scenarios[0].protocol == 'http' else 'loadgen'} "
-                           f"on CPU {self.loadgen_cpu} (taskset)"
-                           if self.cpus >= 2 else "none: only one CPU, server and loadgen share it"),
-            f"fd_limit_soft: {run_text(['sh', '-c', 'ulimit -Sn']).strip()}",
-            f"fd_limit_hard: {run_text(['sh', '-c', 'ulimit -Hn']).strip()}",
-            f"somaxconn: {Path('/proc/sys/net/core/somaxconn').read_text().strip()}",
-            f"server_cost: {server_cost_method()}",
-            f"command: {self.args.command}",
-        ]
-        if self.args.scenarios[0].protocol == "http":
-            # wrk --version prints on stdout, nginx -v on stderr.
-            for name, cmd in (("wrk", ["wrk", "--version"]),
-                              ("nginx", [peers.nginx_binary(), "-v"])):
-                first = run_text(cmd, stderr=True).strip().splitlines()
-                lines.append(f"{name}: {first[0] if first else ''}")
-        lines += [f"floor.{k}: {v:g}" for k, v in self.floor.items()]
-        (self.out / "machine.txt").write_text("\n".join(lines) + "\n")
 
     # --- one case ----------------------------------------------------------------
     def run_case(self, index: int, total: int, model: str, scenario: Scenario,
@@ -579,9 +522,9 @@ class Bench:
             repeats = f" x {self.args.repeat} repeats" if self.args.repeat > 1 else ""
             print(f"bench: {total} cases{repeats}, {duration_s:g} s each, results in {self.out}",
                   flush=True)
-        self.measure_floor()
+        self.floor = machine.measure_floor()
         servers.probe_cgroups()
-        self.write_machine()
+        machine.write_machine(self)
         if scenarios[0].name == "latency":
             lines = latency.run(self, "trickle" if self.args.latency_trickle else "idle",
                                 self.args.slo_p99_us, models, self.args.repeat)
