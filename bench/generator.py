@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import Callable
 
+from results import column_values
+
 CONNECTIONS = 50
 LOW_RATE_RPS = 10_000
 SAMPLING_CONNECTIONS = 16
@@ -46,13 +48,7 @@ class Results:
         self.rows.setdefault(name, []).append(row or {})
 
     def values(self, name: str, key: str) -> list[float]:
-        out = []
-        for row in self.rows.get(name, []):
-            try:
-                out.append(float(row[key]))
-            except (KeyError, TypeError, ValueError):
-                pass
-        return out
+        return column_values(self.rows.get(name, []), key)
 
     def cpu_per_request_us(self, name: str) -> list[float]:
         out = []

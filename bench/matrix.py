@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import re
 import resource
 import shlex
@@ -28,12 +27,12 @@ import machine
 import peers
 import report
 import servers
-from machine import parse_floor
+import targets
 from results import Results, describe_result
 from scenarios import (HTTP_CONNECTIONS, HTTP_ROUNDS, TARGET_ROUNDS, Scenario, UsageError,
                        list_lines, matrix, parse_duration_s)
 from servers import (ECHO_SERVER, FLOOR, LIVE_SERVERS, LOADGEN, PLOT, ROOT, SERVER_ARGS, Server,
-                     cpu_count, max_connections_guard, pinned, registered_models, run_text,
+                     cpu_count, max_connections_guard, pinned, registered_models,
                      tree_cpu_s, udp_rcvbuf_errors)
 
 
@@ -157,101 +156,6 @@ class Bench:
                     "server_args": shlex.join(SERVER_ARGS.get(model, []))})
         self.results.append_row(row)
         return row
-
-    # --- targets -----------------------------------------------------------------
-    def targets(self, duration_s: float) -> list[str]:
-        """The performance targets of the suite, as ratios measured in this run. Each
-        side of a ratio is run TARGET_ROUNDS times, the two sides alternating, and the
-        medians compared: on a shared or virtual machine single runs of the same case
-        differ by tens of percent, which one run per side would report as a verdict."""
-        if "libuv" not in self.args.model_list:
-            return ["targets: not measured (they are defined against the libuv model)"]
-        lines = []
-        rounds = TARGET_ROUNDS
-        period_s = min(duration_s, 5)
-        single = Scenario("target-pingpong-1conn", connections=1)
-        base = Scenario("target-idle-0")
-        loaded = Scenario("target-idle-1000", slow_clients=1000)
-        rows: dict[str, list[dict[str, str]]] = {"single": [], "base": [], "loaded": []}
-        floor_rps: list[float] = []
-        epoll_rps: list[float] = []
-        print(f"targets: {rounds} alternating rounds of libuv ping-pong (loadgen, then "
-              f"bench/floor), idle-0 and idle-1000", flush=True)
-        for _ in range(rounds):
-            rows["single"].append(self.run_case(0, 0, "libuv", single, period_s))
-            server = Server("libuv", self.server_cpu, 0)
-            if server.wait_ready() is None:
-                values = parse_floor(run_text(pinned([str(FLOOR), "--port", str(server.port),
-                                                      "--round-trips", "50000"],
-                                                     self.loadgen_cpu), timeout=120))
-                if "server_round_trips_per_s" in values:
-                    floor_rps.append(values["server_round_trips_per_s"])
-                if "server_epoll_round_trips_per_s" in values:
-                    epoll_rps.append(values["server_epoll_round_trips_per_s"])
-            server.stop()
-            rows["base"].append(self.run_case(0, 0, "libuv", base, period_s))
-            rows["loaded"].append(self.run_case(0, 0, "libuv", loaded, period_s))
-
-        def values(kind: str, key: str) -> list[float]:
-            out = []
-            for row in rows[kind]:
-                try:
-                    out.append(float(row[key]))
-                except (KeyError, TypeError, ValueError):
-                    pass
-            return out
-
-        def verdict(ok: bool) -> str:
-            return "met" if ok else "MISSED"
-
-        note = f"medians of {rounds} alternating runs"
-        rps, floor = values("single", "throughput_rps"), floor_rps
-        if rps and floor:
-            ratio = median(rps) / median(floor)
-            lines.append(f"loadgen 1-connection req/s over bench/floor round trips/s against libuv "
-                         f"({note}): {median(rps):,.0f} / {median(floor):,.0f} = {ratio:.2f}x "
-                         f"(target >= 0.90x): {verdict(ratio >= 0.9)}")
-            if epoll_rps:
-                # Not a target: separates loadgen's own cost from the epoll wake-up path.
-                lines.append(f"  (the same floor waiting in epoll_wait, as any event-loop client "
-                             f"must: {median(epoll_rps):,.0f}/s; loadgen over it "
-                             f"{median(rps) / median(epoll_rps):.2f}x)")
-        else:
-            lines.append("loadgen vs floor against libuv: not measured (a run failed)")
-
-        lg_cpu, srv_cpu = values("base", "loadgen_cpu_s"), values("base", "server_cpu_s")
-        reqs = values("base", "requests")
-        if lg_cpu and srv_cpu and reqs and len(lg_cpu) == len(srv_cpu) == len(reqs):
-            ratio = sum(lg_cpu) / sum(srv_cpu)
-            # From /proc the server's CPU comes in clock ticks (10 ms here), read at both
-            # edges of each window: each run's figure may be off by two ticks. A cgroup's
-            # counter is in nanoseconds.
-            tick_s = 1 / os.sysconf("SC_CLK_TCK")
-            by_proc = sum(1 for row in rows["base"] if row.get("server_cost_source") != "cgroup")
-            resolution = 2 * tick_s * by_proc / sum(srv_cpu)
-            lines.append(f"loadgen CPU per request over libuv server CPU per request (idle-0, "
-                         f"{rounds} runs pooled): {sum(lg_cpu) / sum(reqs) * 1e6:.2f} us / "
-                         f"{sum(srv_cpu) / sum(reqs) * 1e6:.2f} us = {ratio:.3f}x "
-                         f"(target <= 1.00x; server CPU resolution +/-{resolution:.1%}): "
-                         + verdict(ratio <= 1.0 + resolution))
-        else:
-            lines.append("loadgen vs libuv CPU per request: not measured (a run failed)")
-
-        b_rps, l_rps = values("base", "throughput_rps"), values("loaded", "throughput_rps")
-        b_p99, l_p99 = values("base", "latency_p99_us"), values("loaded", "latency_p99_us")
-        if b_rps and l_rps and b_p99 and l_p99:
-            r1, r2 = median(l_rps) / median(b_rps), median(l_p99) / median(b_p99)
-            lines.append(f"libuv throughput with 1000 idle clients over none ({note}): "
-                         f"{median(l_rps):,.0f} / {median(b_rps):,.0f} = {r1:.2f}x "
-                         f"(target >= 0.90x): {verdict(r1 >= 0.9)}")
-            lines.append(f"libuv p99 with 1000 idle clients over none ({note}): "
-                         f"{median(l_p99):,.0f} / {median(b_p99):,.0f} us = {r2:.2f}x "
-                         f"(target <= 1.50x): {verdict(r2 <= 1.5)}")
-            spread = [f"{v:,.0f}" for v in b_rps + l_rps]
-            lines.append(f"  (single runs of these two cases ranged over {', '.join(spread)} req/s)")
-        else:
-            lines.append("libuv with 1000 idle clients vs none: not measured (a run failed)")
-        return lines
 
     # --- the generator scenario: loadgen's own cost and schedule ----------------------
     def run_generator_case(self, tag: str, case: "generator_scenario.Case",
@@ -556,7 +460,7 @@ class Bench:
                     index += 1
                     self.run_case(index, total * self.args.repeat, model, scenario, duration_s)
         self.repeat = 1
-        target_lines = self.targets(duration_s) if self.args.targets else []
+        target_lines = targets.run(self, duration_s) if self.args.targets else []
         self.print_summary(models, scenarios, target_lines)
         if scenarios[0].protocol == "udp":
             print("plots: none for the udp scenario (summary.txt has its table)", flush=True)

@@ -23,6 +23,18 @@ def describe_result(row: dict[str, str]) -> str:
     return f"{float(rps):,.0f} req/s, p99 " + (f"{float(p99):,.0f} us" if p99 else "- (none completed)")
 
 
+def column_values(rows: list[dict[str, str] | None], key: str) -> list[float]:
+    """The numbers in one column of `rows`, leaving out rows without it (or without a
+    number in it) and missing rows."""
+    out = []
+    for row in rows:
+        try:
+            out.append(float(row[key]))
+        except (KeyError, TypeError, ValueError):
+            pass
+    return out
+
+
 class Results:
     """The rows of one run's results.csv at `path`, in the order the cases ran."""
 
