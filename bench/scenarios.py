@@ -51,6 +51,15 @@ class Scenario:
             parts.append(" ".join(self.extra))
         return " ".join(parts)
 
+    def loadgen_flags(self) -> list[str]:
+        """loadgen's flags for this load, after those every case's command has."""
+        flags = [] if self.protocol == "http" else ["--payload", str(self.payload_bytes)]
+        if self.slow_clients:
+            flags += ["--slow-clients", str(self.slow_clients), "--slow-mode", self.slow_mode]
+        if self.requests_per_connection:
+            flags += ["--requests-per-connection", str(self.requests_per_connection)]
+        return flags + self.extra
+
 
 def matrix(kind: str) -> list[Scenario]:
     """The scenarios of one matrix kind: quick, default, c10k, cores, udp or http."""
