@@ -105,6 +105,17 @@ def matrix(kind: str) -> list[Scenario]:
                      "(quick, default, c10k, cores, udp, http, generator, latency)")
 
 
+def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[str]:
+    """The models a kind runs when --models names none, of those echo-server has."""
+    if kind == "cores":
+        return [m for m in ("epoll", "libuv", "reactors", "prefork") if m in known]
+    if kind == "http":
+        return ["libuv"]
+    if kind == "latency" and quick:
+        return [m for m in latency.QUICK_MODELS if m in known]
+    return list(known)
+
+
 def parse_duration_s(text: str, flag: str = "--duration") -> float:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(us|ms|s|m)?", text.strip())
     if not match:
