@@ -11,7 +11,7 @@ loadgen on the other):
 - p99.9 with --server-pid over without it, as the bench samples servers, and with the
   /proc walks loadgen falls back on.
 
-Run by bench/matrix.py (--scenario generator); standard library only."""
+Run by bench/cases.py (--scenario generator); standard library only."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def ratio_line(what: str, top: list[float], bottom: list[float], target: str,
 
 
 def run(bench, server_class, rounds: int, duration_s: float) -> list[str]:
-    """Runs the scenario through `bench` (matrix.Bench: run_generator_case) and returns
+    """Runs the scenario through `bench` (cases.Bench: run_generator_case) and returns
     its summary lines."""
     results = Results()
     closed = {"epoll": 0.0, "libuv": 0.0}

@@ -4,7 +4,7 @@ once and both generators take a turn against it; the summary sets the two genera
 side by side per server, checks each one's figures by Little's law and by its own
 CPU, and states the ratios as targets.
 
-Run by cases.Bench.run through the bench's loadgen command and row recording;
+Run by cases.run through the bench's loadgen command and row recording;
 standard library only."""
 
 from __future__ import annotations

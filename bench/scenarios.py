@@ -84,7 +84,7 @@ def matrix(kind: str) -> list[Scenario]:
                 Scenario("udp-open-100k", protocol="udp",
                          extra=["--rate", "100000", "--max-inflight", "64", "--timeout", "1s"])]
     if kind == "http":
-        # Run by Bench.run_http, not by the model x scenario loop: loadgen and wrk take
+        # Run by http_scenario.run, not by the model x scenario loop: loadgen and wrk take
         # turns against nginx and our servers.
         return [Scenario("http", protocol="http", connections=HTTP_CONNECTIONS)]
     if kind == "generator":

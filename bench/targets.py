@@ -5,7 +5,7 @@ side of a ratio is run TARGET_ROUNDS times, the two sides alternating, and the m
 compared: on a shared or virtual machine single runs of the same case differ by tens of
 percent, which one run per side would report as a verdict.
 
-Run by cases.Bench.run through the bench's own run_case; standard library only."""
+Run by cases.run_matrix through the bench's own run_case; standard library only."""
 
 from __future__ import annotations
 
