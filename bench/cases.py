@@ -61,7 +61,8 @@ class Bench:
                  duration_s: float, label: str | None = None) -> dict[str, str] | None:
         """Case `index` of `total` (total 0: a target's run) against a fresh server;
         records, prints and returns its row."""
-        tag = f"[{index}/{total}] {model} {scenario.name}" if total else f"[target] {model} {scenario.name}"
+        case = f"{model} {scenario.name}"
+        tag = f"[{index}/{total}] {case}" if total else f"[target] {case}"
         cap = 0 if scenario.protocol == "udp" else \
             max_connections_guard(model, scenario.slow_clients + scenario.connections + 64)
         server_cpu = self.server_cpu if scenario.pinned else None

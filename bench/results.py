@@ -20,7 +20,8 @@ def describe_result(row: dict[str, str]) -> str:
     rps, p99 = row.get("throughput_rps") or "", row.get("latency_p99_us") or ""
     if not rps:
         return "no result"
-    return f"{float(rps):,.0f} req/s, p99 " + (f"{float(p99):,.0f} us" if p99 else "- (none completed)")
+    p99_text = f"{float(p99):,.0f} us" if p99 else "- (none completed)"
+    return f"{float(rps):,.0f} req/s, p99 {p99_text}"
 
 
 def column_values(rows: list[dict[str, str] | None], key: str) -> list[float]:
