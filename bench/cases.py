@@ -251,12 +251,10 @@ def run(bench: Bench) -> int:
     text = "\n".join([""] + lines) + "\n"
     print(text, flush=True)
     (bench.out / "summary.txt").write_text(text)
-    if first.name == "generator":
-        pass  # its ratios are the whole result: nothing to plot
-    elif first.protocol in ("http", "udp"):
+    if first.protocol in ("http", "udp"):
         print(f"plots: none for the {first.protocol} scenario (summary.txt has its table)",
               flush=True)
-    elif not args.no_plots:
+    elif first.name != "generator" and not args.no_plots:  # its ratios are its whole result
         subprocess.run([str(PLOT), str(bench.out / "results.csv"), str(bench.out / "plots")])
     index = report.write_index(bench.out, f"bench run {bench.run_id}", args.command)
     print(f"report: {index}", flush=True)
