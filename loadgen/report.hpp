@@ -1,4 +1,4 @@
-// The report of one run: every field the issue names, built from the engine's merged
+// The report of one run: every field loadgen reports, built from the engine's merged
 // statistics, and written as a human summary, one CSV row or one JSON object. The CSV
 // and JSON writers share one ordered field list, so they always carry the same fields.
 // Nothing here prints by itself: writers take a stream, file errors come back as text.

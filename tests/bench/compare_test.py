@@ -103,6 +103,46 @@ class CompareTest(unittest.TestCase):
             self.assertEqual(result.returncode, 2, result.stderr)
             self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
 
+    def test_latency_runs_match_steps_by_share_and_compare_capacities(self):
+        # Two latency-scenario run folders: the steps' rates follow each run's own probe,
+        # bisection steps land anywhere, and libuv's capacity is 40 % lower in B.
+        for side, factor in (("a", 1.0), ("b", 0.6)):
+            folder = self.dir / side
+            folder.mkdir()
+            with (folder / "results.csv").open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=COLUMNS + ["repeat"])
+                writer.writeheader()
+                for repeat, wobble in enumerate((0.97, 1.0, 1.03), 1):
+                    probe = 100_000 * wobble * (factor if side == "b" else 1)
+                    for label, rate in (("closed", ""), ("50%", f"{probe / 2:.1f}"),
+                                        ("bisect", f"{probe * 0.8 + repeat:.1f}")):
+                        writer.writerow(dict(
+                            model="libuv", scenario="latency-idle-0", protocol="tcp", label=label,
+                            connections=64, slow_clients=0, slow_mode="idle", payload_bytes=64,
+                            rate_rps=rate, threads=1, max_inflight="",
+                            throughput_rps=f"{float(rate or probe):.1f}",
+                            latency_p50_us=f"{100 * wobble:.0f}", latency_p99_us=f"{300 * wobble:.0f}",
+                            server_cpu_s="1", requests="100000", outcome="ok", repeat=repeat))
+            with (folder / "capacity.csv").open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=["model", "slow_clients", "slow_mode",
+                                                       "slo_p99_us", "closed_loop_rps",
+                                                       "capacity_rps", "note", "repeat"])
+                writer.writeheader()
+                for repeat, wobble in enumerate((0.97, 1.0, 1.03), 1):
+                    writer.writerow(dict(model="libuv", slow_clients=0, slow_mode="idle",
+                                         slo_p99_us=1000, closed_loop_rps=100_000,
+                                         capacity_rps=f"{80_000 * wobble * factor:.1f}",
+                                         note="", repeat=repeat))
+        result = self.run_compare(str(self.dir / "a"), str(self.dir / "b"), "--threshold", "5",
+                                  "--out", str(self.dir / "out"))
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        self.assertIn("2 cases in both", result.stdout)  # closed and 50 %; no bisection step
+        self.assertIn("libuv latency-idle-0 50% [3 vs 3 runs]: p50", result.stdout)
+        self.assertIn("80,000 -> 48,000 req/s, 0.60x (worse)", result.stdout)
+        self.assertIn("capacity 0.60x", result.stderr)
+        rows = list(csv.DictReader((self.dir / "out" / "compare.csv").open()))
+        self.assertEqual([r["capacity_verdict"] for r in rows if r["capacity_verdict"]], ["worse"])
+
     def test_rank_test_matches_exact_mann_whitney_values(self):
         compare = load_compare()
         # Exact two-sided p-values of U (no ties), and the tie-corrected normal one.

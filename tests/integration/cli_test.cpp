@@ -156,7 +156,7 @@ TEST(Cli, ListModelsNamesEveryModel) {
   }
 }
 
-// The models with a UDP form, as the issue asked for them: the registry and
+// The models with a UDP form, as docs/echo-server.md names them: the registry and
 // --list-models must agree with this list, and with each other.
 bool expected_to_serve_udp(std::string_view model) {
   return model == "iterative" || model == "libuv" || model == "epoll" || model == "reactors";

@@ -1,4 +1,5 @@
-// Conformance: every model in the registry against the protocol rules every model obeys (README.md).
+// Conformance: every model in the registry against the protocol rules every model obeys
+// (docs/design.md).
 // Each test starts the real echo-server binary with --model NAME on a kernel-picked
 // loopback port and drives it with clients from tests/support; a model added to
 // the registry is covered here without any change.

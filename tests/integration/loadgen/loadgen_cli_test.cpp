@@ -1,6 +1,6 @@
 // loadgen's command line and output files, run as a user runs them: every usage error
 // exits 2 with one line on stderr, an unreachable target exits 1 and says why, and
-// --csv, --json, --histogram and --help write what the README documents. Short runs against
+// --csv, --json, --histogram and --help write what docs/loadgen.md documents. Short runs against
 // echo-server's libuv model; not timing-sensitive, so CTest may run them in parallel.
 #include <gtest/gtest.h>
 #include <unistd.h>

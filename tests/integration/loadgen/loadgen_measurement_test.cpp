@@ -110,7 +110,7 @@ TEST(LoadgenMeasurement, ClosedLoopAgainstFixedDelayReportsTrueLatencyAndRate) {
 // Uncorrected latency (from the actual send time): with --max-inflight 1 a connection has
 // one request on the wire when a stall begins; the ones due after it are sent late, when
 // the stall ends, and come back at once. So only about connections x stalls = 4 x (3..4)
-// = 12..16 requests see the stall from their actual send time. The 200 requests/s
+// = 12..16 requests see the stall from their actual send time. A rate of 200 requests/s
 // would give 600 requests, of which 2-3 % stalled, and the uncorrected p99 would land on a
 // stalled one (~290 ms): nothing left to tell apart. At 1000 requests/s (3000 requests)
 // those 16 are at most 0.53 %, under the 1 % that p99 ignores, so the uncorrected p99 is a
