@@ -11,13 +11,15 @@ loadgen on the other):
 - p99.9 with --server-pid over without it, as the bench samples servers, and with the
   /proc walks loadgen falls back on.
 
-Run by bench/matrix.py (--scenario generator); standard library only."""
+Run by bench/cases.py (--scenario generator); standard library only."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from statistics import median
 from typing import Callable
+
+from results import column_values
 
 CONNECTIONS = 50
 LOW_RATE_RPS = 10_000
@@ -46,13 +48,7 @@ class Results:
         self.rows.setdefault(name, []).append(row or {})
 
     def values(self, name: str, key: str) -> list[float]:
-        out = []
-        for row in self.rows.get(name, []):
-            try:
-                out.append(float(row[key]))
-            except (KeyError, TypeError, ValueError):
-                pass
-        return out
+        return column_values(self.rows.get(name, []), key)
 
     def cpu_per_request_us(self, name: str) -> list[float]:
         out = []
@@ -79,7 +75,7 @@ def ratio_line(what: str, top: list[float], bottom: list[float], target: str,
 
 
 def run(bench, server_class, rounds: int, duration_s: float) -> list[str]:
-    """Runs the scenario through `bench` (matrix.Bench: run_generator_case) and returns
+    """Runs the scenario through `bench` (cases.Bench: run_generator_case) and returns
     its summary lines."""
     results = Results()
     closed = {"epoll": 0.0, "libuv": 0.0}

@@ -10,7 +10,7 @@ connections (iterative, threadpool past its workers) is measured once at a low r
 and reported as starving, not as a missing point. A step loadgen judges itself the
 bottleneck of is kept and marked, never read as the server's latency.
 
-Run by bench/matrix.py (--scenario latency); standard library only."""
+Run by bench/cases.py (--scenario latency); standard library only."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class Step:
 
 
 def run(bench, slow_mode: str, slo_p99_us: float, models: list[str], repeats: int) -> list[str]:
-    """Runs the scenario through `bench` (matrix.Bench.run_latency_step) `repeats` times,
+    """Runs the scenario through `bench` (cases.Bench.run_latency_step) `repeats` times,
     the models interleaved, and returns the summary lines; writes capacity.csv (a row per
     model, population and repeat) beside results.csv."""
     capacities = []

@@ -1,4 +1,4 @@
--- wrk's end-of-run hook for bench/matrix.py: one machine-readable line with the
+-- wrk's end-of-run hook for bench/peers.py: one machine-readable line with the
 -- numbers wrk's own summary rounds or leaves out (wrk keeps latency in microseconds).
 done = function(summary, latency, requests)
   local e = summary.errors

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import cgroups  # noqa: E402
-import matrix  # noqa: E402
+import servers  # noqa: E402  (bench/servers.py)
 
 
 def bench_run(*args: str) -> subprocess.CompletedProcess:
@@ -42,9 +42,9 @@ class ServerArgs(unittest.TestCase):
         self.assertIn("thread given twice", result.stderr)
 
     def test_the_flags_reach_the_server_the_bench_starts(self):
-        matrix.SERVER_ARGS["libuv"] = ["--buffer-size", "32"]
+        servers.SERVER_ARGS["libuv"] = ["--buffer-size", "32"]
         try:
-            server = matrix.Server("libuv", None, 0)
+            server = servers.Server("libuv", None, 0)
             try:
                 self.assertIsNone(server.wait_ready())
                 cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_bytes().split(b"\0")
@@ -54,7 +54,7 @@ class ServerArgs(unittest.TestCase):
                 error, _ = server.stop()
                 self.assertIsNone(error)
         finally:
-            matrix.SERVER_ARGS.clear()
+            servers.SERVER_ARGS.clear()
             cgroups.remove_parents()
 
 
