@@ -24,6 +24,15 @@ BISECT_STEPS = 3
 POPULATIONS = (0, 1000)
 STARVING_RATE_RPS = 100  # where a model that starves connections is measured once
 QUICK_MODELS = ("iterative", "fork", "thread", "libuv")
+# How the note of a model and population whose capacity could not be judged begins (loadgen
+# judged itself the bottleneck from the first step on): its capacity is unknown, not 0.
+# plots/plot and bench/compare leave such rows out by this prefix too.
+UNJUDGED = "no step at"
+
+
+def judged(capacity: dict[str, str]) -> bool:
+    """A capacity.csv row that holds a capacity (older files wrote 0 for unjudged ones)."""
+    return capacity.get("capacity_rps", "") != "" and not capacity.get("note", "").startswith(UNJUDGED)
 
 
 @dataclass
@@ -112,12 +121,13 @@ def measure_model(bench, tag: str, model: str, slow: int, slow_mode: str,
         passing = [s for s in steps if s.passes(slo_p99_us)]
         failing = [s for s in steps if not s.passes(slo_p99_us)]
         if not passing:
-            result["capacity_rps"] = "0"
             first = steps[0]
-            result["note"] = (f"p99 over {slo_p99_us:g} us already at {FRACTIONS[0]:.0%}"
-                              if first.row and first.row.get("verdict") == "ok" else
-                              f"no step at {FRACTIONS[0]:.0%} or above could be judged: "
-                              f"{(first.row or {}).get('verdict_reason') or 'the step failed'}")
+            if first.row and first.row.get("verdict") == "ok":
+                result["capacity_rps"] = "0"
+                result["note"] = f"p99 over {slo_p99_us:g} us already at {FRACTIONS[0]:.0%}"
+            else:
+                result["note"] = (f"{UNJUDGED} {FRACTIONS[0]:.0%} or above could be judged: "
+                                  f"{(first.row or {}).get('verdict_reason') or 'the step failed'}")
             return result
         low = max(s.rate_rps for s in passing)
         above = [s for s in failing if s.rate_rps > low]
@@ -152,10 +162,11 @@ def summary(capacities: list[dict[str, str]], slo_p99_us: float, slow_mode: str)
     for model in models:
         cells = [model]
         for n in POPULATIONS:
-            runs = [c for c in capacities if c["model"] == model and c["slow_clients"] == str(n)
-                    and c["capacity_rps"] != ""]
+            mine = [c for c in capacities if c["model"] == model and c["slow_clients"] == str(n)]
+            runs = [c for c in mine if judged(c)]
+            unjudged = sum(c.get("note", "").startswith(UNJUDGED) for c in mine)
             if not runs:
-                cells.append("-")
+                cells.append("not judged: loadgen's own lag" if unjudged else "-")
                 continue
             if all(c["note"].startswith("starves") for c in runs):
                 cells.append("starves its connections")
@@ -165,7 +176,8 @@ def summary(capacities: list[dict[str, str]], slo_p99_us: float, slow_mode: str)
             cell = f"{median(caps):,.0f}"
             if len(caps) > 1:
                 cell += f" [{min(caps):,.0f}-{max(caps):,.0f}]"
-            cells.append(f"{cell} (of {closed:,.0f})")
+            cells.append(f"{cell} (of {closed:,.0f})"
+                         + (f", {len(runs)} of {len(mine)} judged" if unjudged else ""))
         table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:

@@ -71,6 +71,16 @@ class MeasureModel(unittest.TestCase):
         self.assertGreaterEqual(float(result["capacity_rps"]), 80_000)
         self.assertIn("generator-bound, loop 0 used 96 % of its core", result["note"])
 
+    def test_a_capacity_loadgen_could_not_judge_at_all_is_unknown_not_zero(self):
+        bench = FakeBench(100_000, knee(1e9), bound_above=0)
+        result = latency.measure_model(bench, "t", "m", 0, "idle", 1000)
+        self.assertEqual(result["capacity_rps"], "")
+        self.assertTrue(result["note"].startswith(latency.UNJUDGED))
+        self.assertFalse(latency.judged(result))
+        result.update(repeat="1")
+        lines = latency.summary([result], 1000, "idle")
+        self.assertIn("not judged: loadgen's own lag", next(l for l in lines if " m " in l + " "))
+
     def test_every_step_passing_reports_the_highest(self):
         bench = FakeBench(100_000, knee(1e9))
         result = latency.measure_model(bench, "t", "m", 0, "idle", 1000)
