@@ -255,7 +255,9 @@ TEST(LoadgenSearch, CapacityOfAServerOfKnownCapacityIsFoundWithinTenPercent) {
   bool any_failed = false;
   for (size_t i = 0; i < steps.size(); ++i) {
     EXPECT_EQ(steps[i].value("step", 0u), i + 1) << dump;
-    EXPECT_EQ(steps[i].value("capacity_rps", 0.0), number(*result, "capacity_rps")) << dump;
+    // A step carries it as its CSV column does, to one decimal.
+    EXPECT_NEAR(steps[i].value("capacity_rps", 0.0), number(*result, "capacity_rps"), 0.05)
+        << dump;
     any_failed |= steps[i].value("slo_pass", 1u) == 0;
   }
   EXPECT_TRUE(any_failed) << dump;
