@@ -24,15 +24,25 @@ BISECT_STEPS = 3
 POPULATIONS = (0, 1000)
 STARVING_RATE_RPS = 100  # where a model that starves connections is measured once
 QUICK_MODELS = ("iterative", "fork", "thread", "libuv")
-# How the note of a model and population whose capacity could not be judged begins (loadgen
-# judged itself the bottleneck from the first step on): its capacity is unknown, not 0.
-# plots/plot and bench/compare leave such rows out by this prefix too.
+# How the notes of capacity.csv begin for a model and population whose capacity could not
+# be judged (loadgen judged itself the bottleneck from the first step on: unknown, not 0)
+# and for one that starves connections. plots/plot and bench/compare read capacity.csv
+# through unjudged(), judged() and starves() below.
 UNJUDGED = "no step at"
+STARVES = "starves"
+
+
+def unjudged(capacity: dict[str, str]) -> bool:
+    return capacity.get("note", "").startswith(UNJUDGED)
 
 
 def judged(capacity: dict[str, str]) -> bool:
     """A capacity.csv row that holds a capacity (older files wrote 0 for unjudged ones)."""
-    return capacity.get("capacity_rps", "") != "" and not capacity.get("note", "").startswith(UNJUDGED)
+    return capacity.get("capacity_rps", "") != "" and not unjudged(capacity)
+
+
+def starves(capacity: dict[str, str]) -> bool:
+    return capacity.get("note", "").startswith(STARVES)
 
 
 @dataclass
@@ -111,7 +121,7 @@ def measure_model(bench, tag: str, model: str, slow: int, slow_mode: str,
                                           STARVING_RATE_RPS)
             result["capacity_rps"] = "0"
             p99 = step.value("latency_p99_us")
-            result["note"] = (f"starves {starved:.0f} of {CONNECTIONS} connections; at "
+            result["note"] = (f"{STARVES} {starved:.0f} of {CONNECTIONS} connections; at "
                               f"{STARVING_RATE_RPS} req/s "
                               + (f"p99 {p99:,.0f} us" if p99 is not None else "no request answered"))
             return result
@@ -164,11 +174,11 @@ def summary(capacities: list[dict[str, str]], slo_p99_us: float, slow_mode: str)
         for n in POPULATIONS:
             mine = [c for c in capacities if c["model"] == model and c["slow_clients"] == str(n)]
             runs = [c for c in mine if judged(c)]
-            unjudged = sum(c.get("note", "").startswith(UNJUDGED) for c in mine)
+            not_judged = sum(unjudged(c) for c in mine)
             if not runs:
-                cells.append("not judged: loadgen's own lag" if unjudged else "-")
+                cells.append("not judged: loadgen's own lag" if not_judged else "-")
                 continue
-            if all(c["note"].startswith("starves") for c in runs):
+            if all(starves(c) for c in runs):
                 cells.append("starves its connections")
                 continue
             caps = [float(c["capacity_rps"]) for c in runs]
@@ -177,7 +187,7 @@ def summary(capacities: list[dict[str, str]], slo_p99_us: float, slow_mode: str)
             if len(caps) > 1:
                 cell += f" [{min(caps):,.0f}-{max(caps):,.0f}]"
             cells.append(f"{cell} (of {closed:,.0f})"
-                         + (f", {len(runs)} of {len(mine)} judged" if unjudged else ""))
+                         + (f", {len(runs)} of {len(mine)} judged" if not_judged else ""))
         table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
