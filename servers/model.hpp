@@ -14,7 +14,7 @@
 
 #include "common/protocol.hpp"
 #include "net/socket.hpp"
-#include "servers/http_session.hpp"
+#include "servers/protocol/http.hpp"
 #include "servers/stats.hpp"
 #include "servers/stop_signal.hpp"
 
@@ -157,25 +157,6 @@ std::span<const Model> all_models();
 
 /// The model called `name`, or nullptr.
 const Model* find_model(std::string_view name);
-
-// One serve function per model file.
-int serve_iterative(const ServeContext& ctx, std::string& error);
-int serve_fork(const ServeContext& ctx, std::string& error);
-int serve_thread(const ServeContext& ctx, std::string& error);
-int serve_libuv(const ServeContext& ctx, std::string& error);
-int serve_select(const ServeContext& ctx, std::string& error);
-int serve_poll(const ServeContext& ctx, std::string& error);
-int serve_prefork(const ServeContext& ctx, std::string& error);
-int serve_reactors(const ServeContext& ctx, std::string& error);
-int serve_threadpool(const ServeContext& ctx, std::string& error);
-#ifdef __linux__
-int serve_epoll(const ServeContext& ctx, std::string& error);
-int serve_io_uring(const ServeContext& ctx, std::string& error);
-/// False with "io_uring: not available on this kernel: REASON" when the kernel has no
-/// io_uring, forbids it (sysctl kernel.io_uring_disabled, a seccomp filter) or lacks
-/// an operation the model needs.
-bool io_uring_available(std::string& error);
-#endif
 
 /// The workers `model` runs with under `options`: --workers, else its default.
 int worker_count(const Model& model, const ServerOptions& options);

@@ -7,9 +7,32 @@
 #include <string>
 
 #include "servers/model.hpp"
-#include "servers/udp.hpp"
 
 namespace cb::servers {
+
+// One file per model in servers/models/: its serve function, and its UDP form's.
+int serve_iterative(const ServeContext& ctx, std::string& error);
+int serve_iterative_udp(const ServeContext& ctx, std::string& error);
+int serve_fork(const ServeContext& ctx, std::string& error);
+int serve_thread(const ServeContext& ctx, std::string& error);
+int serve_libuv(const ServeContext& ctx, std::string& error);
+int serve_libuv_udp(const ServeContext& ctx, std::string& error);
+int serve_select(const ServeContext& ctx, std::string& error);
+int serve_poll(const ServeContext& ctx, std::string& error);
+int serve_prefork(const ServeContext& ctx, std::string& error);
+int serve_reactors(const ServeContext& ctx, std::string& error);
+int serve_reactors_udp(const ServeContext& ctx, std::string& error);
+int serve_threadpool(const ServeContext& ctx, std::string& error);
+#ifdef __linux__
+int serve_epoll(const ServeContext& ctx, std::string& error);
+int serve_epoll_udp(const ServeContext& ctx, std::string& error);
+int serve_io_uring(const ServeContext& ctx, std::string& error);
+/// False with "io_uring: not available on this kernel: REASON" when the kernel has no
+/// io_uring, forbids it (sysctl kernel.io_uring_disabled, a seccomp filter) or lacks
+/// an operation the model needs.
+bool io_uring_available(std::string& error);
+#endif
+
 namespace {
 
 constexpr std::array kModels{

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "servers/http_session.hpp"
+#include "servers/protocol/http.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Unit tests of the UDP echo loops (servers/udp.hpp): the one iterative and epoll
+// Unit tests of the UDP echo loops (servers/io/datagrams.hpp): the one iterative and epoll
 // share, and libuv's, for what the whole server on loopback never shows: a full send
 // buffer (loopback frees a UDP sender's buffer as soon as a datagram leaves, so sendto
 // there never says EAGAIN) and an ICMP error reported on the socket. AF_UNIX datagram
@@ -19,7 +19,8 @@
 #include <vector>
 
 #include "net/socket.hpp"
-#include "servers/udp.hpp"
+#include "servers/io/datagrams.hpp"
+#include "servers/io/libuv_loop.hpp"
 
 namespace cb::servers {
 namespace {
@@ -219,7 +220,7 @@ TEST(UdpEchoLoop, AnIcmpErrorOnTheSocketIsCountedAndTheLoopGoesOn) {
 class LibuvLoop {
  public:
   explicit LibuvLoop(Loop& loop)
-      : loop_(loop), thread_([this] { rc_ = serve_libuv_udp(loop_.ctx, loop_.error); }) {}
+      : loop_(loop), thread_([this] { rc_ = serve_libuv_datagrams(loop_.ctx, loop_.error); }) {}
   ~LibuvLoop() { stop(); }
 
   // Stops the loop and joins its thread; its return code.

@@ -22,7 +22,7 @@
 
 #include "net/fd.hpp"
 #include "net/socket.hpp"
-#include "servers/http_session.hpp"
+#include "servers/protocol/http.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {

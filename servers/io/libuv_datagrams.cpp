@@ -14,7 +14,7 @@
 #include <string>
 
 #include "net/fd.hpp"
-#include "servers/udp.hpp"
+#include "servers/io/datagrams.hpp"
 
 namespace cb::servers {
 namespace {
@@ -247,7 +247,7 @@ int UdpLoop::run(std::string& error) {
 
 }  // namespace
 
-int serve_libuv_udp(const ServeContext& ctx, std::string& error) {
+int serve_libuv_datagrams(const ServeContext& ctx, std::string& error) {
   UdpLoop loop(ctx);
   return loop.run(error);
 }

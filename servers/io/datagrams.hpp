@@ -16,14 +16,6 @@
 
 namespace cb::servers {
 
-// One serve_udp function per model that has a UDP form (see Model::serve_udp).
-int serve_iterative_udp(const ServeContext& ctx, std::string& error);
-int serve_libuv_udp(const ServeContext& ctx, std::string& error);
-int serve_reactors_udp(const ServeContext& ctx, std::string& error);
-#ifdef __linux__
-int serve_epoll_udp(const ServeContext& ctx, std::string& error);
-#endif
-
 /// Bytes of the buffer a datagram is read into, whatever --buffer-size says: more than
 /// the largest UDP payload (65,507 bytes over IPv4, 65,527 over IPv6), so that no
 /// datagram is ever cut short.

@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "servers/accept_loop.hpp"
-#include "servers/echo.hpp"
+#include "servers/io/accept_loop.hpp"
+#include "servers/io/blocking_connection.hpp"
 
 namespace cb::servers {
 namespace {

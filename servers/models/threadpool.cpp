@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
-#include "servers/accept_loop.hpp"
-#include "servers/echo.hpp"
+#include "servers/io/accept_loop.hpp"
+#include "servers/io/blocking_connection.hpp"
 
 namespace cb::servers {
 namespace {

@@ -1,7 +1,7 @@
 // The UDP echo loop the poll- and epoll-waiting models share (iterative, epoll): read
 // a datagram, send it back to its sender, count what happened; and the counters every
 // UDP model keeps.
-#include "servers/udp.hpp"
+#include "servers/io/datagrams.hpp"
 
 #include <poll.h>
 

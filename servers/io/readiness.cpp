@@ -1,4 +1,4 @@
-#include "servers/readiness.hpp"
+#include "servers/io/readiness.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -9,7 +9,7 @@
 #include <new>
 #include <string>
 
-#include "servers/http_session.hpp"
+#include "servers/protocol/http.hpp"
 
 namespace cb::servers {
 namespace {

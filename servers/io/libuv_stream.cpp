@@ -17,7 +17,7 @@
 
 #include "net/fd.hpp"
 #include "net/socket.hpp"
-#include "servers/http_session.hpp"
+#include "servers/protocol/http.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
@@ -595,7 +595,7 @@ int Server::run(std::string& error) {
 
 }  // namespace
 
-int serve_libuv(const ServeContext& ctx, std::string& error) {
+int serve_libuv_stream(const ServeContext& ctx, std::string& error) {
   Server server(ctx);
   return server.run(error);
 }

@@ -16,14 +16,14 @@
 #include <thread>
 #include <vector>
 
+#include "servers/io/libuv_loop.hpp"
+#include "servers/io/worker_sockets.hpp"
 #include "servers/model.hpp"
-#include "servers/udp.hpp"
-#include "servers/worker_sockets.hpp"
 
 namespace cb::servers {
 namespace {
 
-// What each loop runs: serve_libuv for tcp and http, serve_libuv_udp for udp.
+// What each loop runs: the libuv engine's stream loop, or its datagram loop.
 using LoopFunction = int (*)(const ServeContext& ctx, std::string& error);
 
 // The loops and what they share. run() is called once, on the serving thread, which
@@ -149,12 +149,12 @@ size_t loop_count(const ServeContext& ctx) {
 }  // namespace
 
 int serve_reactors(const ServeContext& ctx, std::string& error) {
-  Reactors reactors(ctx, loop_count(ctx), serve_libuv);
+  Reactors reactors(ctx, loop_count(ctx), serve_libuv_stream);
   return reactors.run(error);
 }
 
 int serve_reactors_udp(const ServeContext& ctx, std::string& error) {
-  Reactors reactors(ctx, loop_count(ctx), serve_libuv_udp);
+  Reactors reactors(ctx, loop_count(ctx), serve_libuv_datagrams);
   return reactors.run(error);
 }
 

@@ -5,6 +5,10 @@
 // reported only when its readiness changes, so the loop must remember what a
 // connection has not used up; --epoll-level reports readiness for as long as it
 // lasts, and the loop re-registers a socket (EPOLL_CTL_MOD) when what it wants changes.
+// Over UDP the one thread waits on the socket and the stop pipe and answers what is
+// waiting without ever blocking; an answer that finds the send buffer full is dropped
+// and counted. Edge-triggered, the socket is reported only when new datagrams arrive,
+// so the loop drains it to EAGAIN and remembers when it stopped short.
 #include <sys/epoll.h>
 
 #include <cerrno>
@@ -13,12 +17,31 @@
 #include <string>
 #include <vector>
 
-#include "servers/readiness.hpp"
+#include "net/fd.hpp"
+#include "servers/io/datagrams.hpp"
+#include "servers/io/readiness.hpp"
 
 namespace cb::servers {
 namespace {
 
 constexpr int kMaxEvents = 256;  // reports taken per epoll_wait
+
+// Datagrams handled per round: a flood then still lets the loop look at the stop pipe.
+constexpr size_t kDatagramsPerRound = 256;
+
+std::string epoll_failure(const char* call) {
+  return std::string("epoll: ") + call + ": " + std::strerror(errno);
+}
+
+// Adds `fd` to the watch list; false with `error` filled when the kernel refuses.
+bool watch(int epoll_fd, int fd, uint32_t events, std::string& error) {
+  epoll_event event{};
+  event.events = events;
+  event.data.fd = fd;
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) == 0) return true;
+  error = epoll_failure("epoll_ctl");
+  return false;
+}
 
 // Edge-triggered, a connection is told everything once: EPOLLRDHUP reports a peer's
 // half-close, which the short-read shortcut in Connection must not miss.
@@ -47,7 +70,6 @@ class EpollServer {
     bool queued = false;  ///< edge-triggered: in turns_
   };
 
-  bool watch(int fd, uint32_t events, std::string& error);
   void add_connection(std::unique_ptr<Connection> connection);
   /// Hands one connection its readiness and does what its answer asks.
   void serve(int fd, Readiness ready);
@@ -64,20 +86,11 @@ class EpollServer {
   std::vector<int> turns_;
 };
 
-bool EpollServer::watch(int fd, uint32_t events, std::string& error) {
-  epoll_event event{};
-  event.events = events;
-  event.data.fd = fd;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) == 0) return true;
-  error = std::string("epoll_ctl: ") + std::strerror(errno);
-  return false;
-}
-
 void EpollServer::add_connection(std::unique_ptr<Connection> connection) {
   const int fd = connection->fd();
   const Interest want = connection->interest();
   std::string ignored;
-  if (!watch(fd, edge_ ? kEdgeEvents : level_events(want), ignored)) {
+  if (!watch(epoll_.get(), fd, edge_ ? kEdgeEvents : level_events(want), ignored)) {
     // ENOMEM or ENOSPC (fs.epoll.max_user_watches): this connection cannot be
     // served, and closes as it goes out of scope.
     ctx_.stats.errors.fetch_add(1, std::memory_order_relaxed);
@@ -119,7 +132,7 @@ void EpollServer::serve(int fd, Readiness ready) {
 int EpollServer::run(std::string& error) {
   epoll_ = net::Fd(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) {
-    error = std::string("epoll_create1: ") + std::strerror(errno);
+    error = epoll_failure("epoll_create1");
     return 1;
   }
   const int stop_fd = ctx_.stop.fd();
@@ -127,8 +140,8 @@ int EpollServer::run(std::string& error) {
   // The stop pipe stays readable once written, so level-triggered is right in both
   // modes. The listener follows the mode: edge-triggered, accept_pending() takes
   // every pending connection, as it must.
-  if (!watch(stop_fd, EPOLLIN, error) ||
-      !watch(listen_fd, EPOLLIN | (edge_ ? uint32_t{EPOLLET} : 0u), error)) {
+  if (!watch(epoll_.get(), stop_fd, EPOLLIN, error) ||
+      !watch(epoll_.get(), listen_fd, EPOLLIN | (edge_ ? uint32_t{EPOLLET} : 0u), error)) {
     return 1;
   }
   auto adopt = [this](std::unique_ptr<Connection> connection) {
@@ -158,7 +171,7 @@ int EpollServer::run(std::string& error) {
     const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, acceptor_.wait_ms(wait_ms));
     if (n < 0) {
       if (errno == EINTR) continue;
-      error = std::string("epoll_wait: ") + std::strerror(errno);
+      error = epoll_failure("epoll_wait");
       return 1;
     }
     // Turns owed from earlier rounds; connections that yield in this one wait for
@@ -212,6 +225,45 @@ int EpollServer::run(std::string& error) {
 int serve_epoll(const ServeContext& ctx, std::string& error) {
   EpollServer server(ctx);
   return server.run(error);
+}
+
+int serve_epoll_udp(const ServeContext& ctx, std::string& error) {
+  const bool edge = !ctx.options.epoll_level;
+  net::Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll) {
+    error = epoll_failure("epoll_create1");
+    return 1;
+  }
+  const int socket_fd = ctx.listener.get();
+  const int stop_fd = ctx.stop.fd();
+  // The stop pipe stays readable once written, so level-triggered suits it either way.
+  if (!watch(epoll.get(), stop_fd, EPOLLIN, error) ||
+      !watch(epoll.get(), socket_fd, EPOLLIN | (edge ? uint32_t{EPOLLET} : 0u), error))
+    return 1;
+
+  std::vector<char> buffer(kDatagramBufferBytes);
+  // Edge-triggered: the last round stopped at its budget with datagrams left, which the
+  // kernel will not report again; serve them on the next round, which then does not sleep.
+  bool left_over = false;
+  ctx.ready();
+  for (;;) {
+    epoll_event events[2];
+    const int n = ::epoll_wait(epoll.get(), events, 2, left_over ? 0 : -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error = epoll_failure("epoll_wait");
+      return 1;
+    }
+    bool readable = left_over;
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.fd == stop_fd) return 0;
+      readable = true;  // EPOLLIN, or EPOLLERR: recvfrom reports the pending error
+    }
+    if (!readable) continue;
+    const DrainEnd end = echo_datagrams(ctx, buffer, kDatagramsPerRound, /*send_wait_ms=*/0, error);
+    if (end == DrainEnd::kFatal) return 1;
+    left_over = edge && end == DrainEnd::kBudgetSpent;
+  }
 }
 
 }  // namespace cb::servers

@@ -1,4 +1,4 @@
-#include "servers/echo.hpp"
+#include "servers/io/blocking_connection.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <string>
 
-#include "servers/http_session.hpp"
+#include "servers/protocol/http.hpp"
 
 namespace cb::servers {
 

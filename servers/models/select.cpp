@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "servers/readiness.hpp"
+#include "servers/io/readiness.hpp"
 
 namespace cb::servers {
 

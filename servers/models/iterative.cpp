@@ -1,12 +1,16 @@
-// iterative over UDP: one thread blocks until a datagram is there, reads it, sends it
-// back, and reads the next; while it waits for room to send one echo (briefly, then
-// the echo is dropped and counted) nobody else is served. Its waits are in poll() on
-// the socket and the stop pipe together, so SIGTERM ends it wherever it blocks.
+// iterative: one thread accepts a connection and echoes it until the peer closes,
+// then accepts the next. The same thread accepts and reads; while it serves one
+// client, every other client waits unanswered in the listen backlog. Over UDP the one
+// thread blocks until a datagram is there, answers it and reads the next; while it
+// waits for room to send one answer (briefly, then the answer is dropped and counted)
+// nobody else is served.
 #include <poll.h>
 
 #include <vector>
 
-#include "servers/udp.hpp"
+#include "servers/io/accept_loop.hpp"
+#include "servers/io/blocking_connection.hpp"
+#include "servers/io/datagrams.hpp"
 
 namespace cb::servers {
 namespace {
@@ -21,6 +25,19 @@ constexpr int kSendWaitMs = 100;
 
 }  // namespace
 
+int serve_iterative(const ServeContext& ctx, std::string& error) {
+  std::vector<char> buffer(ctx.options.buffer_bytes);
+  AcceptHooks hooks;
+  hooks.on_connection = [&](net::Fd connection) {
+    ctx.stats.on_open();
+    serve_connection(connection.get(), buffer, ctx);
+    ctx.stats.on_close();
+  };
+  return accept_loop(ctx, hooks, error);
+}
+
+// Its waits are in poll() on the socket and the stop pipe together, so SIGTERM ends
+// it wherever it blocks.
 int serve_iterative_udp(const ServeContext& ctx, std::string& error) {
   std::vector<char> buffer(kDatagramBufferBytes);
   ctx.ready();

@@ -1,4 +1,4 @@
-#include "servers/http_session.hpp"
+#include "servers/protocol/http.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -23,8 +23,9 @@
 #include <utility>
 #include <vector>
 
+#include "servers/io/libuv_loop.hpp"
+#include "servers/io/worker_sockets.hpp"
 #include "servers/model.hpp"
-#include "servers/worker_sockets.hpp"
 
 namespace cb::servers {
 namespace {
@@ -196,7 +197,7 @@ void Master::serve_worker(size_t index) {
   std::string error;
   int rc = 1;
   try {
-    rc = serve_libuv(worker_ctx, error);
+    rc = serve_libuv_stream(worker_ctx, error);
   } catch (const std::exception& e) {
     // Unwinding further would run the master's code and destructors in this process.
     error = e.what();

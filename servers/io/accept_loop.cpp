@@ -1,4 +1,4 @@
-#include "servers/accept_loop.hpp"
+#include "servers/io/accept_loop.hpp"
 
 #include <poll.h>
 

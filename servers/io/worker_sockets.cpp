@@ -1,4 +1,4 @@
-#include "servers/worker_sockets.hpp"
+#include "servers/io/worker_sockets.hpp"
 
 namespace cb::servers {
 namespace {
