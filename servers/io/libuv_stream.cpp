@@ -17,6 +17,7 @@
 
 #include "net/fd.hpp"
 #include "net/socket.hpp"
+#include "servers/io/buffer_pool.hpp"
 #include "servers/protocol/http.hpp"
 #include "servers/model.hpp"
 
@@ -29,12 +30,6 @@ namespace {
 // reading costs the server a bounded, small amount of memory.
 constexpr size_t kMinWriteBacklogBytes = size_t{64} * 1024;
 constexpr size_t kWriteBacklogBuffers = 4;
-
-// Buffers whose echo was written are kept for the next reads, up to this many (1 MiB
-// at the default 16 KiB). Without it every read took fresh memory from malloc, whose
-// heap then shrank and grew again: page faults cost the server half its throughput
-// with 64 KiB requests.
-constexpr size_t kSpareBuffers = 64;
 
 std::string uv_failure(const char* call, int status) {
   return std::string("libuv: ") + call + ": " + uv_strerror(status);
@@ -135,9 +130,8 @@ class Server {
       : ctx_(ctx),
         acceptor_(/*nonblocking_connections=*/true),
         write_backlog_limit_bytes_(
-            std::max(kWriteBacklogBuffers * ctx.options.buffer_bytes, kMinWriteBacklogBytes)) {
-    spare_buffers_.reserve(kSpareBuffers);
-  }
+            std::max(kWriteBacklogBuffers * ctx.options.buffer_bytes, kMinWriteBacklogBytes)),
+        buffers_(ctx.options.buffer_bytes) {}
 
   /// Serves until the stop signal fires; 0 after a clean stop, else 1 with `error`.
   int run(std::string& error);
@@ -146,11 +140,7 @@ class Server {
   size_t buffer_bytes() const { return ctx_.options.buffer_bytes; }
   size_t write_backlog_limit_bytes() const { return write_backlog_limit_bytes_; }
 
-  /// A read buffer of buffer_bytes(): a spare one when there is one, else a new one;
-  /// nullptr when out of memory.
-  std::unique_ptr<char[]> take_buffer();
-  /// Keeps a buffer whose echo is done for a later read (up to kSpareBuffers).
-  void give_back(std::unique_ptr<char[]> buffer);
+  BufferPool& buffers() { return buffers_; }
 
  private:
   static void listener_cb(uv_poll_t* poll, int status, int events);
@@ -175,7 +165,7 @@ class Server {
   uv_timer_t sweep_{};    ///< HTTP with a timeout on: closes connections past their deadline
   uv_poll_t stop_poll_{};
   std::string stop_error_;
-  std::vector<std::unique_ptr<char[]>> spare_buffers_;
+  BufferPool buffers_;  ///< read buffers, recycled
 };
 
 // ---- Connection ----
@@ -226,7 +216,7 @@ void Connection::alloc_cb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
   auto* self = static_cast<Connection*>(handle->data);
   // A buffer per read, given back when its echo is written: an idle connection then
   // holds no buffer at all. Out of memory shows up in read_cb as UV_ENOBUFS.
-  buf->base = self->server_.take_buffer().release();
+  buf->base = self->server_.buffers().take().release();
   buf->len = buf->base != nullptr ? self->server_.buffer_bytes() : 0;
 }
 
@@ -235,14 +225,14 @@ void Connection::read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf
   std::unique_ptr<char[]> data(buf->base);  // ours since alloc_cb; may be null
   if (nread > 0 && self->http_) {
     self->serve_http(data.get(), static_cast<size_t>(nread));
-    self->server_.give_back(std::move(data));  // the session keeps what it needs
+    self->server_.buffers().give_back(std::move(data));  // the session keeps what it needs
     return;
   }
   if (nread > 0) {
     self->echo(std::move(data), static_cast<size_t>(nread));
     return;
   }
-  if (data) self->server_.give_back(std::move(data));
+  if (data) self->server_.buffers().give_back(std::move(data));
   if (nread == UV_EOF && self->http_) {
     // A request cut short has nobody to answer; what is answered still goes out.
     self->eof_ = true;
@@ -352,7 +342,7 @@ void Connection::write_cb(uv_write_t* req, int status) {
   std::unique_ptr<WriteRequest> request(static_cast<WriteRequest*>(req->data));
   auto* self = static_cast<Connection*>(req->handle->data);
   self->held_bytes_ -= request->capacity_bytes_;
-  self->server_.give_back(std::move(request->data_));
+  self->server_.buffers().give_back(std::move(request->data_));
   if (status == 0) {
     self->server_.ctx().stats.bytes_echoed.fetch_add(request->length_bytes_,
                                                      std::memory_order_relaxed);
@@ -400,19 +390,6 @@ void Connection::close_cb(uv_handle_t* handle) {
 }
 
 // ---- Server ----
-
-std::unique_ptr<char[]> Server::take_buffer() {
-  if (spare_buffers_.empty())
-    return std::unique_ptr<char[]>(new (std::nothrow) char[buffer_bytes()]);
-  std::unique_ptr<char[]> buffer = std::move(spare_buffers_.back());
-  spare_buffers_.pop_back();
-  return buffer;
-}
-
-void Server::give_back(std::unique_ptr<char[]> buffer) {
-  // Capacity was reserved up front, so this never allocates; beyond it, free.
-  if (spare_buffers_.size() < kSpareBuffers) spare_buffers_.push_back(std::move(buffer));
-}
 
 void Server::listener_cb(uv_poll_t* poll, int status, int) {
   auto* self = static_cast<Server*>(poll->data);

@@ -14,10 +14,6 @@
 namespace cb::servers {
 namespace {
 
-// Buffers whose echo was written are kept for later reads, up to this many (1 MiB at
-// the default 16 KiB); beyond that they go back to malloc.
-constexpr size_t kSpareBuffers = 64;
-
 // Most reads one on_ready() makes (256 KiB at the default 16 KiB). A client that
 // sends and reads as fast as we echo would otherwise keep the loop on its
 // connection for as long as it likes, and every other client would wait.
@@ -26,24 +22,6 @@ constexpr int kReadsPerTurn = 16;
 bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 }  // namespace
-
-// ---- BufferPool ----
-
-BufferPool::BufferPool(size_t buffer_bytes) : buffer_bytes_(buffer_bytes) {
-  // Reserved up front so that give_back() never allocates.
-  spares_.reserve(kSpareBuffers);
-}
-
-std::unique_ptr<char[]> BufferPool::take() {
-  if (spares_.empty()) return std::unique_ptr<char[]>(new (std::nothrow) char[buffer_bytes_]);
-  std::unique_ptr<char[]> buffer = std::move(spares_.back());
-  spares_.pop_back();
-  return buffer;
-}
-
-void BufferPool::give_back(std::unique_ptr<char[]> buffer) {
-  if (buffer && spares_.size() < kSpareBuffers) spares_.push_back(std::move(buffer));
-}
 
 // ---- Connection ----
 

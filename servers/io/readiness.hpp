@@ -15,6 +15,7 @@
 
 #include "net/fd.hpp"
 #include "net/socket.hpp"
+#include "servers/io/buffer_pool.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
@@ -36,24 +37,6 @@ struct Readiness {
   /// reports EOF only once, so from then on a short read no longer proves the socket
   /// drained: the connection reads on until recv says EOF or EAGAIN.
   bool hangup = false;
-};
-
-/// Read buffers for one loop's connections. A connection holds one only while it
-/// has echo to send, so an idle connection costs no buffer; buffers are recycled
-/// rather than freed, so a busy loop does not go back to malloc for every read.
-/// Call only on the loop's thread.
-class BufferPool {
- public:
-  explicit BufferPool(size_t buffer_bytes);
-  size_t buffer_bytes() const { return buffer_bytes_; }
-  /// A buffer of buffer_bytes(); nullptr when out of memory.
-  std::unique_ptr<char[]> take();
-  /// Keeps `buffer` for a later take(), up to a small number of spares.
-  void give_back(std::unique_ptr<char[]> buffer);
-
- private:
-  size_t buffer_bytes_;
-  std::vector<std::unique_ptr<char[]>> spares_;
 };
 
 /// One accepted, non-blocking client. It echoes through a buffer of at most
