@@ -8,20 +8,22 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 
-#include "common/protocol.hpp"
 #include "net/socket.hpp"
-#include "servers/protocol/http.hpp"
+#include "servers/protocol/protocol.hpp"
 #include "servers/stats.hpp"
 #include "servers/stop_signal.hpp"
 
 namespace cb::servers {
 
 struct ServerOptions {
-  Protocol protocol = Protocol::kTcp;  ///< tcp and http: serve(); udp: serve_udp()
+  /// A row of the protocol table: a stream protocol is served by serve(), a datagram
+  /// one by serve_udp(); engines only ever make its sessions.
+  const Protocol* protocol = &default_protocol();
   std::string host = "127.0.0.1";
   uint16_t port = 9000;
   size_t buffer_bytes = 16 * 1024;  ///< bytes read per call, and per-connection buffer
@@ -30,19 +32,15 @@ struct ServerOptions {
   bool reuse_port = false;          ///< prefork, reactors: one SO_REUSEPORT socket per worker
   bool epoll_level = false;         ///< epoll: level-triggered instead of edge-triggered
   size_t queue_length = 64;         ///< threadpool: accepted connections waiting for a worker
-  /// http: the most bytes all connections together hold for requests not yet complete;
-  /// past it a request that needs more is answered 503 and its connection closed.
-  /// A stalled upload holds up to HttpSession::kMaxRequestBytes.
-  uint64_t max_request_memory_bytes = kDefaultMaxRequestMemoryBytes;
-  /// http: a request head not complete this long after its first byte closes its
-  /// connection (nginx's client_header_timeout); 0: no limit.
-  uint64_t header_timeout_ms = 0;
-  /// http: a connection with no request in progress for this long is closed (nginx's
-  /// keepalive_timeout); 0: no limit.
-  uint64_t idle_timeout_ms = 0;
+  // The session options, for the protocols whose row honours them (SessionLimits).
+  /// The most bytes all sessions together hold for messages not yet complete
+  /// (--max-request-memory); past it a message that needs more is refused.
+  uint64_t max_held_bytes = kDefaultMaxHeldBytes;
+  uint64_t message_timeout_ms = 0;  ///< --header-timeout; 0: no limit
+  uint64_t idle_timeout_ms = 0;     ///< --idle-timeout; 0: no limit
 
   /// 1 GiB: 10,000 connections each stalled in an upload would otherwise hold 10 GiB.
-  static constexpr uint64_t kDefaultMaxRequestMemoryBytes = uint64_t{1} << 30;
+  static constexpr uint64_t kDefaultMaxHeldBytes = uint64_t{1} << 30;
 };
 
 /// What serve() is handed. The listening socket is non-blocking (accept after poll
@@ -80,27 +78,30 @@ inline bool refuse_over_limit(const ServeContext& ctx) {
   return true;
 }
 
-/// The request budget every HTTP session of a server shares (--max-request-memory),
-/// counted in ctx.stats.
-inline RequestBudget request_budget(const ServeContext& ctx) {
-  return {&ctx.stats.held_request_bytes, &ctx.stats.overloaded,
-          ctx.options.max_request_memory_bytes};
+/// What every session of the server may hold and take: the budget they share is
+/// counted in ctx.stats. The timeouts only for a protocol that honours them.
+inline SessionLimits session_limits(const ServeContext& ctx) {
+  const bool timed = (ctx.options.protocol->session_options & kDeadlineOptions) != 0;
+  return {.budget = {&ctx.stats.held_bytes, &ctx.stats.overloaded, ctx.options.max_held_bytes},
+          .message_timeout_ms = timed ? ctx.options.message_timeout_ms : 0,
+          .idle_timeout_ms = timed ? ctx.options.idle_timeout_ms : 0};
 }
 
-/// The --header-timeout and --idle-timeout deadline of one HTTP connection.
-inline HttpDeadline http_deadline(const ServeContext& ctx) {
-  return {ctx.options.header_timeout_ms, ctx.options.idle_timeout_ms};
+/// A session of ctx.options.protocol for one new connection (or one datagram socket);
+/// nullptr when out of memory, which costs that connection only.
+inline std::unique_ptr<Session> open_session(const ServeContext& ctx) {
+  return ctx.options.protocol->make_session(session_limits(ctx));
 }
 
-/// How often an event loop looks for HTTP connections past their deadline, when
-/// either timeout is on: a connection closes at most this late.
+/// Sessions may time out: an engine then looks every kDeadlineSweepMs for connections
+/// whose session's deadline_ms() has passed, and closes them, counted as timed_out.
+inline bool session_deadlines_on(const ServeContext& ctx) {
+  return session_limits(ctx).deadlines_on();
+}
+
+/// How often an event loop looks for connections past their deadline, when
+/// session_deadlines_on(): a connection closes at most this late.
 inline constexpr uint64_t kDeadlineSweepMs = 50;
-
-/// Either HTTP timeout is on.
-inline bool http_timeouts_on(const ServerOptions& options) {
-  return options.protocol == Protocol::kHttp &&
-         (options.header_timeout_ms > 0 || options.idle_timeout_ms > 0);
-}
 
 /// Model-specific flags a model accepts; echo-server refuses the others for it, so a
 /// flag never silently does nothing.
@@ -141,14 +142,15 @@ struct Model {
   /// "listening on" line from a server about to give up. Returns false with `error`
   /// filled (one line) when it cannot; echo-server then exits 2 (kServeUnavailable).
   bool (*available)(std::string& error) = nullptr;
-  /// UDP echo (RFC 862 datagrams) on ctx.listener, a bound UDP socket, with the same
+  /// The datagram protocols (udp) on ctx.listener, a bound UDP socket, with the same
   /// contract as serve(); nullptr when the model has no UDP form. Every model serves
-  /// tcp and http through serve(), which reads ctx.options.protocol.
+  /// the stream protocols (tcp, http) through serve(), whose engine makes each
+  /// connection's session from ctx.options.protocol.
   int (*serve_udp)(const ServeContext& ctx, std::string& error) = nullptr;
   UpFrontCost cost = {};
 
-  bool serves(Protocol protocol) const {
-    return protocol != Protocol::kUdp || serve_udp != nullptr;
+  bool serves(const Protocol& protocol) const {
+    return protocol.transport == Transport::kStream || serve_udp != nullptr;
   }
 };
 

@@ -109,8 +109,8 @@ bool check_up_front_cost(const Model& model, const ServerOptions& options,
   }
   // With --reuseport (and over udp) every worker has a socket of its own, which
   // prefork's master holds too.
-  const bool own_sockets = options.reuse_port || (options.protocol == Protocol::kUdp &&
-                                                  (model.flags & kWorkersFlag) != 0);
+  const bool datagrams = options.protocol->transport == Transport::kDatagram;
+  const bool own_sockets = options.reuse_port || (datagrams && (model.flags & kWorkersFlag) != 0);
   const uint64_t per_worker = model.cost.descriptors_per_worker + (own_sockets ? 1u : 0u);
   const uint64_t descriptors = workers * per_worker;
   if (descriptors > 0 && descriptors + kDescriptorsForClients > descriptor_limit) {

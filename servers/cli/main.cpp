@@ -26,10 +26,10 @@ std::string model_list() {
   std::string text = "  " + pad("MODEL", 12) + pad("PROTOCOLS", 14) + "HOW\n";
   for (const auto& model : cb::servers::all_models()) {
     std::string protocols;
-    for (auto protocol : {cb::Protocol::kTcp, cb::Protocol::kUdp, cb::Protocol::kHttp}) {
+    for (const auto& protocol : cb::servers::all_protocols()) {
       if (!model.serves(protocol)) continue;
       if (!protocols.empty()) protocols += ',';
-      protocols += cb::protocol_name(protocol);
+      protocols += protocol.name;
     }
     text += "  " + pad(std::string(model.name), 12) + pad(protocols, 14) +
             std::string(model.summary) + "\n";
@@ -72,13 +72,18 @@ int main(int argc, char** argv) {
   app.add_option("-m,--model", model_name, "Concurrency model (see --list-models)")
       ->check(CLI::IsMember(names))
       ->capture_default_str();
-  // Parsed as text and then looked up, as loadgen does: a bad value reads "ftp not in
-  // {http,tcp,udp}", and the enum's numbers are not accepted in place of its names.
-  std::string protocol = "tcp";
-  app.add_option("--protocol", protocol,
-                 "tcp: echo bytes (RFC 862); udp: echo datagrams (RFC 862); http: HTTP/1.1, "
-                 "200 OK with the request as the body (keep-alive, pipelining, chunked bodies)")
-      ->transform(CLI::IsMember(protocol_names(), CLI::ignore_case))
+  // Parsed as text and then looked up in the protocol table: a bad value reads "ftp not
+  // in {tcp,udp,http}".
+  std::string protocol = std::string(servers::default_protocol().name);
+  std::vector<std::string> protocol_names;
+  std::string protocol_help;
+  for (const auto& row : servers::all_protocols()) {
+    protocol_names.emplace_back(row.name);
+    protocol_help += (protocol_help.empty() ? "" : "; ") + std::string(row.name) + ": " +
+                     std::string(row.summary);
+  }
+  app.add_option("--protocol", protocol, protocol_help)
+      ->transform(CLI::IsMember(protocol_names, CLI::ignore_case))
       ->capture_default_str();
   app.add_option("--host", options.host, "Address or name to bind (IPv4 or IPv6)")
       ->capture_default_str();
@@ -113,7 +118,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
 
-  uint64_t max_request_memory = options.max_request_memory_bytes;
+  uint64_t max_request_memory = options.max_held_bytes;
   auto* request_memory = app.add_option("--max-request-memory", max_request_memory,
                  "http: most bytes all connections together hold for requests not yet "
                  "complete (a stalled upload holds up to 1 MiB); past it a request that needs "
@@ -132,7 +137,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
   };
   auto* header_timeout = add_timeout(
-      "--header-timeout", options.header_timeout_ms,
+      "--header-timeout", options.message_timeout_ms,
       "http: a request head not complete this long after its first byte closes its "
       "connection, as nginx's client_header_timeout");
   auto* idle_timeout = add_timeout("--idle-timeout", options.idle_timeout_ms,
@@ -140,9 +145,9 @@ int main(int argc, char** argv) {
                                    "long is closed, as nginx's keepalive_timeout");
 
   if (auto exit_code = parse_command_line(app, argc, argv, "echo-server")) return *exit_code;
-  options.max_request_memory_bytes = max_request_memory;
+  options.max_held_bytes = max_request_memory;
   options.buffer_bytes = static_cast<size_t>(buffer_bytes);
-  options.protocol = protocol_names().at(protocol);
+  options.protocol = servers::find_protocol(protocol);
 
   if (list_models) {
     std::cout << model_list();
@@ -162,16 +167,26 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (!model->serves(options.protocol)) {
+  const servers::Protocol& served = *options.protocol;
+  if (!model->serves(served)) {
     return fail(kUsageError, "model " + std::string(model->name) + " does not serve " +
-                                 std::string(protocol_name(options.protocol)) +
-                                 " (see --list-models)");
+                                 std::string(served.name) + " (see --list-models)");
   }
-  if (options.protocol == Protocol::kUdp && max_connections->count() > 0)
-    return fail(kUsageError, "--max-connections: udp has no connections");
-  for (const CLI::Option* http_only : {request_memory, header_timeout, idle_timeout}) {
-    if (options.protocol != Protocol::kHttp && http_only->count() > 0)
-      return fail(kUsageError, http_only->get_name() + ": applies to --protocol http only");
+  if (served.transport == servers::Transport::kDatagram && max_connections->count() > 0)
+    return fail(kUsageError, "--max-connections: " + std::string(served.name) +
+                                 " has no connections");
+  const std::pair<CLI::Option*, servers::SessionOption> session_flags[] = {
+      {request_memory, servers::kHeldBytesOption},
+      {header_timeout, servers::kDeadlineOptions},
+      {idle_timeout, servers::kDeadlineOptions}};
+  for (const auto& [option, needs] : session_flags) {
+    if (option->count() == 0 || (served.session_options & needs) != 0) continue;
+    std::string takers;
+    for (const auto& row : servers::all_protocols()) {
+      if ((row.session_options & needs) != 0)
+        takers += (takers.empty() ? "" : " or ") + std::string(row.name);
+    }
+    return fail(kUsageError, option->get_name() + ": applies to --protocol " + takers + " only");
   }
 
   std::string error;
@@ -191,7 +206,7 @@ int main(int argc, char** argv) {
   try {
     servers::StopSignal stop;
     stop.install_handlers();
-    const bool udp = options.protocol == Protocol::kUdp;
+    const bool udp = served.transport == servers::Transport::kDatagram;
     // With --reuseport the first socket must allow SO_REUSEPORT too, or the workers'
     // own sockets on the same port could not be bound. A UDP model with workers always
     // gives each its own socket, so its first socket always allows it.
@@ -203,10 +218,9 @@ int main(int argc, char** argv) {
     auto bound = net::local_address(listener.get());
     if (!bound) return fail(1, "getsockname failed on the listening socket");
 
+    // The default protocol goes untagged: "listening on HOST:PORT model=NAME".
     const std::string protocol_tag =
-        options.protocol == Protocol::kTcp
-            ? ""
-            : " protocol=" + std::string(protocol_name(options.protocol));
+        &served == &servers::default_protocol() ? "" : " protocol=" + std::string(served.name);
     servers::ServerStats& stats = servers::make_shared_stats();
     servers::ServeContext ctx{listener, *bound, options, stop, stats};
     // Announced only once the model holds everything it serves with.
@@ -217,7 +231,7 @@ int main(int argc, char** argv) {
     int rc = udp ? model->serve_udp(ctx, error) : model->serve(ctx, error);
     listener.reset();
     std::cout << "stopped model=" << model->name << protocol_tag << " "
-              << stats.summary(options.protocol) << std::endl;
+              << stats.summary(served) << std::endl;
     if (rc == servers::kServeUnavailable) return fail(servers::kServeUnavailable, error);
     if (rc != 0) return fail(1, error);
     return 0;

@@ -5,9 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <string>
-
-#include "servers/protocol/http.hpp"
+#include <memory>
 
 namespace cb::servers {
 
@@ -16,7 +14,7 @@ bool wait_for(int fd, short events, const StopSignal& stop, uint64_t deadline_ms
   pollfd fds[2] = {{fd, events, 0}, {stop.fd(), POLLIN, 0}};
   for (;;) {
     int timeout_ms = -1;
-    if (deadline_ms != UINT64_MAX) {
+    if (deadline_ms != kNoDeadline) {
       const uint64_t now_ms = steady_now_ms();
       if (now_ms >= deadline_ms) {
         if (timed_out != nullptr) *timed_out = true;
@@ -37,7 +35,7 @@ namespace {
 
 // Writes all of data; false on a peer error or stop.
 bool write_all(int fd, const char* data, size_t size, const StopSignal& stop, ServerStats& stats,
-               EchoEnd& end) {
+               ConnectionEnd& end) {
   while (size > 0) {
     ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
@@ -49,12 +47,12 @@ bool write_all(int fd, const char* data, size_t size, const StopSignal& stop, Se
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (!wait_for(fd, POLLOUT, stop)) {
-        end = EchoEnd::kStopped;
+        end = ConnectionEnd::kStopped;
         return false;
       }
       continue;
     }
-    end = EchoEnd::kError;
+    end = ConnectionEnd::kError;
     return false;
   }
   return true;
@@ -63,71 +61,57 @@ bool write_all(int fd, const char* data, size_t size, const StopSignal& stop, Se
 // One recv into `buffer`, waiting for input as a blocking read would: the bytes read,
 // or 0 with `end` saying why there are none (EOF, stop, or an error, counted).
 size_t read_some(int fd, std::span<char> buffer, const StopSignal& stop, ServerStats& stats,
-                 EchoEnd& end, uint64_t deadline_ms = UINT64_MAX) {
+                 ConnectionEnd& end, uint64_t deadline_ms) {
   for (;;) {
     ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
     if (n > 0) return static_cast<size_t>(n);
     if (n == 0) {
-      end = EchoEnd::kPeerClosed;
+      end = ConnectionEnd::kPeerClosed;
       return 0;
     }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       bool timed_out = false;
       if (wait_for(fd, POLLIN, stop, deadline_ms, &timed_out)) continue;
-      end = timed_out ? EchoEnd::kTimedOut : EchoEnd::kStopped;
+      end = timed_out ? ConnectionEnd::kTimedOut : ConnectionEnd::kStopped;
       if (timed_out) stats.timed_out.fetch_add(1, std::memory_order_relaxed);
       return 0;
     }
     stats.errors.fetch_add(1, std::memory_order_relaxed);
-    end = EchoEnd::kError;
+    end = ConnectionEnd::kError;
     return 0;
   }
 }
 
 }  // namespace
 
-EchoEnd echo_connection(int fd, std::span<char> buffer, const StopSignal& stop,
-                        ServerStats& stats) {
-  EchoEnd end{};
+ConnectionEnd serve_connection(int fd, std::span<char> buffer, const ServeContext& ctx) {
+  ServerStats& stats = ctx.stats;
+  const std::unique_ptr<Session> session = open_session(ctx);
+  if (!session) {
+    stats.errors.fetch_add(1, std::memory_order_relaxed);  // out of memory: this one only
+    return ConnectionEnd::kError;
+  }
+  const size_t output_limit = output_limit_bytes(buffer.size());
+  ConnectionEnd end{};
   for (;;) {
-    const size_t n = read_some(fd, buffer, stop, stats, end);
+    const size_t n = read_some(fd, buffer, ctx.stop, stats, end, session->deadline_ms());
+    // EOF with a message half read: there is nobody to answer.
     if (n == 0) return end;
-    if (!write_all(fd, buffer.data(), n, stop, stats, end)) {
-      if (end == EchoEnd::kError) stats.errors.fetch_add(1, std::memory_order_relaxed);
+    const Reply reply = session->on_read(buffer.first(n));
+    if (reply.messages > 0) stats.messages.fetch_add(reply.messages, std::memory_order_relaxed);
+    // All of it is written before the next read, which bounds what a client that sends
+    // without reading can make us hold to one read (or one read's answers).
+    const std::span<const char> owed = reply.send_input
+                                           ? std::span<const char>(buffer.first(n))
+                                           : std::span<const char>(session->output());
+    if (!write_all(fd, owed.data(), owed.size(), ctx.stop, stats, end)) {
+      if (end == ConnectionEnd::kError) stats.errors.fetch_add(1, std::memory_order_relaxed);
       return end;
     }
+    if (!reply.send_input) session->clear_output(output_limit);
+    if (session->closing()) return ConnectionEnd::kDone;
   }
-}
-
-EchoEnd http_connection(int fd, std::span<char> buffer, const StopSignal& stop,
-                        ServerStats& stats, RequestBudget budget, HttpDeadline deadline) {
-  HttpSession session(budget);
-  std::string out;
-  EchoEnd end{};
-  deadline.update(session, steady_now_ms());
-  for (;;) {
-    const size_t n = read_some(fd, buffer, stop, stats, end, deadline.deadline_ms());
-    // EOF with a request half read: there is nobody to answer.
-    if (n == 0) return end;
-    const size_t responses = session.feed(buffer.first(n), out);
-    if (responses > 0) stats.messages.fetch_add(responses, std::memory_order_relaxed);
-    deadline.update(session, steady_now_ms());
-    // All of it is written before the next read, which bounds what a client that
-    // pipelines without reading can make us hold to one read's responses.
-    if (!write_all(fd, out.data(), out.size(), stop, stats, end)) {
-      if (end == EchoEnd::kError) stats.errors.fetch_add(1, std::memory_order_relaxed);
-      return end;
-    }
-    clear_buffer(out, http_output_limit_bytes(buffer.size()));
-    if (session.closing()) return EchoEnd::kDone;
-  }
-}
-
-EchoEnd serve_connection(int fd, std::span<char> buffer, const ServeContext& ctx) {
-  if (ctx.options.protocol == Protocol::kHttp)
-    return http_connection(fd, buffer, ctx.stop, ctx.stats, request_budget(ctx), http_deadline(ctx));
-  return echo_connection(fd, buffer, ctx.stop, ctx.stats);
 }
 
 }  // namespace cb::servers

@@ -1,6 +1,6 @@
-// The UDP echo loop the poll- and epoll-waiting models share (iterative, epoll): read
-// a datagram, send it back to its sender, count what happened; and the counters every
-// UDP model keeps.
+// The datagram loop the poll- and epoll-waiting models share (iterative, epoll): read a
+// datagram, send its answer back to its sender, count what happened; and the counters
+// every UDP model keeps.
 #include "servers/io/datagrams.hpp"
 
 #include <poll.h>
@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <new>
 
 namespace cb::servers {
 namespace {
@@ -67,7 +68,7 @@ std::string failure(const char* call, int error) {
 
 }  // namespace
 
-void count_echo(const ServeContext& ctx, size_t bytes) {
+void count_answer(const ServeContext& ctx, size_t bytes) {
   ctx.stats.messages.fetch_add(1, std::memory_order_relaxed);
   ctx.stats.bytes_echoed.fetch_add(bytes, std::memory_order_relaxed);
   if (ctx.worker_index >= 0) ctx.stats.on_worker_accept(static_cast<size_t>(ctx.worker_index));
@@ -101,16 +102,27 @@ Wait wait_ready(int fd, short events, const StopSignal& stop, int timeout_ms) {
   }
 }
 
-DrainEnd echo_datagrams(const ServeContext& ctx, std::span<char> buffer, size_t budget,
-                        int send_wait_ms, std::string& error) {
-  const int fd = ctx.listener.get();
+DatagramResponder::DatagramResponder(const ServeContext& ctx)
+    : ctx_(ctx),
+      session_(open_session(ctx)),
+      buffer_(new (std::nothrow) char[kDatagramBufferBytes]) {}
+
+bool DatagramResponder::ready(std::string& error) const {
+  if (session_ && buffer_) return true;
+  error = "udp: out of memory for the socket's session and buffer";
+  return false;
+}
+
+DrainEnd DatagramResponder::respond(size_t budget, int send_wait_ms, std::string& error) {
+  const int fd = ctx_.listener.get();
+  const std::span<char> buffer(buffer_.get(), kDatagramBufferBytes);
   for (size_t handled = 0; handled < budget; ++handled) {
     sockaddr_storage peer{};
     socklen_t peer_length = 0;
     const IoResult got = receive(fd, buffer, peer, peer_length);
     if (got.status == Io::kWouldBlock) return DrainEnd::kDrained;
     if (got.status == Io::kPeerError) {
-      count_error(ctx);
+      count_error(ctx_);
       continue;
     }
     if (got.status == Io::kFatal) {
@@ -118,27 +130,31 @@ DrainEnd echo_datagrams(const ServeContext& ctx, std::span<char> buffer, size_t 
       return DrainEnd::kFatal;
     }
 
+    const Reply reply = session_->on_read(buffer.first(got.bytes));
+    const std::span<const char> answer = answer_of(reply, *session_, buffer_.get(), got.bytes);
+    // A session that answers in its output() and has nothing to say sends nothing.
+    if (!reply.send_input && answer.empty()) continue;
     // A datagram is sent whole or not at all, so there are no short writes: one try,
     // and, when the send buffer is full and the model waits, one more once it has room.
-    const std::span<const char> echo = buffer.first(got.bytes);
-    IoResult sent = send(fd, echo, peer, peer_length);
+    IoResult sent = send(fd, answer, peer, peer_length);
     if (sent.status == Io::kWouldBlock && send_wait_ms > 0) {
-      const Wait waited = wait_ready(fd, POLLOUT, ctx.stop, send_wait_ms);
+      const Wait waited = wait_ready(fd, POLLOUT, ctx_.stop, send_wait_ms);
       if (waited == Wait::kStopped) {
-        count_drop(ctx);
+        count_drop(ctx_);
         return DrainEnd::kStopped;
       }
-      if (waited == Wait::kReady) sent = send(fd, echo, peer, peer_length);
+      if (waited == Wait::kReady) sent = send(fd, answer, peer, peer_length);
     }
+    if (!reply.send_input) session_->output().clear();
     switch (sent.status) {
       case Io::kDone:
-        count_echo(ctx, sent.bytes);
+        count_answer(ctx_, sent.bytes);
         break;
       case Io::kWouldBlock:
-        count_drop(ctx);
+        count_drop(ctx_);
         break;
       case Io::kPeerError:
-        count_error(ctx);
+        count_error(ctx_);
         break;
       case Io::kFatal:
         error = failure("sendto", sent.error);

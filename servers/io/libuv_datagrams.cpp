@@ -1,8 +1,9 @@
-// libuv over UDP: one thread runs one uv_loop_t with a uv_udp_t on the bound socket;
-// every datagram is read into the loop's one 64 KiB buffer and sent straight back with
-// uv_udp_try_send. Only when the send buffer is full is an echo copied and queued
-// (uv_udp_send), and only up to a bound: beyond it, the echo is dropped and counted.
-// Nothing blocks but the loop's wait. reactors runs one of these loops per thread.
+// The libuv engine's datagram loop: one thread runs one uv_loop_t with a uv_udp_t on the
+// bound socket; every datagram is read into the loop's one 64 KiB buffer, handed to the
+// socket's session, and its answer sent straight back with uv_udp_try_send. Only when
+// the send buffer is full is an answer copied and queued (uv_udp_send), and only up to
+// a bound: beyond it, the answer is dropped and counted. Nothing blocks but the loop's
+// wait. The libuv model is one of these loops; reactors runs one per thread.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -11,10 +12,12 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <span>
 #include <string>
 
 #include "net/fd.hpp"
 #include "servers/io/datagrams.hpp"
+#include "servers/io/libuv_loop.hpp"
 
 namespace cb::servers {
 namespace {
@@ -25,16 +28,17 @@ std::string uv_failure(const char* call, int status) {
 
 class UdpLoop;
 
-/// One echo that found the send buffer full: a copy of the datagram, sent by libuv
-/// when the socket is writable and freed in send_cb, whatever its status.
-struct QueuedEcho {
+/// One answer that found the send buffer full: a copy of it, sent by libuv when the
+/// socket is writable and freed in send_cb, whatever its status.
+struct QueuedAnswer {
   uv_udp_send_t req{};
   UdpLoop* loop = nullptr;
   std::unique_ptr<char[]> data;
   size_t length = 0;
 };
 
-/// The loop, its UDP handle and the stop watcher. Call only on the loop thread.
+/// The loop, its UDP handle, the socket's session and the stop watcher. Call only on
+/// the loop thread.
 class UdpLoop {
  public:
   explicit UdpLoop(const ServeContext& ctx) : ctx_(ctx) {}
@@ -51,8 +55,9 @@ class UdpLoop {
 
   int setup(std::string& error);
   int open_socket(std::string& error);
-  void echo(const char* data, size_t length, const sockaddr* to);
-  void queue_echo(const char* data, size_t length, const sockaddr* to);
+  /// Sends the answer to one datagram back to `to`, or queues a copy of it.
+  void answer(std::span<const char> data, const sockaddr* to);
+  void queue_answer(std::span<const char> data, const sockaddr* to);
   void close_handles();
 
   const ServeContext& ctx_;
@@ -61,10 +66,11 @@ class UdpLoop {
   uv_poll_t stop_poll_{};
   bool socket_open_ = false;  ///< uv_udp_init succeeded, so the handle must be closed
   bool poll_open_ = false;    ///< uv_poll_init succeeded, likewise
-  // Every datagram is read into this one buffer: recv_cb is done with it (the echo is
+  std::unique_ptr<Session> session_;
+  // Every datagram is read into this one buffer: recv_cb is done with it (the answer is
   // sent or copied) before libuv reads the next, so nothing is allocated per datagram.
   std::unique_ptr<char[]> buffer_{new char[kDatagramBufferBytes]};
-  size_t queued_ = 0;  ///< echoes in libuv's send queue (sent or not, not yet called back)
+  size_t queued_ = 0;  ///< answers in libuv's send queue (sent or not, not yet called back)
   std::string stop_error_;
 };
 
@@ -77,7 +83,7 @@ void UdpLoop::recv_cb(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, cons
                       unsigned flags) {
   auto* self = static_cast<UdpLoop*>(handle->data);
   if (nread < 0) {
-    // A receive error, such as an ICMP port unreachable reported for an earlier echo
+    // A receive error, such as an ICMP port unreachable reported for an earlier answer
     // (UV_ECONNREFUSED): it concerns one peer; libuv keeps reading.
     count_error(self->ctx_);
     return;
@@ -86,60 +92,68 @@ void UdpLoop::recv_cb(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, cons
   if (from == nullptr) return;
   if ((flags & UV_UDP_PARTIAL) != 0) {
     // Cut short by the buffer, which is larger than any datagram: cannot happen, but an
-    // echo that is not the whole datagram would be wrong, so count it instead.
+    // answer to less than the whole datagram would be wrong, so count it instead.
     count_error(self->ctx_);
     return;
   }
-  self->echo(buf->base, static_cast<size_t>(nread), from);
+  Session& session = *self->session_;
+  const auto length = static_cast<size_t>(nread);
+  const Reply reply = session.on_read({buf->base, length});
+  const std::span<const char> answer = answer_of(reply, session, buf->base, length);
+  // A session that answers in its output() and has nothing to say sends nothing.
+  if (reply.send_input || !answer.empty()) self->answer(answer, from);
+  if (!reply.send_input) session.output().clear();
 }
 
-void UdpLoop::echo(const char* data, size_t length, const sockaddr* to) {
+void UdpLoop::answer(std::span<const char> data, const sockaddr* to) {
   // try_send copies nothing and queues nothing: it sends now or says UV_EAGAIN, which
-  // it also says while earlier echoes wait in the queue, so echoes keep their order.
-  uv_buf_t out = uv_buf_init(const_cast<char*>(data), static_cast<unsigned int>(length));
+  // it also says while earlier answers wait in the queue, so answers keep their order.
+  uv_buf_t out =
+      uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned int>(data.size()));
   const int rc = uv_udp_try_send(&socket_, &out, 1, to);
   if (rc >= 0) {
-    count_echo(ctx_, length);
+    count_answer(ctx_, data.size());
   } else if (rc == UV_EAGAIN) {
-    queue_echo(data, length, to);
+    queue_answer(data, to);
   } else {
     count_error(ctx_);  // EMSGSIZE, EHOSTUNREACH...: this datagram only
   }
 }
 
-void UdpLoop::queue_echo(const char* data, size_t length, const sockaddr* to) {
-  if (queued_ >= kMaxQueuedEchoes) {
+void UdpLoop::queue_answer(std::span<const char> data, const sockaddr* to) {
+  if (queued_ >= kMaxQueuedAnswers) {
     count_drop(ctx_);
     return;
   }
-  auto echo = std::unique_ptr<QueuedEcho>(new (std::nothrow) QueuedEcho);
+  const size_t length = data.size();
+  auto queued = std::unique_ptr<QueuedAnswer>(new (std::nothrow) QueuedAnswer);
   // At least one byte, so that an empty datagram's copy is a real allocation too.
-  if (echo) echo->data.reset(new (std::nothrow) char[length > 0 ? length : 1]);
-  if (!echo || !echo->data) {
+  if (queued) queued->data.reset(new (std::nothrow) char[length > 0 ? length : 1]);
+  if (!queued || !queued->data) {
     count_drop(ctx_);
     return;
   }
-  std::memcpy(echo->data.get(), data, length);
-  echo->length = length;
-  echo->loop = this;
-  echo->req.data = echo.get();
-  // libuv copies the uv_buf_t and the address; the bytes live in `echo` until send_cb.
-  uv_buf_t out = uv_buf_init(echo->data.get(), static_cast<unsigned int>(length));
-  const int rc = uv_udp_send(&echo->req, &socket_, &out, 1, to, send_cb);
+  std::memcpy(queued->data.get(), data.data(), length);
+  queued->length = length;
+  queued->loop = this;
+  queued->req.data = queued.get();
+  // libuv copies the uv_buf_t and the address; the bytes live in `queued` until send_cb.
+  uv_buf_t out = uv_buf_init(queued->data.get(), static_cast<unsigned int>(length));
+  const int rc = uv_udp_send(&queued->req, &socket_, &out, 1, to, send_cb);
   if (rc < 0) {
-    count_error(ctx_);  // a failed call never calls back: `echo` is still ours to free
+    count_error(ctx_);  // a failed call never calls back: `queued` is still ours to free
     return;
   }
-  echo.release();
+  queued.release();
   ++queued_;
 }
 
 void UdpLoop::send_cb(uv_udp_send_t* req, int status) {
-  std::unique_ptr<QueuedEcho> echo(static_cast<QueuedEcho*>(req->data));
-  UdpLoop& self = *echo->loop;
+  std::unique_ptr<QueuedAnswer> queued(static_cast<QueuedAnswer*>(req->data));
+  UdpLoop& self = *queued->loop;
   --self.queued_;
   if (status == 0) {
-    count_echo(self.ctx_, echo->length);
+    count_answer(self.ctx_, queued->length);
   } else if (status == UV_ECANCELED) {
     count_drop(self.ctx_);  // the server stopped before it went out
   } else {
@@ -155,7 +169,7 @@ void UdpLoop::stop_cb(uv_poll_t* poll, int status, int) {
 }
 
 void UdpLoop::close_handles() {
-  // Closing the UDP handle cancels its queued echoes (send_cb with UV_ECANCELED); with
+  // Closing the UDP handle cancels its queued answers (send_cb with UV_ECANCELED); with
   // both handles closed, uv_run returns.
   auto close = [](uv_handle_t* handle, bool initialised) {
     if (initialised && !uv_is_closing(handle)) uv_close(handle, nullptr);
@@ -189,6 +203,11 @@ int UdpLoop::open_socket(std::string& error) {
 }
 
 int UdpLoop::setup(std::string& error) {
+  session_ = open_session(ctx_);
+  if (!session_) {
+    error = "libuv udp: out of memory for the socket's session";
+    return 1;
+  }
   int rc = uv_udp_init(&loop_, &socket_);
   if (rc < 0) {
     error = uv_failure("uv_udp_init", rc);
@@ -228,7 +247,7 @@ int UdpLoop::run(std::string& error) {
   if (result == 0) {
     ctx_.ready();
     // Returns once stop_cb has closed both handles and libuv has called back every
-    // queued echo; with handles still alive something else went wrong.
+    // queued answer; with handles still alive something else went wrong.
     if (uv_run(&loop_, UV_RUN_DEFAULT) != 0) stop_error_ = "libuv udp: uv_run returned early";
     if (!stop_error_.empty()) {
       error = stop_error_;

@@ -1,9 +1,10 @@
-// libuv: one thread runs one uv_loop_t (epoll on Linux, kqueue on BSD/macOS) that
-// accepts, reads and writes every connection on non-blocking sockets. Nothing blocks
-// but the loop's wait for readiness, so an idle or non-reading client costs a handle
-// and a little memory, never a thread, and never stalls anyone else. With --protocol
-// http each read goes to the connection's HttpSession, and the responses it completes
-// leave in one write (prefork and reactors run this same loop in every worker).
+// The libuv engine's stream loop: one thread runs one uv_loop_t (epoll on Linux, kqueue
+// on BSD/macOS) that accepts, reads and writes every connection on non-blocking sockets.
+// Nothing blocks but the loop's wait for readiness, so an idle or non-reading client
+// costs a handle and a little memory, never a thread, and never stalls anyone else. Each
+// read goes to the connection's session: bytes it sends back leave by uv_write straight
+// from the buffer they were read into, and its own answers leave in one write per batch.
+// The libuv model is one of these loops; prefork and reactors run one in every worker.
 #include <uv.h>
 
 #include <algorithm>
@@ -13,23 +14,16 @@
 #include <memory>
 #include <new>
 #include <string>
-#include <vector>
+#include <utility>
 
 #include "net/fd.hpp"
 #include "net/socket.hpp"
 #include "servers/io/buffer_pool.hpp"
-#include "servers/protocol/http.hpp"
+#include "servers/io/libuv_loop.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
 namespace {
-
-// Reading stops while a connection holds more than this many bytes of unsent echo, and
-// resumes once it drains below half. It is at least a few reads' worth so that a client
-// that does read keeps the pipe full, and small enough that a client that sends without
-// reading costs the server a bounded, small amount of memory.
-constexpr size_t kMinWriteBacklogBytes = size_t{64} * 1024;
-constexpr size_t kWriteBacklogBuffers = 4;
 
 std::string uv_failure(const char* call, int status) {
   return std::string("libuv: ") + call + ": " + uv_strerror(status);
@@ -40,8 +34,8 @@ uv_handle_t* as_handle(uv_tcp_t* tcp) { return reinterpret_cast<uv_handle_t*>(tc
 
 class Server;
 
-/// One echo in flight: the buffer a read filled, written back by uv_write and freed
-/// in write_cb, whatever its status.
+/// Read bytes on their way back: the buffer a read filled, written back by uv_write
+/// and freed in write_cb, whatever its status.
 struct WriteRequest {
   uv_write_t req_{};
   std::unique_ptr<char[]> data_;
@@ -49,42 +43,57 @@ struct WriteRequest {
   size_t length_bytes_ = 0;    ///< what it carries
 };
 
-/// One accepted client. Owned by its handle: it deletes itself in close_cb, after
-/// libuv has called back every write and shutdown request of the handle. Call only
-/// on the loop thread.
+/// The session's output on its way: one uv_write at a time sends `in_flight`, which
+/// stays untouched until its callback; answers completed meanwhile gather in the
+/// session's output() and go in the next write. Both strings keep their capacity, so a
+/// keep-alive connection in steady state allocates nothing. Made at the first answer
+/// that the kernel does not take at once.
+struct OutputWrite {
+  std::string in_flight;
+  size_t in_flight_bytes = 0;  ///< what the uv_write in flight sends; 0 when none
+  uv_write_t req{};
+};
+
+/// One accepted client and its session. Owned by its handle: it deletes itself in
+/// close_cb, after libuv has called back every write and shutdown request of the
+/// handle. Call only on the loop thread.
 class Connection {
  public:
   explicit Connection(Server& server) : server_(server) { handle_.data = this; }
 
   uv_tcp_t* handle() { return &handle_; }
 
-  /// Starts echoing an accepted connection that counts in stats.active.
+  /// Makes the session of an accepted connection that counts in stats.active, and
+  /// starts reading.
   void start();
   /// Closes the handle unless it is closing already; pending writes are cancelled.
   void close();
-  /// HTTP with a timeout on: closes the connection, counted in stats.timed_out, when
-  /// its deadline is past at `now_ms`.
+  /// Closes the connection, counted in stats.timed_out, when its session's deadline is
+  /// past at `now_ms`.
   void expire_if_due(uint64_t now_ms);
 
  private:
   static void alloc_cb(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf);
   static void read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void write_cb(uv_write_t* req, int status);
+  static void output_write_cb(uv_write_t* req, int status);
   static void shutdown_cb(uv_shutdown_t* req, int status);
   static void close_cb(uv_handle_t* handle);
 
-  void echo(std::unique_ptr<char[]> data, size_t length_bytes);
-  void finish_on_eof();
-  /// HTTP: feeds one read to the session and sends what it answered.
-  void serve_http(const char* data, size_t length_bytes);
-  /// HTTP: hands the session's output to the kernel, with uv_try_write first and
-  /// uv_write for what it leaves, one write at a time; closes once the connection
-  /// has ended (EOF, or the session says so) and nothing is left to send.
-  void send_http();
-  static void http_write_cb(uv_write_t* req, int status);
+  /// Hands one read to the session and sends what it calls for.
+  void on_read(std::unique_ptr<char[]> data, size_t length_bytes);
+  /// Sends read bytes back from the buffer they were read into, copying nothing.
+  void send_input(std::unique_ptr<char[]> data, size_t length_bytes);
+  /// Hands the session's output to the kernel, with uv_try_write first and uv_write for
+  /// what it leaves, one write at a time; once all of it is with the kernel and the
+  /// connection is over (EOF, or the session closing), finishes it.
+  void send_output();
+  /// Ends the connection once every queued write is out: shuts our write side, then
+  /// closes.
+  void finish();
   /// Output handed to libuv or waiting for it, which reading must not outrun.
   size_t pending_output_bytes() const;
-  /// Stops reading while pending_output_bytes() is over the server's backlog limit.
+  /// Stops reading while pending_output_bytes() is over the server's output limit.
   void stop_reading_if_backlogged();
   void resume_reading_if_drained();
   bool start_reading();
@@ -95,28 +104,16 @@ class Connection {
   Server& server_;
   uv_tcp_t handle_{};
   uv_shutdown_t shutdown_req_{};
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<OutputWrite> output_write_;
   // Bytes of every buffer handed to uv_write and not yet called back. Every byte of
   // uv_stream_get_write_queue_size() sits in one of them, so this bounds the write
   // queue too, and also counts written buffers whose callbacks are still to come.
   size_t held_bytes_ = 0;
   bool reading_ = false;
-  bool eof_ = false;      ///< the peer shut its write side; we shut ours after the echo
-  bool counted_ = false;  ///< stats.on_open() was called, so close_cb owes on_close()
-
-  /// --protocol http: the session and its responses. One uv_write at a time sends
-  /// `in_flight`, which stays untouched until its callback; responses completed
-  /// meanwhile gather in `out` and go in the next write. Both strings keep their
-  /// capacity, so a keep-alive connection in steady state allocates nothing.
-  struct Http {
-    Http(RequestBudget budget, HttpDeadline timeouts) : session(budget), deadline(timeouts) {}
-    HttpSession session;
-    HttpDeadline deadline;
-    std::string out;
-    std::string in_flight;
-    size_t in_flight_bytes = 0;  ///< what the uv_write in flight sends; 0 when none
-    uv_write_t write_req{};
-  };
-  std::unique_ptr<Http> http_;
+  bool eof_ = false;        ///< the peer shut its write side; we shut ours once all is out
+  bool finishing_ = false;  ///< finish() has begun the shutdown
+  bool counted_ = false;    ///< stats.on_open() was called, so close_cb owes on_close()
 };
 
 /// The loop, the listening socket's watcher and the stop watcher. Connections are
@@ -129,8 +126,7 @@ class Server {
   explicit Server(const ServeContext& ctx)
       : ctx_(ctx),
         acceptor_(/*nonblocking_connections=*/true),
-        write_backlog_limit_bytes_(
-            std::max(kWriteBacklogBuffers * ctx.options.buffer_bytes, kMinWriteBacklogBytes)),
+        output_limit_bytes_(servers::output_limit_bytes(ctx.options.buffer_bytes)),
         buffers_(ctx.options.buffer_bytes) {}
 
   /// Serves until the stop signal fires; 0 after a clean stop, else 1 with `error`.
@@ -138,7 +134,11 @@ class Server {
 
   const ServeContext& ctx() const { return ctx_; }
   size_t buffer_bytes() const { return ctx_.options.buffer_bytes; }
-  size_t write_backlog_limit_bytes() const { return write_backlog_limit_bytes_; }
+  /// Reading stops while a connection has more than this many bytes of output unsent,
+  /// and resumes once it drains below half: at least a few reads' worth, so that a
+  /// client that does read keeps the pipe full, and small enough that a client that
+  /// sends without reading costs the server a bounded, small amount of memory.
+  size_t output_limit_bytes() const { return output_limit_bytes_; }
 
   BufferPool& buffers() { return buffers_; }
 
@@ -158,11 +158,11 @@ class Server {
 
   const ServeContext& ctx_;
   net::Acceptor acceptor_;  // sheds a connection when out of descriptors
-  const size_t write_backlog_limit_bytes_;
+  const size_t output_limit_bytes_;
   uv_loop_t loop_{};
   uv_poll_t listener_{};
   uv_timer_t backoff_{};  ///< re-arms listener_ after an accept back-off
-  uv_timer_t sweep_{};    ///< HTTP with a timeout on: closes connections past their deadline
+  uv_timer_t sweep_{};    ///< with session deadlines on: closes connections past theirs
   uv_poll_t stop_poll_{};
   std::string stop_error_;
   BufferPool buffers_;  ///< read buffers, recycled
@@ -173,14 +173,10 @@ class Server {
 void Connection::start() {
   counted_ = true;
   server_.ctx().stats.on_open(server_.ctx().worker_index);
-  if (server_.ctx().options.protocol == Protocol::kHttp) {
-    http_.reset(new (std::nothrow) Http(request_budget(server_.ctx()), http_deadline(server_.ctx())));
-    if (!http_) return fail();  // out of memory: this connection only
-    http_->deadline.update(http_->session, steady_now_ms());
-    http_->write_req.data = this;
-  }
-  // Echo replies are small and latency is what gets measured: do not let Nagle hold
-  // them back. A failure only costs latency, so it is not worth ending the connection.
+  session_ = open_session(server_.ctx());
+  if (!session_) return fail();  // out of memory: this connection only
+  // Answers are small and latency is what gets measured: do not let Nagle hold them
+  // back. A failure only costs latency, so it is not worth ending the connection.
   uv_tcp_nodelay(&handle_, 1);
   if (!start_reading()) fail();
 }
@@ -201,7 +197,7 @@ void Connection::close() {
 }
 
 void Connection::expire_if_due(uint64_t now_ms) {
-  if (!http_ || uv_is_closing(as_handle(&handle_)) || !http_->deadline.expired(now_ms)) return;
+  if (uv_is_closing(as_handle(&handle_)) || now_ms < session_->deadline_ms()) return;
   server_.ctx().stats.timed_out.fetch_add(1, std::memory_order_relaxed);
   close();
 }
@@ -214,7 +210,7 @@ void Connection::fail() {
 
 void Connection::alloc_cb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
   auto* self = static_cast<Connection*>(handle->data);
-  // A buffer per read, given back when its echo is written: an idle connection then
+  // A buffer per read, given back once nothing in it is owed: an idle connection then
   // holds no buffer at all. Out of memory shows up in read_cb as UV_ENOBUFS.
   buf->base = self->server_.buffers().take().release();
   buf->len = buf->base != nullptr ? self->server_.buffer_bytes() : 0;
@@ -223,23 +219,14 @@ void Connection::alloc_cb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
 void Connection::read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<Connection*>(stream->data);
   std::unique_ptr<char[]> data(buf->base);  // ours since alloc_cb; may be null
-  if (nread > 0 && self->http_) {
-    self->serve_http(data.get(), static_cast<size_t>(nread));
-    self->server_.buffers().give_back(std::move(data));  // the session keeps what it needs
-    return;
-  }
-  if (nread > 0) {
-    self->echo(std::move(data), static_cast<size_t>(nread));
-    return;
-  }
+  if (nread > 0) return self->on_read(std::move(data), static_cast<size_t>(nread));
   if (data) self->server_.buffers().give_back(std::move(data));
-  if (nread == UV_EOF && self->http_) {
-    // A request cut short has nobody to answer; what is answered still goes out.
+  if (nread == UV_EOF) {
+    // libuv has stopped reading by itself. A message cut short has nobody to answer;
+    // what is owed still goes out before the connection ends.
     self->eof_ = true;
     self->reading_ = false;
-    self->send_http();
-  } else if (nread == UV_EOF) {
-    self->finish_on_eof();
+    self->send_output();
   } else if (nread < 0) {
     // UV_ECONNRESET, UV_ENOBUFS or another read error: this connection only.
     self->fail();
@@ -247,7 +234,20 @@ void Connection::read_cb(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf
   // nread == 0 is libuv's EAGAIN: nothing was read.
 }
 
-void Connection::echo(std::unique_ptr<char[]> data, size_t length_bytes) {
+void Connection::on_read(std::unique_ptr<char[]> data, size_t length_bytes) {
+  const Reply reply = session_->on_read({data.get(), length_bytes});
+  if (reply.messages > 0)
+    server_.ctx().stats.messages.fetch_add(reply.messages, std::memory_order_relaxed);
+  if (reply.send_input) return send_input(std::move(data), length_bytes);
+  server_.buffers().give_back(std::move(data));  // the session keeps what it needs
+  // Whatever the peer sends after the message that ends the connection goes unread.
+  if (session_->closing() && reading_) stop_reading();
+  send_output();
+  // Also while a write is in flight, when these answers only gathered in output().
+  if (!uv_is_closing(as_handle(&handle_))) stop_reading_if_backlogged();
+}
+
+void Connection::send_input(std::unique_ptr<char[]> data, size_t length_bytes) {
   const size_t capacity_bytes = server_.buffer_bytes();
   auto* request = new (std::nothrow) WriteRequest;
   if (request == nullptr) {
@@ -274,67 +274,63 @@ void Connection::echo(std::unique_ptr<char[]> data, size_t length_bytes) {
 }
 
 size_t Connection::pending_output_bytes() const {
-  return http_ ? http_->in_flight_bytes + http_->out.size() : held_bytes_;
+  const size_t in_flight_bytes = output_write_ ? output_write_->in_flight_bytes : 0;
+  return held_bytes_ + in_flight_bytes + session_->output().size();
 }
 
 void Connection::stop_reading_if_backlogged() {
   // The peer is not reading as fast as it sends: stop taking its bytes until the
   // kernel has taken ours, so its backlog waits in its own socket buffers, not here.
-  if (pending_output_bytes() > server_.write_backlog_limit_bytes() && reading_) stop_reading();
+  if (pending_output_bytes() > server_.output_limit_bytes() && reading_) stop_reading();
 }
 
-void Connection::serve_http(const char* data, size_t length_bytes) {
-  Http& http = *http_;
-  const size_t responses = http.session.feed({data, length_bytes}, http.out);
-  if (responses > 0) server_.ctx().stats.messages.fetch_add(responses, std::memory_order_relaxed);
-  http.deadline.update(http.session, steady_now_ms());
-  // Whatever the peer sends after the request that ends the connection goes unread.
-  if (http.session.closing() && reading_) stop_reading();
-  send_http();
-  // Also while a write is in flight, when these responses only gathered in out.
-  if (!uv_is_closing(as_handle(&handle_))) stop_reading_if_backlogged();
-}
-
-void Connection::send_http() {
-  Http& http = *http_;
-  if (http.in_flight_bytes > 0 || uv_is_closing(as_handle(&handle_))) return;  // write_cb calls
-  if (!http.out.empty()) {
-    // Most often the kernel takes every response of the read at once, with no request
+void Connection::send_output() {
+  if (uv_is_closing(as_handle(&handle_))) return;
+  if (output_write_ && output_write_->in_flight_bytes > 0) return;  // its callback calls again
+  std::string& out = session_->output();
+  if (!out.empty()) {
+    // Most often the kernel takes every answer of the read at once, with no request
     // to allocate or call back.
-    uv_buf_t buf = uv_buf_init(http.out.data(), static_cast<unsigned int>(http.out.size()));
+    uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned int>(out.size()));
     const int written = uv_try_write(as_stream(&handle_), &buf, 1);
     if (written < 0 && written != UV_EAGAIN) return fail();  // EPIPE, ECONNRESET
     const size_t sent = written > 0 ? static_cast<size_t>(written) : 0;
     server_.ctx().stats.bytes_echoed.fetch_add(sent, std::memory_order_relaxed);
-    if (sent < http.out.size()) {
+    if (sent < out.size()) {
+      if (!output_write_) {
+        output_write_.reset(new (std::nothrow) OutputWrite);
+        if (!output_write_) return fail();  // out of memory: this connection only
+        output_write_->req.data = this;
+      }
       // The rest goes by uv_write from in_flight, which nothing touches until
-      // http_write_cb; out (the old in_flight, empty) takes the next responses.
-      std::swap(http.out, http.in_flight);
-      http.in_flight_bytes = http.in_flight.size() - sent;
-      uv_buf_t rest = uv_buf_init(http.in_flight.data() + sent,
-                                  static_cast<unsigned int>(http.in_flight_bytes));
-      if (uv_write(&http.write_req, as_stream(&handle_), &rest, 1, http_write_cb) < 0) {
-        http.in_flight_bytes = 0;  // a failed call never calls back
+      // output_write_cb; output() (the old in_flight, empty) takes the next answers.
+      OutputWrite& write = *output_write_;
+      std::swap(out, write.in_flight);
+      write.in_flight_bytes = write.in_flight.size() - sent;
+      uv_buf_t rest = uv_buf_init(write.in_flight.data() + sent,
+                                  static_cast<unsigned int>(write.in_flight_bytes));
+      if (uv_write(&write.req, as_stream(&handle_), &rest, 1, output_write_cb) < 0) {
+        write.in_flight_bytes = 0;  // a failed call never calls back
         return fail();
       }
       return;
     }
-    clear_buffer(http.out, server_.write_backlog_limit_bytes());
+    session_->clear_output(server_.output_limit_bytes());
   }
-  // Everything is in the kernel, which sends it before the FIN that close() makes.
-  if (eof_ || http.session.closing()) close();
+  // Everything is with the kernel or queued in libuv, which sends it before the FIN.
+  if (eof_ || session_->closing()) finish();
 }
 
-void Connection::http_write_cb(uv_write_t* req, int status) {
+void Connection::output_write_cb(uv_write_t* req, int status) {
   auto* self = static_cast<Connection*>(req->data);
-  Http& http = *self->http_;
-  const size_t written_bytes = http.in_flight_bytes;
-  http.in_flight_bytes = 0;
-  clear_buffer(http.in_flight, self->server_.write_backlog_limit_bytes());
+  OutputWrite& write = *self->output_write_;
+  const size_t written_bytes = write.in_flight_bytes;
+  write.in_flight_bytes = 0;
+  clear_buffer(write.in_flight, self->server_.output_limit_bytes());
   if (status == UV_ECANCELED) return;   // the handle is closing (stop, or an error)
   if (status < 0) return self->fail();  // UV_EPIPE or UV_ECONNRESET
   self->server_.ctx().stats.bytes_echoed.fetch_add(written_bytes, std::memory_order_relaxed);
-  self->send_http();
+  self->send_output();
   self->resume_reading_if_drained();
 }
 
@@ -348,25 +344,26 @@ void Connection::write_cb(uv_write_t* req, int status) {
                                                      std::memory_order_relaxed);
     self->resume_reading_if_drained();
   } else if (status != UV_ECANCELED) {
-    // UV_EPIPE or UV_ECONNRESET: the peer went away with echo still owed.
+    // UV_EPIPE or UV_ECONNRESET: the peer went away with bytes still owed.
     self->fail();
   }
   // UV_ECANCELED: the handle is closing (stop, or an error elsewhere); just free.
 }
 
 void Connection::resume_reading_if_drained() {
-  if (reading_ || eof_ || uv_is_closing(as_handle(&handle_))) return;
-  if (http_ && http_->session.closing()) return;
-  if (pending_output_bytes() >= server_.write_backlog_limit_bytes() / 2) return;
+  if (reading_ || eof_ || finishing_ || uv_is_closing(as_handle(&handle_))) return;
+  if (session_->closing()) return;
+  if (pending_output_bytes() >= server_.output_limit_bytes() / 2) return;
   if (!start_reading()) fail();
 }
 
-void Connection::finish_on_eof() {
-  // libuv has stopped reading by itself. The peer may still be reading: shut our
-  // write side only after every queued echo is out (uv_shutdown waits for them), then
-  // close. The shutdown request lives in this object, which outlives its callback.
-  eof_ = true;
-  reading_ = false;
+void Connection::finish() {
+  if (finishing_ || uv_is_closing(as_handle(&handle_))) return;
+  finishing_ = true;
+  if (reading_) stop_reading();
+  // The peer may still be reading: shut our write side only after every queued write
+  // is out (uv_shutdown waits for them), then close. The shutdown request lives in
+  // this object, which outlives its callback.
   shutdown_req_.data = this;
   if (uv_shutdown(&shutdown_req_, as_stream(&handle_), shutdown_cb) < 0) close();
 }
@@ -508,7 +505,7 @@ int Server::setup(std::string& error) {
     return 1;
   }
   sweep_.data = this;
-  if (http_timeouts_on(ctx_.options)) {
+  if (session_deadlines_on(ctx_)) {
     rc = uv_timer_start(&sweep_, sweep_cb, kDeadlineSweepMs, kDeadlineSweepMs);
     if (rc < 0) {
       error = uv_failure("uv_timer_start", rc);

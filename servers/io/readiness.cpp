@@ -9,13 +9,11 @@
 #include <new>
 #include <string>
 
-#include "servers/protocol/http.hpp"
-
 namespace cb::servers {
 namespace {
 
 // Most reads one on_ready() makes (256 KiB at the default 16 KiB). A client that
-// sends and reads as fast as we echo would otherwise keep the loop on its
+// sends and reads as fast as we answer would otherwise keep the loop on its
 // connection for as long as it likes, and every other client would wait.
 constexpr int kReadsPerTurn = 16;
 
@@ -25,28 +23,14 @@ bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 // ---- Connection ----
 
-// With --protocol http: the session, and the responses it wrote that are not sent yet.
-struct Connection::Http {
-  Http(RequestBudget budget, HttpDeadline timeouts) : session(budget), deadline(timeouts) {}
-  HttpSession session;
-  HttpDeadline deadline;
-  std::string out;
-  size_t sent_bytes = 0;   ///< out[0, sent_bytes) has gone out
-  size_t limit_bytes = 0;  ///< reading stops while more than this waits in out
-};
-
 Connection::Connection(net::Fd fd, const ServeContext& ctx, BufferPool& buffers)
-    : fd_(std::move(fd)), ctx_(ctx), buffers_(buffers) {
+    : fd_(std::move(fd)),
+      ctx_(ctx),
+      buffers_(buffers),
+      session_(open_session(ctx)),
+      output_limit_(output_limit_bytes(buffers.buffer_bytes())) {
   ctx_.stats.on_open();
-  if (ctx_.options.protocol == Protocol::kHttp) {
-    http_.reset(new (std::nothrow) Http(request_budget(ctx_), http_deadline(ctx_)));
-    if (http_) {
-      http_->limit_bytes = http_output_limit_bytes(buffers_.buffer_bytes());
-      http_->deadline.update(http_->session, steady_now_ms());
-    } else {
-      close(/*failed=*/true);  // out of memory: done() at once, this connection only
-    }
-  }
+  if (!session_) close(/*failed=*/true);  // out of memory: done() at once, this connection only
 }
 
 Connection::~Connection() {
@@ -54,33 +38,11 @@ Connection::~Connection() {
 }
 
 size_t Connection::room_bytes() const {
-  // HTTP reads into the start of a buffer that it hands on at once, and waits while
-  // its responses pile up or once it is closing.
-  if (http_) {
-    const bool wait = http_->session.closing() || pending_bytes() > http_->limit_bytes;
-    return wait ? 0 : buffers_.buffer_bytes();
-  }
-  // With no buffer held, a read takes a whole one.
+  // Reading waits once the session is closing, or while its answers pile up unsent.
+  if (session_->closing() || session_->output().size() - sent_ > output_limit_) return 0;
+  // A read goes after the bytes still owed back; with no buffer held, it takes a whole one.
   return buffers_.buffer_bytes() - end_;
 }
-
-const char* Connection::pending_data() const {
-  return http_ ? http_->out.data() + http_->sent_bytes : buffer_.get() + begin_;
-}
-
-size_t Connection::pending_bytes() const {
-  return http_ ? http_->out.size() - http_->sent_bytes : end_ - begin_;
-}
-
-void Connection::consume(size_t length) {
-  if (http_) {
-    http_->sent_bytes += length;
-  } else {
-    begin_ += length;
-  }
-}
-
-bool Connection::ending() const { return eof_ || (http_ && http_->session.closing()); }
 
 Interest Connection::interest() const {
   if (done()) return {};
@@ -96,7 +58,7 @@ Interest Connection::on_ready(Readiness ready) {
   hangup_ = hangup_ || ready.hangup;
 
   // Write first, to make room; then read while there is room, writing after each
-  // read so that the echo leaves at once. The loop always ends on a write, so when
+  // read so that the answer leaves at once. The loop always ends on a write, so when
   // it is done either nothing is pending or the socket would block on output.
   for (int reads = 0;; ++reads) {
     flush();
@@ -106,9 +68,9 @@ Interest Connection::on_ready(Readiness ready) {
     if (done()) return {};
   }
   if (pending_bytes() == 0) {
-    // The peer shut its side and has all its echo, or HTTP said to close and its
-    // last response is out: close, which also tells a half-closed client that it has
-    // everything.
+    // The peer shut its side and has everything owed, or the session said to close
+    // and its last answer is out: close, which also tells a half-closed client that it
+    // has everything.
     if (ending()) {
       close(/*failed=*/false);
       return {};
@@ -120,9 +82,14 @@ Interest Connection::on_ready(Readiness ready) {
 
 void Connection::flush() {
   while (writable_ && pending_bytes() > 0) {
-    ssize_t n = ::send(fd_.get(), pending_data(), pending_bytes(), MSG_NOSIGNAL);
+    // Read bytes owed back come first; a session answers all its reads one way, so
+    // there is never output of its own waiting behind them.
+    const bool from_buffer = end_ > begin_;
+    const char* data = from_buffer ? buffer_.get() + begin_ : session_->output().data() + sent_;
+    const size_t size = from_buffer ? end_ - begin_ : session_->output().size() - sent_;
+    ssize_t n = ::send(fd_.get(), data, size, MSG_NOSIGNAL);
     if (n > 0) {
-      consume(static_cast<size_t>(n));
+      (from_buffer ? begin_ : sent_) += static_cast<size_t>(n);
       ctx_.stats.bytes_echoed.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       continue;
     }
@@ -131,15 +98,15 @@ void Connection::flush() {
       writable_ = false;
       return;
     }
-    // EPIPE or ECONNRESET: the peer went away with echo still owed.
+    // EPIPE or ECONNRESET: the peer went away with bytes still owed.
     close(/*failed=*/true);
     return;
   }
   if (pending_bytes() == 0) {
     begin_ = end_ = 0;
-    if (http_) {
-      clear_buffer(http_->out, http_->limit_bytes);
-      http_->sent_bytes = 0;
+    if (sent_ > 0) {
+      session_->clear_output(output_limit_);
+      sent_ = 0;
     }
   }
 }
@@ -153,14 +120,19 @@ void Connection::read_once() {
     }
   }
   const size_t room = room_bytes();
+  char* const into = buffer_.get() + end_;
   ssize_t n;
-  do n = ::recv(fd_.get(), buffer_.get() + (http_ ? 0 : end_), room, 0);
+  do n = ::recv(fd_.get(), into, room, 0);
   while (n < 0 && errno == EINTR);
   if (n > 0) {
-    if (http_) {
-      feed_http(static_cast<size_t>(n));
-    } else {
-      end_ += static_cast<size_t>(n);
+    const Reply reply = session_->on_read({into, static_cast<size_t>(n)});
+    if (reply.messages > 0)
+      ctx_.stats.messages.fetch_add(reply.messages, std::memory_order_relaxed);
+    if (reply.send_input) {
+      end_ += static_cast<size_t>(n);  // owed back from the buffer
+    } else if (end_ == 0) {
+      // The session keeps what it needs: the buffer is free for the next read, anyone's.
+      buffers_.give_back(std::move(buffer_));
     }
     // A short read emptied the receive queue, and input that arrives later brings a
     // new report, even edge-triggered: so skip the recv that would only say EAGAIN
@@ -177,16 +149,8 @@ void Connection::read_once() {
   }
 }
 
-void Connection::feed_http(size_t length) {
-  const size_t responses = http_->session.feed({buffer_.get(), length}, http_->out);
-  if (responses > 0) ctx_.stats.messages.fetch_add(responses, std::memory_order_relaxed);
-  http_->deadline.update(http_->session, steady_now_ms());
-  // The session keeps what it needs: the buffer is free for the next read, anyone's.
-  buffers_.give_back(std::move(buffer_));
-}
-
 bool Connection::expire_if_due(uint64_t now_ms) {
-  if (!done() && http_ && http_->deadline.expired(now_ms)) {
+  if (!done() && now_ms >= session_->deadline_ms()) {
     ctx_.stats.timed_out.fetch_add(1, std::memory_order_relaxed);
     close(/*failed=*/false);
   }
@@ -261,7 +225,7 @@ bool ConnectionAcceptor::accept_pending(
     }
     if (refuse_over_limit(ctx_)) continue;
     // Echo replies must leave as soon as they are written: with Nagle on, the last
-    // partial segment of a large echo waits for the peer's delayed ACK (40 ms).
+    // partial segment of a large answer waits for the peer's delayed ACK (40 ms).
     net::set_nodelay(result.fd.get(), true);
     // If the allocation fails the descriptor is never moved from, so it closes here.
     std::unique_ptr<Connection> connection(new (std::nothrow)

@@ -1,8 +1,7 @@
-// What the readiness models (select, poll, epoll) share: the echo protocol (or, with
-// --protocol http, HttpSession) for one non-blocking connection, driven by "this
-// socket is readable/writable" reports, and the non-blocking accept step. Each model only waits for
-// readiness its own way and hands the reports here, so the three files differ in nothing but the
-// waiting.
+// What the readiness models (select, poll, epoll) share: one non-blocking connection
+// fed to its protocol's session, driven by "this socket is readable/writable" reports,
+// and the non-blocking accept step. Each model only waits for readiness its own way and
+// hands the reports here, so the three files differ in nothing but the waiting.
 #pragma once
 
 #include <chrono>
@@ -24,7 +23,7 @@ namespace cb::servers {
 /// the two; a closed one wants neither.
 struct Interest {
   bool read = false;   ///< its buffer has room and the peer has not shut down
-  bool write = false;  ///< echo is pending
+  bool write = false;  ///< output is owed
   friend bool operator==(Interest, Interest) = default;
 };
 
@@ -39,16 +38,18 @@ struct Readiness {
   bool hangup = false;
 };
 
-/// One accepted, non-blocking client. It echoes through a buffer of at most
-/// options.buffer_bytes: while the buffer is full it stops reading, so a client that
-/// never reads makes the server stop reading from it rather than buffer without
-/// limit. With --protocol http it feeds what it reads to an HttpSession and sends
-/// the responses, and stops reading while more than http_output_limit_bytes() of
-/// them wait; it closes once a response that ends the connection is out. It remembers readiness it
-/// has not used up (a socket still readable when its buffer filled, or when it spent its read
-/// budget), which is what lets an edge-triggered poller drive it: no report for that readiness will
-/// come again. Counted in stats.on_open() when made and stats.on_close() when it closes (or is
-/// destroyed open, as on stop); a reset or I/O error closes it and bumps
+/// One accepted, non-blocking client and its session. It reads into a buffer of
+/// options.buffer_bytes and hands each read to the session. A session that sends back
+/// its input leaves the bytes in the buffer until they are written: while the buffer is
+/// full it stops reading, so a client that never reads makes the server stop reading
+/// from it rather than buffer without limit. A session that answers in its output()
+/// frees the buffer at once, and the connection stops reading while more than
+/// output_limit_bytes() of that output waits. It closes on EOF, or once the session says
+/// so, when all that is owed is out. It remembers readiness it has not used up (a socket
+/// still readable when its buffer filled, or when it spent its read budget), which is
+/// what lets an edge-triggered poller drive it: no report for that readiness will come
+/// again. Counted in stats.on_open() when made and stats.on_close() when it closes (or
+/// is destroyed open, as on stop); a reset or I/O error closes it and bumps
 /// stats.errors; stats.bytes_echoed counts bytes as they are written.
 /// Call only on the loop's thread; the BufferPool must outlive it.
 class Connection {
@@ -63,20 +64,21 @@ class Connection {
 
   /// Reads into the free part of the buffer and writes what is pending, alternately,
   /// until the socket would block, the buffer is full with nothing writable, or the
-  /// read budget is spent; closes the connection on EOF once its echo is out, or on a
-  /// reset or error. `ready` may be all false: then it uses only the readiness it
-  /// remembers (see yielded()). Returns interest(). A no-op once done().
+  /// read budget is spent; closes the connection on EOF or the session's say-so once
+  /// what it owes is out, or on a reset or error. `ready` may be all false: then it
+  /// uses only the readiness it remembers (see yielded()). Returns interest(). A no-op
+  /// once done().
   Interest on_ready(Readiness ready);
 
   /// What to wait for: read while the buffer has room, write while output is pending.
   Interest interest() const;
 
-  /// Closed (EOF after the whole echo, the end of an HTTP exchange, reset or error):
+  /// Closed (EOF or the session's end, with everything owed sent; a reset or error):
   /// drop it from the poll set and destroy it.
   bool done() const { return !fd_.valid(); }
 
-  /// --protocol http with --header-timeout or --idle-timeout: closes the connection,
-  /// counted in stats.timed_out, when its deadline is past at `now_ms`. Returns done().
+  /// Closes the connection, counted in stats.timed_out, when its session's deadline is
+  /// past at `now_ms`. Returns done().
   bool expire_if_due(uint64_t now_ms);
 
   /// The last on_ready() stopped at its read budget with the socket still readable,
@@ -86,35 +88,33 @@ class Connection {
   bool yielded() const;
 
  private:
-  // Writes pending echo until it is all out or the socket would block.
+  // Writes what is owed until it is all out or the socket would block.
   void flush();
-  // One recv into the free part of the buffer.
+  // One recv into the free part of the buffer, handed to the session.
   void read_once();
   void close(bool failed);
-  // Hands what the last recv put at the start of buffer_ to the HTTP session.
-  void feed_http(size_t length);
-  // The output not yet sent: echo, or HTTP responses.
-  const char* pending_data() const;
-  size_t pending_bytes() const;
-  // Marks `length` bytes of pending_data() as sent.
-  void consume(size_t length);
+  // Bytes owed to the peer: read ones the session sends back, then its output.
+  size_t pending_bytes() const {
+    return (end_ - begin_) + (session_->output().size() - sent_);
+  }
   // How much the next recv may take: 0 while reading must wait.
   size_t room_bytes() const;
-  // The connection is done once its pending output is out: EOF, or HTTP's say-so.
-  bool ending() const;
+  // The connection is done once what it owes is out: EOF, or the session's say-so.
+  bool ending() const { return eof_ || session_->closing(); }
 
   net::Fd fd_;
   const ServeContext& ctx_;
   BufferPool& buffers_;
-  std::unique_ptr<char[]> buffer_;  ///< held only while echo is pending
-  struct Http;
-  std::unique_ptr<Http> http_;  ///< --protocol http only
-  size_t begin_ = 0;            ///< [begin_, end_) is read and not yet written
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<char[]> buffer_;  ///< held only while read bytes are owed back
+  size_t begin_ = 0;                ///< [begin_, end_) is read and owed back
   size_t end_ = 0;
+  size_t sent_ = 0;                 ///< session_->output()[0, sent_) has gone out
+  size_t output_limit_ = 0;         ///< reading waits while more output than this is owed
   bool readable_ = false;  ///< may have input: no EAGAIN or short read since the report
   bool writable_ = true;   ///< may take output: no EAGAIN since the report (a new socket can)
   bool hangup_ = false;    ///< see Readiness::hangup
-  bool eof_ = false;       ///< the peer shut its write side; close once the echo is out
+  bool eof_ = false;       ///< the peer shut its write side; close once all owed is out
 };
 
 /// The accept step of the readiness models: takes pending connections off the

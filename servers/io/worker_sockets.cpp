@@ -12,7 +12,7 @@ constexpr int kListenBacklog = 4096;
 int WorkerSockets::open(const ServeContext& ctx, size_t count, std::string_view role,
                         std::string& error) {
   shared_ = &ctx.listener;
-  const bool udp = ctx.options.protocol == Protocol::kUdp;
+  const bool udp = ctx.options.protocol->transport == Transport::kDatagram;
   if (!udp && !ctx.options.reuse_port) return 0;
   for (size_t i = 1; i < count; ++i) {
     std::string socket_error;

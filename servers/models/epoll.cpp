@@ -159,8 +159,8 @@ int EpollServer::run(std::string& error) {
   };
   bool listener_muted = false;
 
-  // With an HTTP timeout on, the loop wakes now and then to close what is past it.
-  const bool sweeps = http_timeouts_on(ctx_.options);
+  // With session deadlines on, the loop wakes now and then to close what is past one.
+  const bool sweeps = session_deadlines_on(ctx_);
   uint64_t next_sweep_ms = 0;
 
   epoll_event events[kMaxEvents];
@@ -241,7 +241,8 @@ int serve_epoll_udp(const ServeContext& ctx, std::string& error) {
       !watch(epoll.get(), socket_fd, EPOLLIN | (edge ? uint32_t{EPOLLET} : 0u), error))
     return 1;
 
-  std::vector<char> buffer(kDatagramBufferBytes);
+  DatagramResponder datagrams(ctx);
+  if (!datagrams.ready(error)) return 1;
   // Edge-triggered: the last round stopped at its budget with datagrams left, which the
   // kernel will not report again; serve them on the next round, which then does not sleep.
   bool left_over = false;
@@ -260,7 +261,7 @@ int serve_epoll_udp(const ServeContext& ctx, std::string& error) {
       readable = true;  // EPOLLIN, or EPOLLERR: recvfrom reports the pending error
     }
     if (!readable) continue;
-    const DrainEnd end = echo_datagrams(ctx, buffer, kDatagramsPerRound, /*send_wait_ms=*/0, error);
+    const DrainEnd end = datagrams.respond(kDatagramsPerRound, /*send_wait_ms=*/0, error);
     if (end == DrainEnd::kFatal) return 1;
     left_over = edge && end == DrainEnd::kBudgetSpent;
   }

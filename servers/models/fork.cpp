@@ -46,9 +46,9 @@ class Children {
   const ServeContext& ctx_;
   // Allocated once here rather than in each child: every child gets its own
   // copy-on-write copy, and a child forked from a multi-threaded process (a test
-  // running serve_fork on a thread) must not call malloc. (HTTP does allocate in the
-  // child, for its session and responses: echo-server's only other thread waits in
-  // sigwait() and never holds malloc's locks, and glibc's fork takes them anyway.)
+  // running serve_fork on a thread) must not call malloc. (The connection's session
+  // does allocate in the child: echo-server's only other thread waits in sigwait() and
+  // never holds malloc's locks, and glibc's fork takes them anyway.)
   std::vector<char> buffer_;
   std::vector<pid_t> pids_;
 };

@@ -2,9 +2,9 @@
 // accepts (one multishot accept), receives and sends for every connection and reports
 // each completion; the thread blocks only in io_uring_enter() waiting for completions,
 // and never makes a read or write call of its own. Each connection has at most one
-// operation in flight: a recv into its own buffer, or the send of what that recv
-// brought, and the next recv waits until the echo is all sent. With --protocol http
-// what is sent is instead the responses HttpSession completed from that recv.
+// operation in flight: a recv into its own buffer, or the send of what that recv called
+// for (the bytes themselves, sent back from that buffer, or the session's answers), and
+// the next recv waits until all of it is sent.
 #include <liburing.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -22,7 +22,6 @@
 
 #include "net/fd.hpp"
 #include "net/socket.hpp"
-#include "servers/protocol/http.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
@@ -41,7 +40,7 @@ constexpr uint64_t kStopTag = 2;
 constexpr uint64_t kCancelTag = 3;
 constexpr uint64_t kListenPollTag = 4;  // the listener readable, while out of descriptors
 constexpr uint64_t kBackoffTag = 5;     // a back-off's timeout, while out of descriptors
-constexpr uint64_t kSweepTag = 6;       // http with a timeout on: look for connections past it
+constexpr uint64_t kSweepTag = 6;       // session deadlines on: look for connections past theirs
 
 // On stop, how long cancelled requests get to come back before the server gives up
 // on them. Cancelling a recv, send or accept waiting on a socket is immediate; this
@@ -64,18 +63,18 @@ bool refused_by_kernel(int err) { return err == ENOSYS || err == EPERM || err ==
 struct Connection {
   net::Fd fd;
   std::unique_ptr<char[]> buffer;
-  size_t received_bytes = 0;  ///< what the last recv brought: the echo owed
+  std::unique_ptr<Session> session;
+  size_t received_bytes = 0;  ///< what the last recv brought
   size_t sent_bytes = 0;      ///< how much of owed() has gone out
+  bool send_input = false;    ///< the session's reply to the last recv: send its bytes back
   bool sending = false;       ///< the request in flight is a send (else a recv)
   std::list<Connection>::iterator self;
-  std::unique_ptr<HttpSession> http;  ///< --protocol http only
-  std::string out;                    ///< http: the responses to the last recv
-  HttpDeadline deadline{0, 0};        ///< http: --header-timeout, --idle-timeout
   bool expired = false;  ///< past its deadline: its request is cancelled, then it closes
 
-  /// What the last recv calls for: its echo, or its HTTP responses.
+  /// What the last recv calls for: its own bytes, or the session's answers.
   std::span<const char> owed() const {
-    return http ? std::span<const char>(out) : std::span<const char>(buffer.get(), received_bytes);
+    return send_input ? std::span<const char>(buffer.get(), received_bytes)
+                      : std::span<const char>(session->output());
   }
 };
 
@@ -103,7 +102,7 @@ class Server {
   /// to be readable (or, with no spare descriptor either, for a back-off to pass).
   bool arm_listen_poll();
   bool arm_backoff();
-  /// HTTP with a timeout on: a timeout that calls sweep() when it completes.
+  /// Session deadlines on: a timeout that calls sweep() when it completes.
   bool arm_sweep();
   /// Cancels the request of every connection past its deadline; each closes when its
   /// request comes back.
@@ -117,9 +116,8 @@ class Server {
   void on_completion(uint64_t user_data, int res, unsigned flags);
   void on_accept(int res, unsigned flags);
   void add_connection(net::Fd fd);
+  /// Hands what a recv brought to the session and sends what it calls for.
   void on_received(Connection& connection, int res);
-  /// HTTP: feeds what a recv brought to the session and sends its responses.
-  void on_http_received(Connection& connection, size_t length);
   void on_sent(Connection& connection, int res);
   /// Closes a connection whose request has completed; `failed` counts it in stats.errors.
   void close(Connection& connection, bool failed);
@@ -229,7 +227,7 @@ bool Server::arm_sweep() {
 void Server::sweep() {
   const uint64_t now_ms = steady_now_ms();
   for (Connection& connection : connections_) {
-    if (connection.expired || !connection.http || !connection.deadline.expired(now_ms)) continue;
+    if (connection.expired || now_ms < connection.session->deadline_ms()) continue;
     connection.expired = true;
     ctx_.stats.timed_out.fetch_add(1, std::memory_order_relaxed);
     io_uring_sqe* sqe = next_sqe();
@@ -279,7 +277,7 @@ void Server::arm_send(Connection& connection) {
   io_uring_sqe* sqe = next_sqe();
   if (sqe == nullptr) return close(connection, /*failed=*/true);
   connection.sending = true;
-  // MSG_NOSIGNAL: a peer gone mid-echo is an EPIPE for this connection, never a SIGPIPE.
+  // MSG_NOSIGNAL: a peer gone mid-send is an EPIPE for this connection, never a SIGPIPE.
   const std::span<const char> rest = connection.owed().subspan(connection.sent_bytes);
   io_uring_prep_send(sqe, connection.fd.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
   io_uring_sqe_set_data(sqe, &connection);
@@ -387,36 +385,29 @@ void Server::add_connection(net::Fd fd) {
   connection.fd = std::move(fd);
   connection.buffer = std::move(buffer);
   stats.on_open();
-  if (ctx_.options.protocol == Protocol::kHttp) {
-    connection.http.reset(new (std::nothrow) HttpSession(request_budget(ctx_)));
-    if (!connection.http) return close(connection, /*failed=*/true);
-    connection.deadline = http_deadline(ctx_);
-    connection.deadline.update(*connection.http, steady_now_ms());
-  }
+  connection.session = open_session(ctx_);
+  if (!connection.session) return close(connection, /*failed=*/true);  // out of memory
   arm_recv(connection);
 }
 
 void Server::on_received(Connection& connection, int res) {
-  if (res > 0 && connection.http) return on_http_received(connection, static_cast<size_t>(res));
   if (res > 0) {
-    connection.received_bytes = static_cast<size_t>(res);
+    const auto length = static_cast<size_t>(res);
+    const Reply reply = connection.session->on_read({connection.buffer.get(), length});
+    if (reply.messages > 0)
+      ctx_.stats.messages.fetch_add(reply.messages, std::memory_order_relaxed);
+    connection.send_input = reply.send_input;
+    connection.received_bytes = length;
     connection.sent_bytes = 0;
-    return arm_send(connection);
+    if (!connection.owed().empty()) return arm_send(connection);
+    if (connection.session->closing()) return close(connection, /*failed=*/false);
+    return arm_recv(connection);  // nothing to say yet: a message not complete
   }
-  // EOF: every byte read so far has been echoed (a recv is only armed then), so the
+  // EOF: everything read so far has been answered (a recv is only armed then), so the
   // close sends the FIN right after the last of it.
   if (res == 0) return close(connection, /*failed=*/false);
   if (res == -EINTR || res == -EAGAIN) return arm_recv(connection);
   close(connection, /*failed=*/true);  // ECONNRESET and the like: this connection only
-}
-
-void Server::on_http_received(Connection& connection, size_t length) {
-  const size_t responses = connection.http->feed({connection.buffer.get(), length}, connection.out);
-  if (responses > 0) ctx_.stats.messages.fetch_add(responses, std::memory_order_relaxed);
-  connection.deadline.update(*connection.http, steady_now_ms());
-  connection.sent_bytes = 0;
-  if (!connection.out.empty()) return arm_send(connection);
-  arm_recv(connection);  // the request is not complete yet
 }
 
 void Server::on_sent(Connection& connection, int res) {
@@ -426,15 +417,14 @@ void Server::on_sent(Connection& connection, int res) {
     // A short send: the rest goes next. Only once all of it is out is the client
     // read again, which is what bounds the memory a client that never reads can cost.
     if (connection.sent_bytes < connection.owed().size()) return arm_send(connection);
-    if (connection.http) {
-      // Every response owed is out: the one that ends the connection closes it.
-      if (connection.http->closing()) return close(connection, /*failed=*/false);
-      clear_buffer(connection.out, http_output_limit_bytes(ctx_.options.buffer_bytes));
-    }
+    // Everything owed is out: a session that said to close ends the connection now.
+    if (connection.session->closing()) return close(connection, /*failed=*/false);
+    if (!connection.send_input)
+      connection.session->clear_output(output_limit_bytes(ctx_.options.buffer_bytes));
     return arm_recv(connection);
   }
   if (res == -EINTR || res == -EAGAIN) return arm_send(connection);
-  close(connection, /*failed=*/true);  // EPIPE, ECONNRESET: the peer went away mid-echo
+  close(connection, /*failed=*/true);  // EPIPE, ECONNRESET: the peer went away mid-send
 }
 
 void Server::close(Connection& connection, bool failed) {
@@ -481,7 +471,7 @@ int Server::run(std::string& error) {
     error = "io_uring: no submission queue entry on an empty ring";
     return 1;
   }
-  if (http_timeouts_on(ctx_.options) && !arm_sweep()) {
+  if (session_deadlines_on(ctx_) && !arm_sweep()) {
     error = "io_uring: no submission queue entry on an empty ring";
     return 1;
   }

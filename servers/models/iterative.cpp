@@ -19,7 +19,7 @@ namespace {
 // that a flood cannot keep the server from stopping.
 constexpr size_t kDatagramsPerTurn = 64;
 
-// How long one echo may wait for room in a full send buffer before it is dropped: as a
+// How long one answer may wait for room in a full send buffer before it is dropped: as a
 // blocking sendto would wait, but bounded, since a UDP peer gets no promise anyway.
 constexpr int kSendWaitMs = 100;
 
@@ -39,10 +39,11 @@ int serve_iterative(const ServeContext& ctx, std::string& error) {
 // Its waits are in poll() on the socket and the stop pipe together, so SIGTERM ends
 // it wherever it blocks.
 int serve_iterative_udp(const ServeContext& ctx, std::string& error) {
-  std::vector<char> buffer(kDatagramBufferBytes);
+  DatagramResponder datagrams(ctx);
+  if (!datagrams.ready(error)) return 1;
   ctx.ready();
   for (;;) {
-    switch (echo_datagrams(ctx, buffer, kDatagramsPerTurn, kSendWaitMs, error)) {
+    switch (datagrams.respond(kDatagramsPerTurn, kSendWaitMs, error)) {
       case DrainEnd::kDrained:
         if (wait_ready(ctx.listener.get(), POLLIN, ctx.stop, -1) == Wait::kStopped) return 0;
         break;

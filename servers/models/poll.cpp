@@ -38,8 +38,8 @@ int serve_poll(const ServeContext& ctx, std::string& error) {
     connections.push_back(std::move(connection));
   };
 
-  // With an HTTP timeout on, the loop wakes now and then to close what is past it.
-  const int sweep_ms = http_timeouts_on(ctx.options) ? static_cast<int>(kDeadlineSweepMs) : -1;
+  // With session deadlines on, the loop wakes now and then to close what is past one.
+  const int sweep_ms = session_deadlines_on(ctx) ? static_cast<int>(kDeadlineSweepMs) : -1;
   ctx.ready();
   for (;;) {
     fds[kListener].events = acceptor.backing_off() ? 0 : POLLIN;

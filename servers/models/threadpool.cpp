@@ -124,12 +124,12 @@ void Pool::run(size_t index, std::span<char> buffer) {
     ctx_.stats.on_worker_accept(index);
     // Blocks for as long as the client stays, silent or not: this is the exhaustion
     // the model exists to show. It returns on EOF, an error or the stop signal.
-    const EchoEnd end = serve_connection(connection.get(), buffer, ctx_);
+    const ConnectionEnd end = serve_connection(connection.get(), buffer, ctx_);
     connection.reset();
     ctx_.stats.on_close();
     // Stopped: leave now rather than take queued connections only to drop them (and
     // count them as served) before stop() gets to close them.
-    if (end == EchoEnd::kStopped) return;
+    if (end == ConnectionEnd::kStopped) return;
   }
 }
 

@@ -2,8 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <string_view>
 
 namespace cb::servers {
@@ -51,23 +52,14 @@ const http_parser_settings HttpSession::kSettings = [] {
   return settings;
 }();
 
-bool RequestBudget::take(uint64_t bytes, bool force) const {
-  if (held_bytes == nullptr) return true;
-  uint64_t held = held_bytes->load(std::memory_order_relaxed);
-  do {
-    if (!force && (held > limit_bytes || bytes > limit_bytes - held)) return false;
-  } while (!held_bytes->compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
-  return true;
-}
-
-void RequestBudget::give_back(uint64_t bytes) const {
-  if (held_bytes != nullptr) held_bytes->fetch_sub(bytes, std::memory_order_relaxed);
-}
-
-HttpSession::HttpSession(RequestBudget budget) : budget_(budget) {
+HttpSession::HttpSession(const SessionLimits& limits)
+    : budget_(limits.budget),
+      message_timeout_ms_(limits.message_timeout_ms),
+      idle_timeout_ms_(limits.idle_timeout_ms) {
   http_parser_init(&parser_, HTTP_REQUEST);
   parser_.data = this;
   account_held();
+  if (limits.deadlines_on()) update_deadline(steady_now_ms());
 }
 
 HttpSession::~HttpSession() { budget_.give_back(accounted_bytes_); }
@@ -149,6 +141,13 @@ int HttpSession::on_message_complete(http_parser* parser) {
 
 bool HttpSession::header_expects_continue() const {
   return field_matched_ == kExpectName.size() && value_matched_ == kExpectContinue.size();
+}
+
+Reply HttpSession::on_read(std::span<const char> input) {
+  const size_t responses = feed(input, output_);
+  // The clock is read only when a timeout is on: most runs have none.
+  if (message_timeout_ms_ > 0 || idle_timeout_ms_ > 0) update_deadline(steady_now_ms());
+  return {.send_input = false, .messages = static_cast<uint32_t>(responses)};
 }
 
 size_t HttpSession::feed(std::span<const char> input, std::string& out) {
@@ -249,36 +248,22 @@ void HttpSession::reset_request() {
   expect_continue_ = false;
 }
 
-uint64_t steady_now_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-
-void HttpDeadline::update(const HttpSession& session, uint64_t now_ms) {
-  const bool in_head = session.request_started() && !session.head_done();
+void HttpSession::update_deadline(uint64_t now_ms) {
+  const bool in_head = request_started() && !head_done();
   if (in_head && !in_head_) head_started_ms_ = now_ms;
   in_head_ = in_head;
   if (in_head) {
-    deadline_ms_ = header_timeout_ms_ > 0 ? head_started_ms_ + header_timeout_ms_ : UINT64_MAX;
-  } else if (!session.request_started()) {
+    deadline_ms_ = message_timeout_ms_ > 0 ? head_started_ms_ + message_timeout_ms_ : kNoDeadline;
+  } else if (!request_started()) {
     // Idle: no request in progress, and input (or the accept) has just come.
-    deadline_ms_ = idle_timeout_ms_ > 0 ? now_ms + idle_timeout_ms_ : UINT64_MAX;
+    deadline_ms_ = idle_timeout_ms_ > 0 ? now_ms + idle_timeout_ms_ : kNoDeadline;
   } else {
-    deadline_ms_ = UINT64_MAX;  // a body on its way: neither timeout covers it
+    deadline_ms_ = kNoDeadline;  // a body on its way: neither timeout covers it
   }
 }
 
-void clear_buffer(std::string& buffer, size_t max_kept_bytes) {
-  if (buffer.capacity() > max_kept_bytes) {
-    std::string().swap(buffer);
-  } else {
-    buffer.clear();
-  }
-}
-
-size_t http_output_limit_bytes(size_t buffer_bytes) {
-  return std::max(4 * buffer_bytes, size_t{64} * 1024);
+std::unique_ptr<Session> make_http_session(const SessionLimits& limits) {
+  return std::unique_ptr<Session>(new (std::nothrow) HttpSession(limits));
 }
 
 }  // namespace cb::servers

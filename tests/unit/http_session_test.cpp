@@ -292,8 +292,8 @@ TEST(HttpSession, ClearBufferKeepsOnlySmallCapacity) {
 }
 
 TEST(HttpSession, OutputLimitIsAFewBuffers) {
-  EXPECT_EQ(http_output_limit_bytes(1), 64u * 1024);
-  EXPECT_EQ(http_output_limit_bytes(1 << 20), 4u << 20);
+  EXPECT_EQ(output_limit_bytes(1), 64u * 1024);
+  EXPECT_EQ(output_limit_bytes(1 << 20), 4u << 20);
 }
 
 }  // namespace
