@@ -43,6 +43,22 @@ bool watch(int epoll_fd, int fd, uint32_t events, std::string& error) {
   return false;
 }
 
+// An epoll watching the stop pipe and ctx.listener for input; an invalid Fd with
+// `error` filled when the kernel refuses. The stop pipe stays readable once written, so
+// level-triggered is right for it in both modes; the listener follows --epoll-level.
+net::Fd open_epoll(const ServeContext& ctx, std::string& error) {
+  net::Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll) {
+    error = epoll_failure("epoll_create1");
+    return epoll;
+  }
+  const uint32_t listener_events = EPOLLIN | (ctx.options.epoll_level ? 0u : uint32_t{EPOLLET});
+  if (!watch(epoll.get(), ctx.stop.fd(), EPOLLIN, error) ||
+      !watch(epoll.get(), ctx.listener.get(), listener_events, error))
+    return net::Fd();
+  return epoll;
+}
+
 // Edge-triggered, a connection is told everything once: EPOLLRDHUP reports a peer's
 // half-close, which the short-read shortcut in Connection must not miss.
 constexpr uint32_t kEdgeEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -130,20 +146,11 @@ void EpollServer::serve(int fd, Readiness ready) {
 }
 
 int EpollServer::run(std::string& error) {
-  epoll_ = net::Fd(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_) {
-    error = epoll_failure("epoll_create1");
-    return 1;
-  }
+  // Edge-triggered, accept_pending() takes every pending connection, as it must.
+  epoll_ = open_epoll(ctx_, error);
+  if (!epoll_) return 1;
   const int stop_fd = ctx_.stop.fd();
   const int listen_fd = ctx_.listener.get();
-  // The stop pipe stays readable once written, so level-triggered is right in both
-  // modes. The listener follows the mode: edge-triggered, accept_pending() takes
-  // every pending connection, as it must.
-  if (!watch(epoll_.get(), stop_fd, EPOLLIN, error) ||
-      !watch(epoll_.get(), listen_fd, EPOLLIN | (edge_ ? uint32_t{EPOLLET} : 0u), error)) {
-    return 1;
-  }
   auto adopt = [this](std::unique_ptr<Connection> connection) {
     add_connection(std::move(connection));
   };
@@ -229,17 +236,9 @@ int serve_epoll(const ServeContext& ctx, std::string& error) {
 
 int serve_epoll_udp(const ServeContext& ctx, std::string& error) {
   const bool edge = !ctx.options.epoll_level;
-  net::Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll) {
-    error = epoll_failure("epoll_create1");
-    return 1;
-  }
-  const int socket_fd = ctx.listener.get();
+  const net::Fd epoll = open_epoll(ctx, error);
+  if (!epoll) return 1;
   const int stop_fd = ctx.stop.fd();
-  // The stop pipe stays readable once written, so level-triggered suits it either way.
-  if (!watch(epoll.get(), stop_fd, EPOLLIN, error) ||
-      !watch(epoll.get(), socket_fd, EPOLLIN | (edge ? uint32_t{EPOLLET} : 0u), error))
-    return 1;
 
   DatagramResponder datagrams(ctx);
   if (!datagrams.ready(error)) return 1;
