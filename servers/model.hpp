@@ -2,7 +2,9 @@
 // echo-server CLI picks from. A model gets a listening socket that is already bound,
 // says when it is ready to serve (echo-server announces it then), serves until the
 // stop signal fires, then closes every connection, reaps every child and joins every
-// thread before it returns.
+// thread before it returns. Its registry row (registry.cpp) is everything the rest of
+// the suite knows of it: its flags and its traits, which the command line, --help,
+// --list-models and the tests read instead of naming models.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 
 #include "net/socket.hpp"
 #include "servers/protocol/protocol.hpp"
@@ -22,16 +25,19 @@ namespace cb::servers {
 
 struct ServerOptions {
   /// A row of the protocol table: a stream protocol is served by serve(), a datagram
-  /// one by serve_udp(); engines only ever make its sessions.
+  /// one by serve_datagrams(); engines only ever make its sessions.
   const Protocol* protocol = &default_protocol();
   std::string host = "127.0.0.1";
   uint16_t port = 9000;
   size_t buffer_bytes = 16 * 1024;  ///< bytes read per call, and per-connection buffer
   size_t max_connections = 0;       ///< 0 means as many as the system allows
-  int workers = 0;                  ///< prefork, reactors, threadpool; 0: the model's default
-  bool reuse_port = false;          ///< prefork, reactors: one SO_REUSEPORT socket per worker
-  bool epoll_level = false;         ///< epoll: level-triggered instead of edge-triggered
-  size_t queue_length = 64;         ///< threadpool: accepted connections waiting for a worker
+  // The model-specific options (model_flags() says which model takes which).
+  /// The workers a model with workers runs; echo-server puts in worker_count() (the
+  /// model's default) when --workers is not given.
+  int workers = 0;
+  bool reuse_port = false;   ///< one SO_REUSEPORT socket per worker
+  bool epoll_level = false;  ///< level-triggered instead of edge-triggered
+  size_t queue_length = 64;  ///< accepted connections waiting for a pool's worker
   // The session options, for the protocols whose row honours them (SessionLimits).
   /// The most bytes all sessions together hold for messages not yet complete
   /// (--max-request-memory); past it a message that needs more is refused.
@@ -44,8 +50,8 @@ struct ServerOptions {
 };
 
 /// What serve() is handed. The listening socket is non-blocking (accept after poll
-/// must never block on a connection that was reset in between). For serve_udp() the
-/// "listener" is the bound, non-blocking UDP socket.
+/// must never block on a connection that was reset in between). For serve_datagrams()
+/// the "listener" is the bound, non-blocking UDP socket.
 struct ServeContext {
   const net::Fd& listener;
   const net::Address& address;
@@ -113,6 +119,26 @@ enum ModelFlag : unsigned {
   kQueueLengthFlag = 8,  ///< --queue-length
 };
 
+/// A model-specific flag as echo-server's command line, its --help and the tests know
+/// it: one row each in model_flags().
+struct FlagSpec {
+  ModelFlag flag;
+  std::string_view name;  ///< the option, "--workers"
+  std::string_view help;  ///< what it does; --help puts the models that take it first
+  /// The option it sets: a switch, or a number in [min, max].
+  std::variant<bool ServerOptions::*, int ServerOptions::*, size_t ServerOptions::*> target;
+  int64_t min = 0;
+  int64_t max = 0;
+  /// A mode rather than a size: the integration suites run every model that takes it
+  /// once more in it, under the model's name with this suffix ("_level"); empty: none.
+  std::string_view variant_suffix = {};
+  /// The mode changes the model's datagram form too, so the datagram suite runs it.
+  bool datagram_variant = false;
+};
+
+/// Every model-specific flag, in the order --help lists them.
+std::span<const FlagSpec> model_flags();
+
 /// What a model's serve() returns when this machine cannot run the model at all (the
 /// kernel refuses io_uring, say): echo-server then exits 2, with `error` as its one
 /// line, as for any input it cannot serve; every other failure exits 1.
@@ -121,38 +147,67 @@ inline constexpr int kServeUnavailable = 2;
 /// What a model takes up front, before it serves anyone, per worker (--workers, or
 /// default_workers when not given): echo-server refuses flags whose cost cannot be met.
 struct UpFrontCost {
-  int default_workers = 0;            ///< 0: usable_cpus()
-  size_t buffers_per_worker = 0;      ///< --buffer-size buffers allocated per worker
+  int default_workers = 0;              ///< 0: usable_cpus()
+  size_t buffers_per_worker = 0;        ///< --buffer-size buffers allocated per worker
   unsigned descriptors_per_worker = 0;  ///< descriptors per worker in this process
 };
 
-/// threadpool's pool size when --workers is not given.
-inline constexpr int kThreadpoolDefaultWorkers = 8;
+/// How a model holds its clients: the story it tells.
+enum class Clients {
+  kOneAtATime,     ///< one client at a time; the next ones wait in the listen backlog
+  kTaskPerClient,  ///< a process or a thread per client, as many as the machine allows
+  kBoundedPool,    ///< a fixed pool of workers holding one client each; more wait in a queue
+  kEventLoop,      ///< non-blocking I/O: a loop serves any number of clients at once
+};
 
+/// What a model's --workers are.
+enum class WorkerKind {
+  kNone,       ///< it has none (and takes no --workers)
+  kThreads,    ///< threads of the server's process
+  kProcesses,  ///< processes; one that dies is replaced, counted as restarts=
+};
+
+/// Where a model runs: every POSIX system, or Linux only (left out of the build elsewhere).
+enum class Platform { kPosix, kLinux };
+
+/// serve() and serve_datagrams(): serve until ctx.stop fires. Return 0 after a clean
+/// stop; otherwise fill `error` with one line and return non-zero: kServeUnavailable
+/// when the machine cannot run the model, anything else for a failure. Never exit the
+/// process.
+using ServeFunction = int (*)(const ServeContext& ctx, std::string& error);
+
+/// One registry row: a model, and everything the suite knows of it.
 struct Model {
-  std::string_view name;
-  std::string_view summary;
-  /// Serves until ctx.stop fires. Returns 0 after a clean stop; otherwise fills
-  /// `error` with one line and returns non-zero: kServeUnavailable when the machine
-  /// cannot run the model, anything else for a failure. Never exits the process.
-  int (*serve)(const ServeContext& ctx, std::string& error);
+  std::string_view name;     ///< the --model name, the same as its file's
+  std::string_view summary;  ///< the line --list-models prints
+  /// The stream protocols (tcp, http) on ctx.listener, a listening TCP socket; its
+  /// engine makes each connection's session from ctx.options.protocol.
+  ServeFunction serve = nullptr;
+  /// The datagram protocols (udp) on ctx.listener, a bound UDP socket; nullptr when
+  /// the model has no datagram form.
+  ServeFunction serve_datagrams = nullptr;
   unsigned flags = kNoFlags;  ///< the ModelFlag values it accepts
+  // Its traits.
+  Clients clients = Clients::kEventLoop;
+  WorkerKind workers = WorkerKind::kNone;  ///< not kNone exactly when it takes kWorkersFlag
+  Platform platform = Platform::kPosix;
   /// Optional, for models the kernel may refuse: checks that this machine can run the
   /// model, before echo-server binds or announces anything, so that nobody reads a
   /// "listening on" line from a server about to give up. Returns false with `error`
   /// filled (one line) when it cannot; echo-server then exits 2 (kServeUnavailable).
   bool (*available)(std::string& error) = nullptr;
-  /// The datagram protocols (udp) on ctx.listener, a bound UDP socket, with the same
-  /// contract as serve(); nullptr when the model has no UDP form. Every model serves
-  /// the stream protocols (tcp, http) through serve(), whose engine makes each
-  /// connection's session from ctx.options.protocol.
-  int (*serve_udp)(const ServeContext& ctx, std::string& error) = nullptr;
   UpFrontCost cost = {};
 
-  bool serves(const Protocol& protocol) const {
-    return protocol.transport == Transport::kStream || serve_udp != nullptr;
+  constexpr bool takes(ModelFlag flag) const { return (flags & flag) != 0; }
+  constexpr bool serves(const Protocol& protocol) const {
+    return protocol.transport == Transport::kStream ? serve != nullptr
+                                                    : serve_datagrams != nullptr;
   }
 };
+
+/// The traits of `model` in one word, as --list-models prints them: how it holds its
+/// clients, its workers if any, its platform ("event-loop,process-workers,posix").
+std::string traits_text(const Model& model);
 
 /// Every model built into this binary, in the order --list-models shows them.
 std::span<const Model> all_models();
@@ -160,7 +215,8 @@ std::span<const Model> all_models();
 /// The model called `name`, or nullptr.
 const Model* find_model(std::string_view name);
 
-/// The workers `model` runs with under `options`: --workers, else its default.
+/// The workers `model` runs with under `options`: --workers, else its default
+/// (cost.default_workers, else usable_cpus()); 0 for a model without workers.
 int worker_count(const Model& model, const ServerOptions& options);
 
 /// Checks that what `model` takes up front under `options` fits: its buffers in
@@ -173,6 +229,7 @@ bool check_up_front_cost(const Model& model, const ServerOptions& options,
 inline constexpr uint64_t kDescriptorsForClients = 64;
 
 /// The number of CPUs this process may run on (at least 1): the default worker count
-/// of prefork and reactors.
+/// of a model whose row sets none.
 int usable_cpus();
+
 }  // namespace cb::servers

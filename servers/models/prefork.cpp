@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -326,8 +327,7 @@ int Master::run(std::string& error) {
 }  // namespace
 
 int serve_prefork(const ServeContext& ctx, std::string& error) {
-  const int workers = ctx.options.workers > 0 ? ctx.options.workers : usable_cpus();
-  Master master(ctx, static_cast<size_t>(workers));
+  Master master(ctx, static_cast<size_t>(std::max(1, ctx.options.workers)));
   return master.run(error);
 }
 

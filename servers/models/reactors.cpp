@@ -7,6 +7,7 @@
 // reactor threads, except that there one loop accepts and hands connections out,
 // while here every loop accepts for itself, as nginx's workers do. Over UDP each loop
 // always has its own SO_REUSEPORT socket, and the kernel spreads senders over them.
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -143,7 +144,7 @@ int Reactors::run(std::string& error) {
 }
 
 size_t loop_count(const ServeContext& ctx) {
-  return static_cast<size_t>(ctx.options.workers > 0 ? ctx.options.workers : usable_cpus());
+  return static_cast<size_t>(std::max(1, ctx.options.workers));
 }
 
 }  // namespace

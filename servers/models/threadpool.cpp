@@ -4,6 +4,7 @@
 // as long as that client stays. It mirrors Apache's worker MPM and shows pool
 // exhaustion under slow clients: once every worker holds one, new clients wait in the
 // queue unanswered, and past the queue they are refused.
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -28,8 +29,7 @@ class Pool {
  public:
   explicit Pool(const ServeContext& ctx)
       : ctx_(ctx),
-        worker_count_(
-            static_cast<size_t>(ctx.options.workers > 0 ? ctx.options.workers : kThreadpoolDefaultWorkers)),
+        worker_count_(static_cast<size_t>(std::max(1, ctx.options.workers))),
         queue_length_(ctx.options.queue_length) {}
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
