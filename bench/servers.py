@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 import cgroups
@@ -47,15 +48,22 @@ def run_text(cmd: list[str], timeout: float = 30, stderr: bool = False) -> str:
     return result.stdout + result.stderr if stderr else result.stdout
 
 
-def registered_models() -> dict[str, set[str]]:
-    """Every model echo-server has, with the protocols it serves (--list-models)."""
+def list_models() -> list[list[str]]:
+    """echo-server --list-models as rows of words: MODEL, PROTOCOLS, TRAITS, HOW..."""
     out = run_text([str(ECHO_SERVER), "--list-models"])
-    models = {}
-    for line in out.splitlines():
-        words = line.split()
-        if len(words) >= 2 and words[0] != "MODEL":
-            models[words[0]] = set(words[1].split(","))
-    return models
+    return [words for words in (line.split() for line in out.splitlines())
+            if len(words) >= 3 and words[0] != "MODEL"]
+
+
+def registered_models() -> dict[str, set[str]]:
+    """Every model echo-server has, with the protocols it serves."""
+    return {words[0]: set(words[1].split(",")) for words in list_models()}
+
+
+@cache
+def model_traits() -> dict[str, set[str]]:
+    """Every model's traits, as the registry states them (task-per-client, event-loop...)."""
+    return {words[0]: set(words[2].split(",")) for words in list_models()}
 
 
 def cpu_count() -> int:
@@ -214,9 +222,10 @@ class Server:
 
 
 def max_connections_guard(model: str, wanted: int) -> int:
-    """A per-model cap so a c10k run cannot exhaust this machine: processes and threads
+    """A cap for the models that spend a process or a thread per client (the registry's
+    task-per-client trait), so a c10k run cannot exhaust this machine: processes and threads
     are limited by pid_max/threads-max and by memory (a conservative 512 KiB each)."""
-    if model not in ("fork", "thread"):
+    if "task-per-client" not in model_traits().get(model, set()):
         return 0
     try:
         pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())

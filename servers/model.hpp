@@ -2,52 +2,56 @@
 // echo-server CLI picks from. A model gets a listening socket that is already bound,
 // says when it is ready to serve (echo-server announces it then), serves until the
 // stop signal fires, then closes every connection, reaps every child and joins every
-// thread before it returns.
+// thread before it returns. Its registry row (registry.cpp) is everything the rest of
+// the suite knows of it: its flags and its traits, which the command line, --help,
+// --list-models and the tests read instead of naming models.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 
-#include "common/protocol.hpp"
 #include "net/socket.hpp"
-#include "servers/http_session.hpp"
+#include "servers/protocol/protocol.hpp"
 #include "servers/stats.hpp"
 #include "servers/stop_signal.hpp"
 
 namespace cb::servers {
 
 struct ServerOptions {
-  Protocol protocol = Protocol::kTcp;  ///< tcp and http: serve(); udp: serve_udp()
+  /// A row of the protocol table: a stream protocol is served by serve(), a datagram
+  /// one by serve_datagrams(); engines only ever make its sessions.
+  const Protocol* protocol = &default_protocol();
   std::string host = "127.0.0.1";
   uint16_t port = 9000;
   size_t buffer_bytes = 16 * 1024;  ///< bytes read per call, and per-connection buffer
   size_t max_connections = 0;       ///< 0 means as many as the system allows
-  int workers = 0;                  ///< prefork, reactors, threadpool; 0: the model's default
-  bool reuse_port = false;          ///< prefork, reactors: one SO_REUSEPORT socket per worker
-  bool epoll_level = false;         ///< epoll: level-triggered instead of edge-triggered
-  size_t queue_length = 64;         ///< threadpool: accepted connections waiting for a worker
-  /// http: the most bytes all connections together hold for requests not yet complete;
-  /// past it a request that needs more is answered 503 and its connection closed.
-  /// A stalled upload holds up to HttpSession::kMaxRequestBytes.
-  uint64_t max_request_memory_bytes = kDefaultMaxRequestMemoryBytes;
-  /// http: a request head not complete this long after its first byte closes its
-  /// connection (nginx's client_header_timeout); 0: no limit.
-  uint64_t header_timeout_ms = 0;
-  /// http: a connection with no request in progress for this long is closed (nginx's
-  /// keepalive_timeout); 0: no limit.
-  uint64_t idle_timeout_ms = 0;
+  // The model-specific options (model_flags() says which model takes which).
+  /// The workers a model with workers runs; echo-server puts in worker_count() (the
+  /// model's default) when --workers is not given.
+  int workers = 0;
+  bool reuse_port = false;   ///< one SO_REUSEPORT socket per worker
+  bool epoll_level = false;  ///< level-triggered instead of edge-triggered
+  size_t queue_length = 64;  ///< accepted connections waiting for a pool's worker
+  // The session options, for the protocols whose row honours them (SessionLimits).
+  /// The most bytes all sessions together hold for messages not yet complete
+  /// (--max-request-memory); past it a message that needs more is refused.
+  uint64_t max_held_bytes = kDefaultMaxHeldBytes;
+  uint64_t message_timeout_ms = 0;  ///< --header-timeout; 0: no limit
+  uint64_t idle_timeout_ms = 0;     ///< --idle-timeout; 0: no limit
 
   /// 1 GiB: 10,000 connections each stalled in an upload would otherwise hold 10 GiB.
-  static constexpr uint64_t kDefaultMaxRequestMemoryBytes = uint64_t{1} << 30;
+  static constexpr uint64_t kDefaultMaxHeldBytes = uint64_t{1} << 30;
 };
 
 /// What serve() is handed. The listening socket is non-blocking (accept after poll
-/// must never block on a connection that was reset in between). For serve_udp() the
-/// "listener" is the bound, non-blocking UDP socket.
+/// must never block on a connection that was reset in between). For serve_datagrams()
+/// the "listener" is the bound, non-blocking UDP socket.
 struct ServeContext {
   const net::Fd& listener;
   const net::Address& address;
@@ -80,27 +84,30 @@ inline bool refuse_over_limit(const ServeContext& ctx) {
   return true;
 }
 
-/// The request budget every HTTP session of a server shares (--max-request-memory),
-/// counted in ctx.stats.
-inline RequestBudget request_budget(const ServeContext& ctx) {
-  return {&ctx.stats.held_request_bytes, &ctx.stats.overloaded,
-          ctx.options.max_request_memory_bytes};
+/// What every session of the server may hold and take: the budget they share is
+/// counted in ctx.stats. The timeouts only for a protocol that honours them.
+inline SessionLimits session_limits(const ServeContext& ctx) {
+  const bool timed = (ctx.options.protocol->session_options & kDeadlineOptions) != 0;
+  return {.budget = {&ctx.stats.held_bytes, &ctx.stats.overloaded, ctx.options.max_held_bytes},
+          .message_timeout_ms = timed ? ctx.options.message_timeout_ms : 0,
+          .idle_timeout_ms = timed ? ctx.options.idle_timeout_ms : 0};
 }
 
-/// The --header-timeout and --idle-timeout deadline of one HTTP connection.
-inline HttpDeadline http_deadline(const ServeContext& ctx) {
-  return {ctx.options.header_timeout_ms, ctx.options.idle_timeout_ms};
+/// A session of ctx.options.protocol for one new connection (or one datagram socket);
+/// nullptr when out of memory, which costs that connection only.
+inline std::unique_ptr<Session> open_session(const ServeContext& ctx) {
+  return ctx.options.protocol->make_session(session_limits(ctx));
 }
 
-/// How often an event loop looks for HTTP connections past their deadline, when
-/// either timeout is on: a connection closes at most this late.
+/// Sessions may time out: an engine then looks every kDeadlineSweepMs for connections
+/// whose session's deadline_ms() has passed, and closes them, counted as timed_out.
+inline bool session_deadlines_on(const ServeContext& ctx) {
+  return session_limits(ctx).deadlines_on();
+}
+
+/// How often an event loop looks for connections past their deadline, when
+/// session_deadlines_on(): a connection closes at most this late.
 inline constexpr uint64_t kDeadlineSweepMs = 50;
-
-/// Either HTTP timeout is on.
-inline bool http_timeouts_on(const ServerOptions& options) {
-  return options.protocol == Protocol::kHttp &&
-         (options.header_timeout_ms > 0 || options.idle_timeout_ms > 0);
-}
 
 /// Model-specific flags a model accepts; echo-server refuses the others for it, so a
 /// flag never silently does nothing.
@@ -112,6 +119,26 @@ enum ModelFlag : unsigned {
   kQueueLengthFlag = 8,  ///< --queue-length
 };
 
+/// A model-specific flag as echo-server's command line, its --help and the tests know
+/// it: one row each in model_flags().
+struct FlagSpec {
+  ModelFlag flag;
+  std::string_view name;  ///< the option, "--workers"
+  std::string_view help;  ///< what it does; --help puts the models that take it first
+  /// The option it sets: a switch, or a number in [min, max].
+  std::variant<bool ServerOptions::*, int ServerOptions::*, size_t ServerOptions::*> target;
+  int64_t min = 0;
+  int64_t max = 0;
+  /// A mode rather than a size: the integration suites run every model that takes it
+  /// once more in it, under the model's name with this suffix ("_level"); empty: none.
+  std::string_view variant_suffix = {};
+  /// The mode changes the model's datagram form too, so the datagram suite runs it.
+  bool datagram_variant = false;
+};
+
+/// Every model-specific flag, in the order --help lists them.
+std::span<const FlagSpec> model_flags();
+
 /// What a model's serve() returns when this machine cannot run the model at all (the
 /// kernel refuses io_uring, say): echo-server then exits 2, with `error` as its one
 /// line, as for any input it cannot serve; every other failure exits 1.
@@ -120,37 +147,67 @@ inline constexpr int kServeUnavailable = 2;
 /// What a model takes up front, before it serves anyone, per worker (--workers, or
 /// default_workers when not given): echo-server refuses flags whose cost cannot be met.
 struct UpFrontCost {
-  int default_workers = 0;            ///< 0: usable_cpus()
-  size_t buffers_per_worker = 0;      ///< --buffer-size buffers allocated per worker
+  int default_workers = 0;              ///< 0: usable_cpus()
+  size_t buffers_per_worker = 0;        ///< --buffer-size buffers allocated per worker
   unsigned descriptors_per_worker = 0;  ///< descriptors per worker in this process
 };
 
-/// threadpool's pool size when --workers is not given.
-inline constexpr int kThreadpoolDefaultWorkers = 8;
+/// How a model holds its clients: the story it tells.
+enum class Clients {
+  kOneAtATime,     ///< one client at a time; the next ones wait in the listen backlog
+  kTaskPerClient,  ///< a process or a thread per client, as many as the machine allows
+  kBoundedPool,    ///< a fixed pool of workers holding one client each; more wait in a queue
+  kEventLoop,      ///< non-blocking I/O: a loop serves any number of clients at once
+};
 
+/// What a model's --workers are.
+enum class WorkerKind {
+  kNone,       ///< it has none (and takes no --workers)
+  kThreads,    ///< threads of the server's process
+  kProcesses,  ///< processes; one that dies is replaced, counted as restarts=
+};
+
+/// Where a model runs: every POSIX system, or Linux only (left out of the build elsewhere).
+enum class Platform { kPosix, kLinux };
+
+/// serve() and serve_datagrams(): serve until ctx.stop fires. Return 0 after a clean
+/// stop; otherwise fill `error` with one line and return non-zero: kServeUnavailable
+/// when the machine cannot run the model, anything else for a failure. Never exit the
+/// process.
+using ServeFunction = int (*)(const ServeContext& ctx, std::string& error);
+
+/// One registry row: a model, and everything the suite knows of it.
 struct Model {
-  std::string_view name;
-  std::string_view summary;
-  /// Serves until ctx.stop fires. Returns 0 after a clean stop; otherwise fills
-  /// `error` with one line and returns non-zero: kServeUnavailable when the machine
-  /// cannot run the model, anything else for a failure. Never exits the process.
-  int (*serve)(const ServeContext& ctx, std::string& error);
+  std::string_view name;     ///< the --model name, the same as its file's
+  std::string_view summary;  ///< the line --list-models prints
+  /// The stream protocols (tcp, http) on ctx.listener, a listening TCP socket; its
+  /// engine makes each connection's session from ctx.options.protocol.
+  ServeFunction serve = nullptr;
+  /// The datagram protocols (udp) on ctx.listener, a bound UDP socket; nullptr when
+  /// the model has no datagram form.
+  ServeFunction serve_datagrams = nullptr;
   unsigned flags = kNoFlags;  ///< the ModelFlag values it accepts
+  // Its traits.
+  Clients clients = Clients::kEventLoop;
+  WorkerKind workers = WorkerKind::kNone;  ///< not kNone exactly when it takes kWorkersFlag
+  Platform platform = Platform::kPosix;
   /// Optional, for models the kernel may refuse: checks that this machine can run the
   /// model, before echo-server binds or announces anything, so that nobody reads a
   /// "listening on" line from a server about to give up. Returns false with `error`
   /// filled (one line) when it cannot; echo-server then exits 2 (kServeUnavailable).
   bool (*available)(std::string& error) = nullptr;
-  /// UDP echo (RFC 862 datagrams) on ctx.listener, a bound UDP socket, with the same
-  /// contract as serve(); nullptr when the model has no UDP form. Every model serves
-  /// tcp and http through serve(), which reads ctx.options.protocol.
-  int (*serve_udp)(const ServeContext& ctx, std::string& error) = nullptr;
   UpFrontCost cost = {};
 
-  bool serves(Protocol protocol) const {
-    return protocol != Protocol::kUdp || serve_udp != nullptr;
+  constexpr bool takes(ModelFlag flag) const { return (flags & flag) != 0; }
+  constexpr bool serves(const Protocol& protocol) const {
+    return protocol.transport == Transport::kStream ? serve != nullptr
+                                                    : serve_datagrams != nullptr;
   }
 };
+
+/// The traits of `model` in one word, as --list-models prints them: how it holds its
+/// clients, its workers if any, its platform ("event-loop,process-workers,posix").
+std::string traits_text(const Model& model);
 
 /// Every model built into this binary, in the order --list-models shows them.
 std::span<const Model> all_models();
@@ -158,26 +215,8 @@ std::span<const Model> all_models();
 /// The model called `name`, or nullptr.
 const Model* find_model(std::string_view name);
 
-// One serve function per model file.
-int serve_iterative(const ServeContext& ctx, std::string& error);
-int serve_fork(const ServeContext& ctx, std::string& error);
-int serve_thread(const ServeContext& ctx, std::string& error);
-int serve_libuv(const ServeContext& ctx, std::string& error);
-int serve_select(const ServeContext& ctx, std::string& error);
-int serve_poll(const ServeContext& ctx, std::string& error);
-int serve_prefork(const ServeContext& ctx, std::string& error);
-int serve_reactors(const ServeContext& ctx, std::string& error);
-int serve_threadpool(const ServeContext& ctx, std::string& error);
-#ifdef __linux__
-int serve_epoll(const ServeContext& ctx, std::string& error);
-int serve_io_uring(const ServeContext& ctx, std::string& error);
-/// False with "io_uring: not available on this kernel: REASON" when the kernel has no
-/// io_uring, forbids it (sysctl kernel.io_uring_disabled, a seccomp filter) or lacks
-/// an operation the model needs.
-bool io_uring_available(std::string& error);
-#endif
-
-/// The workers `model` runs with under `options`: --workers, else its default.
+/// The workers `model` runs with under `options`: --workers, else its default
+/// (cost.default_workers, else usable_cpus()); 0 for a model without workers.
 int worker_count(const Model& model, const ServerOptions& options);
 
 /// Checks that what `model` takes up front under `options` fits: its buffers in
@@ -190,6 +229,7 @@ bool check_up_front_cost(const Model& model, const ServerOptions& options,
 inline constexpr uint64_t kDescriptorsForClients = 64;
 
 /// The number of CPUs this process may run on (at least 1): the default worker count
-/// of prefork and reactors.
+/// of a model whose row sets none.
 int usable_cpus();
+
 }  // namespace cb::servers

@@ -1,54 +1,165 @@
-// The registry: adding a model means one serve function and one row here.
+// The registry, the one source of truth for a model: adding a model means one file in
+// servers/models/ and one row here (with its serve functions declared above the rows).
+// The model-specific flags are rows of their own, which the command line binds.
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <string>
 
 #include "servers/model.hpp"
-#include "servers/udp.hpp"
 
 namespace cb::servers {
+
+// One file per model in servers/models/: its serve function, and its UDP form's.
+int serve_iterative(const ServeContext& ctx, std::string& error);
+int serve_iterative_udp(const ServeContext& ctx, std::string& error);
+int serve_fork(const ServeContext& ctx, std::string& error);
+int serve_thread(const ServeContext& ctx, std::string& error);
+int serve_libuv(const ServeContext& ctx, std::string& error);
+int serve_libuv_udp(const ServeContext& ctx, std::string& error);
+int serve_select(const ServeContext& ctx, std::string& error);
+int serve_poll(const ServeContext& ctx, std::string& error);
+int serve_prefork(const ServeContext& ctx, std::string& error);
+int serve_reactors(const ServeContext& ctx, std::string& error);
+int serve_reactors_udp(const ServeContext& ctx, std::string& error);
+int serve_threadpool(const ServeContext& ctx, std::string& error);
+#ifdef __linux__
+int serve_epoll(const ServeContext& ctx, std::string& error);
+int serve_epoll_udp(const ServeContext& ctx, std::string& error);
+int serve_io_uring(const ServeContext& ctx, std::string& error);
+/// False with "io_uring: not available on this kernel: REASON" when the kernel has no
+/// io_uring, forbids it (sysctl kernel.io_uring_disabled, a seccomp filter) or lacks
+/// an operation the model needs.
+bool io_uring_available(std::string& error);
+#endif
+
 namespace {
 
 constexpr std::array kModels{
-    Model{"iterative", "one connection at a time: accept, echo until close, accept the next",
-          serve_iterative, kNoFlags, nullptr, serve_iterative_udp},
-    Model{"fork", "a child process per connection, blocking I/O in each", serve_fork},
-    Model{"thread", "a thread per connection, blocking I/O in each", serve_thread},
-    Model{"libuv", "one thread, one libuv event loop (epoll/kqueue), non-blocking I/O",
-          serve_libuv, kNoFlags, nullptr, serve_libuv_udp},
-    Model{"select", "one thread, select() over non-blocking sockets (at most FD_SETSIZE)",
-          serve_select},
-    Model{"poll", "one thread, poll() over a growing array of non-blocking sockets", serve_poll},
+    Model{.name = "iterative",
+          .summary = "one connection at a time: accept, echo until close, accept the next",
+          .serve = serve_iterative,
+          .serve_datagrams = serve_iterative_udp,
+          .clients = Clients::kOneAtATime},
+    Model{.name = "fork",
+          .summary = "a child process per connection, blocking I/O in each",
+          .serve = serve_fork,
+          .clients = Clients::kTaskPerClient},
+    Model{.name = "thread",
+          .summary = "a thread per connection, blocking I/O in each",
+          .serve = serve_thread,
+          .clients = Clients::kTaskPerClient},
+    Model{.name = "libuv",
+          .summary = "one thread, one libuv event loop (epoll/kqueue), non-blocking I/O",
+          .serve = serve_libuv,
+          .serve_datagrams = serve_libuv_udp},
+    Model{.name = "select",
+          .summary = "one thread, select() over non-blocking sockets (at most FD_SETSIZE)",
+          .serve = serve_select},
+    Model{.name = "poll",
+          .summary = "one thread, poll() over a growing array of non-blocking sockets",
+          .serve = serve_poll},
 #ifdef __linux__
-    Model{"epoll", "one thread, raw epoll, edge-triggered (--epoll-level: level-triggered)",
-          serve_epoll, kEpollLevelFlag, nullptr, serve_epoll_udp},
+    Model{.name = "epoll",
+          .summary = "one thread, raw epoll, edge-triggered (--epoll-level: level-triggered)",
+          .serve = serve_epoll,
+          .serve_datagrams = serve_epoll_udp,
+          .flags = kEpollLevelFlag,
+          .platform = Platform::kLinux},
 #endif
-    Model{"prefork", "--workers processes, each with its own libuv loop on the one listening "
+    Model{.name = "prefork",
+          .summary = "--workers processes, each with its own libuv loop on the one listening "
                      "socket (--reuseport: a socket each)",
-          serve_prefork, kWorkersFlag | kReusePortFlag},
-    Model{"reactors", "--workers threads, each with its own libuv loop; connections spread over "
-                      "them (--reuseport: a socket each)",
-          serve_reactors, kWorkersFlag | kReusePortFlag, nullptr, serve_reactors_udp,
+          .serve = serve_prefork,
+          .flags = kWorkersFlag | kReusePortFlag,
+          .workers = WorkerKind::kProcesses},
+    Model{.name = "reactors",
+          .summary = "--workers threads, each with its own libuv loop; connections spread over "
+                     "them (--reuseport: a socket each)",
+          .serve = serve_reactors,
+          .serve_datagrams = serve_reactors_udp,
+          .flags = kWorkersFlag | kReusePortFlag,
+          .workers = WorkerKind::kThreads,
           // What a loop opens before any client (measured: libuv's epoll and wakeup
           // descriptors, and the spare for shedding), and a socket of its own over udp
           // or with --reuseport (which check_up_front_cost adds).
-          UpFrontCost{.descriptors_per_worker = 5}},
-    Model{"threadpool", "--workers threads (default 8) doing blocking I/O on a bounded queue of "
-                        "accepted connections",
-          serve_threadpool, kWorkersFlag | kQueueLengthFlag, nullptr, nullptr,
-          UpFrontCost{.default_workers = kThreadpoolDefaultWorkers, .buffers_per_worker = 1}},
+          .cost = {.descriptors_per_worker = 5}},
+    Model{.name = "threadpool",
+          .summary = "--workers threads (default 8) doing blocking I/O on a bounded queue of "
+                     "accepted connections",
+          .serve = serve_threadpool,
+          .flags = kWorkersFlag | kQueueLengthFlag,
+          .clients = Clients::kBoundedPool,
+          .workers = WorkerKind::kThreads,
+          .cost = {.default_workers = 8, .buffers_per_worker = 1}},
 #ifdef __linux__
-    Model{"io_uring", "one thread, one io_uring (liburing): multishot accept, recv and send",
-          serve_io_uring, kNoFlags, io_uring_available},
+    Model{.name = "io_uring",
+          .summary = "one thread, one io_uring (liburing): multishot accept, recv and send",
+          .serve = serve_io_uring,
+          .platform = Platform::kLinux,
+          .available = io_uring_available},
 #endif
 };
+
+// A row that has workers takes --workers, and only such a row does.
+static_assert(std::ranges::all_of(kModels, [](const Model& model) {
+  return (model.workers != WorkerKind::kNone) == model.takes(kWorkersFlag);
+}));
+
+constexpr std::array kModelFlags{
+    FlagSpec{.flag = kWorkersFlag,
+             .name = "--workers",
+             .help = "worker processes or threads to run",
+             .target = &ServerOptions::workers,
+             .min = 1,
+             .max = 4096},
+    FlagSpec{.flag = kReusePortFlag,
+             .name = "--reuseport",
+             .help = "each worker listens on its own SO_REUSEPORT socket and the kernel "
+                     "spreads connections over them (udp: always so)",
+             .target = &ServerOptions::reuse_port,
+             .variant_suffix = "_reuseport"},
+    FlagSpec{.flag = kEpollLevelFlag,
+             .name = "--epoll-level",
+             .help = "level-triggered instead of edge-triggered",
+             .target = &ServerOptions::epoll_level,
+             .variant_suffix = "_level",
+             .datagram_variant = true},
+    FlagSpec{.flag = kQueueLengthFlag,
+             .name = "--queue-length",
+             .help = "accepted connections that may wait for a free worker; beyond it a new "
+                     "one is refused",
+             .target = &ServerOptions::queue_length,
+             .min = 1,
+             .max = 1000000},
+};
+
+std::string_view clients_word(Clients clients) {
+  switch (clients) {
+    case Clients::kOneAtATime: return "one-at-a-time";
+    case Clients::kTaskPerClient: return "task-per-client";
+    case Clients::kBoundedPool: return "bounded-pool";
+    case Clients::kEventLoop: return "event-loop";
+  }
+  return "?";
+}
 
 }  // namespace
 
 std::span<const Model> all_models() { return kModels; }
+
+std::span<const FlagSpec> model_flags() { return kModelFlags; }
+
+std::string traits_text(const Model& model) {
+  std::string text(clients_word(model.clients));
+  if (model.workers == WorkerKind::kThreads) text += ",thread-workers";
+  if (model.workers == WorkerKind::kProcesses) text += ",process-workers";
+  text += model.platform == Platform::kLinux ? ",linux" : ",posix";
+  return text;
+}
 
 int usable_cpus() {
   cpu_set_t set;
@@ -58,6 +169,7 @@ int usable_cpus() {
 }
 
 int worker_count(const Model& model, const ServerOptions& options) {
+  if (model.workers == WorkerKind::kNone) return 0;
   if (options.workers > 0) return options.workers;
   return model.cost.default_workers > 0 ? model.cost.default_workers : usable_cpus();
 }
@@ -86,8 +198,8 @@ bool check_up_front_cost(const Model& model, const ServerOptions& options,
   }
   // With --reuseport (and over udp) every worker has a socket of its own, which
   // prefork's master holds too.
-  const bool own_sockets = options.reuse_port || (options.protocol == Protocol::kUdp &&
-                                                  (model.flags & kWorkersFlag) != 0);
+  const bool datagrams = options.protocol->transport == Transport::kDatagram;
+  const bool own_sockets = options.reuse_port || (datagrams && model.workers != WorkerKind::kNone);
   const uint64_t per_worker = model.cost.descriptors_per_worker + (own_sockets ? 1u : 0u);
   const uint64_t descriptors = workers * per_worker;
   if (descriptors > 0 && descriptors + kDescriptorsForClients > descriptor_limit) {

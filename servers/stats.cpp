@@ -54,23 +54,27 @@ std::string ServerStats::per_worker_summary() const {
   return text;
 }
 
-std::string ServerStats::summary(Protocol protocol) const {
-  if (protocol == Protocol::kUdp) {
+std::string ServerStats::summary(const Protocol& protocol) const {
+  if (protocol.transport == Transport::kDatagram) {
     return "datagrams=" + std::to_string(messages.load()) +
            " bytes_echoed=" + std::to_string(bytes_echoed.load()) +
            " dropped=" + std::to_string(dropped.load()) +
            " errors=" + std::to_string(errors.load()) + per_worker_summary();
   }
-  const std::string responses =
-      protocol == Protocol::kHttp ? " responses=" + std::to_string(messages.load()) +
-                                        " overloaded=" + std::to_string(overloaded.load()) +
-                                        " timed_out=" + std::to_string(timed_out.load())
-                                  : "";
+  // Appended piece by piece: GCC 12 sees a string built from a key of unknown length
+  // as a possibly overlapping memcpy (-Wrestrict), a false alarm.
+  std::string sessions;
+  auto add = [&](std::string_view key, uint64_t value) {
+    sessions.append(" ").append(key).append("=").append(std::to_string(value));
+  };
+  if (!protocol.messages_key.empty()) add(protocol.messages_key, messages.load());
+  if ((protocol.session_options & kHeldBytesOption) != 0) add("overloaded", overloaded.load());
+  if ((protocol.session_options & kDeadlineOptions) != 0) add("timed_out", timed_out.load());
   return "accepted=" + std::to_string(accepted.load()) +
          " refused=" + std::to_string(refused.load()) +
          " peak_concurrent=" + std::to_string(peak_active.load()) +
          " bytes_echoed=" + std::to_string(bytes_echoed.load()) +
-         " errors=" + std::to_string(errors.load()) + responses + per_worker_summary();
+         " errors=" + std::to_string(errors.load()) + sessions + per_worker_summary();
 }
 
 ServerStats& make_shared_stats() {

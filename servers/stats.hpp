@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/protocol.hpp"
+#include "servers/protocol/protocol.hpp"
 
 namespace cb::servers {
 
@@ -19,15 +19,17 @@ struct ServerStats {
   std::atomic<uint64_t> peak_active{0};   ///< most open at once
   std::atomic<uint64_t> bytes_echoed{0};  ///< bytes written back to clients
   std::atomic<uint64_t> errors{0};        ///< connections ended by a reset or I/O error
-  std::atomic<uint64_t> messages{0};      ///< http: responses sent; udp: datagrams echoed
+  /// Messages answered (a protocol's messages_key: http's responses); over datagrams,
+  /// datagrams answered.
+  std::atomic<uint64_t> messages{0};
   /// udp: datagrams received whose echo was given up because the socket's send buffer
   /// (or the model's send queue) stayed full, or the server stopped before it went out.
   std::atomic<uint64_t> dropped{0};
-  /// http: bytes every connection holds now for requests not yet complete (bounded
-  /// by --max-request-memory), and requests answered 503 because of that bound.
-  std::atomic<uint64_t> held_request_bytes{0};
+  /// Bytes every session holds now for messages not yet complete (bounded by
+  /// --max-request-memory: HeldBytesBudget), and messages refused because of that bound.
+  std::atomic<uint64_t> held_bytes{0};
   std::atomic<uint64_t> overloaded{0};
-  /// http: connections closed by --header-timeout or --idle-timeout.
+  /// Connections closed because their session's deadline passed.
   std::atomic<uint64_t> timed_out{0};
 
   /// Models with workers (prefork, reactors, threadpool) count each worker's accepted
@@ -61,11 +63,13 @@ struct ServerStats {
   uint64_t forget_worker(int worker);
 
   /// "accepted=.. refused=.. peak_concurrent=.. bytes_echoed=.. errors=.." and, for a
-  /// model with workers, " per_worker=12,9,11". For http " responses=.. overloaded=.."
-  /// follows errors; for udp, which has no connections, it is "datagrams=.. bytes_echoed=..
-  /// dropped=.. errors=.." (errors: receive and send failures other than a full send
-  /// buffer) and per_worker counts datagrams.
-  std::string summary(Protocol protocol = Protocol::kTcp) const;
+  /// model with workers, " per_worker=12,9,11". After errors come what `protocol`'s row
+  /// asks for: its messages_key (http: " responses=.."), " overloaded=.." when it
+  /// honours the held-bytes budget and " timed_out=.." when it honours deadlines. A
+  /// datagram protocol has no connections: "datagrams=.. bytes_echoed=.. dropped=..
+  /// errors=.." (errors: receive and send failures other than a full send buffer), and
+  /// per_worker counts datagrams.
+  std::string summary(const Protocol& protocol = default_protocol()) const;
 
  private:
   std::string per_worker_summary() const;

@@ -2,7 +2,7 @@
 // The input is cut into pieces (sizes taken from its first bytes) and fed both whole
 // and piece by piece: the responses must be the same either way, as they must be
 // whatever way a client's bytes are split by the network. A third session under a
-// tiny RequestBudget takes the 503 path; every byte a session held must be given
+// tiny HeldBytesBudget takes the 503 path; every byte a session held must be given
 // back to the budget when it goes. A difference or a leak traps (a crash for libFuzzer).
 #include <atomic>
 #include <cstddef>
@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "servers/http_session.hpp"
+#include "servers/protocol/http.hpp"
 
 namespace {
 
 using cb::servers::HttpSession;
-using cb::servers::RequestBudget;
+using cb::servers::SessionLimits;
 
 // Each of the first kCuts bytes says where to cut next, 1 to 256 bytes on.
 constexpr size_t kCuts = 8;
@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::atomic<uint64_t> held{0};
   std::atomic<uint64_t> refused{0};
   {
-    HttpSession bounded(RequestBudget{&held, &refused, /*limit_bytes=*/4096});
+    HttpSession bounded(SessionLimits{.budget = {&held, &refused, /*limit_bytes=*/4096}});
     std::string out;
     size_t at = 0;
     while (at < input.size()) {

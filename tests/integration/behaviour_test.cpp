@@ -1,14 +1,15 @@
 // Behaviour: the story the models exist to tell. With one idle client attached
-// first, the iterative server serves nobody else (it is blocked reading the silent
-// client); every other model serves a second client at once. Parameterized over
-// the registry, so a new model is held to the story too; iterative is the one
-// named exception.
+// first, a model that serves one client at a time (iterative) serves nobody else (it
+// is blocked reading the silent client); every other model serves a second client at
+// once. Parameterized over the registry, and the exception read from each row's
+// traits, so a new model is held to the story too.
 #include <gtest/gtest.h>
 
 #include <csignal>
 #include <thread>
 
 #include "servers/model.hpp"
+#include "tests/integration/model_variants.hpp"
 #include "tests/integration/unavailable_model.hpp"
 #include "tests/support/client.hpp"
 #include "tests/support/server_process.hpp"
@@ -18,18 +19,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::vector<std::string> model_names() {
-  std::vector<std::string> names;
-  for (const auto& model : servers::all_models()) names.emplace_back(model.name);
-  return names;
-}
-
-// The only model expected to stall behind an idle client.
-bool expected_to_stall(const std::string& model) { return model == "iterative"; }
+// The models expected to stall behind an idle client: those that serve one at a time.
+bool expected_to_stall(const std::string& model) { return serves_one_at_a_time(model); }
 
 class Behaviour : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(Behaviour, SecondClientBehindAnIdleOneIsServedUnlessIterative) {
+TEST_P(Behaviour, SecondClientBehindAnIdleOneIsServedUnlessOneAtATime) {
   if (auto reason = untestable_in_this_build(GetParam())) GTEST_SKIP() << *reason;
   std::string error;
   auto server = start_server(
@@ -81,7 +76,8 @@ TEST_P(Behaviour, SecondClientBehindAnIdleOneIsServedUnlessIterative) {
   EXPECT_EQ(number_value(*summary, "accepted"), 2u);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllModels, Behaviour, ::testing::ValuesIn(model_names()),
+INSTANTIATE_TEST_SUITE_P(AllModels, Behaviour,
+                         ::testing::ValuesIn(models_where([](const auto&) { return true; })),
                          [](const auto& p) { return p.param; });
 
 }  // namespace

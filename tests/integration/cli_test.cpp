@@ -1,7 +1,8 @@
 // The echo-server command line: every bad input gets exactly one line on stderr
 // and exit code 2 (never a crash, never a stack trace); --list-models, --version
 // and --help exit 0; --max-connections refuses what is over the limit; --protocol udp
-// is refused for a model without a UDP form, and --list-models says which have one.
+// is refused for a model without a UDP form, and --list-models says which have one and
+// what each row's traits are.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -11,6 +12,7 @@
 
 #include "net/socket.hpp"
 #include "servers/model.hpp"
+#include "tests/integration/model_variants.hpp"
 #include "tests/support/client.hpp"
 #include "tests/support/server_process.hpp"
 
@@ -64,6 +66,15 @@ void ExpectUsageError(const std::vector<std::string>& args, const std::string& c
   EXPECT_TRUE(run.out.empty()) << "stdout:\n" << joined(run.out);
 }
 
+// The first model with workers whose row's up-front cost satisfies `wanted`.
+template <typename Predicate>
+std::string model_with_up_front(Predicate wanted) {
+  const std::vector<std::string> names = models_where([&](const servers::Model& model) {
+    return model.workers != servers::WorkerKind::kNone && wanted(model.cost);
+  });
+  return names.empty() ? "no such model" : names.front();
+}
+
 struct BadInput {
   const char* name;
   std::vector<std::string> args;
@@ -93,9 +104,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"BufferSizeNegative", {"--buffer-size", "-5", "--port", "0"}, "--buffer-size"},
         BadInput{"BufferSizeTooLarge", {"--buffer-size", "1g", "--port", "0"}, "--buffer-size"},
         // 64 GiB of buffers, allocated before the pool could serve anyone.
-        BadInput{"ThreadpoolBuffersOverMemory",
-                 {"--model", "threadpool", "--workers", "4096", "--buffer-size", "16m", "--port",
-                  "0"},
+        BadInput{"BuffersUpFrontOverMemory",
+                 {"--model", model_with_up_front([](const auto& cost) {
+                    return cost.buffers_per_worker > 0;
+                  }),
+                  "--workers", "4096", "--buffer-size", "16m", "--port", "0"},
                  "memory"},
         BadInput{"MaxRequestMemoryWithoutHttp",
                  {"--max-request-memory", "1m", "--port", "0"},
@@ -111,11 +124,13 @@ INSTANTIATE_TEST_SUITE_P(
                  "--max-request-memory"}),
     [](const auto& p) { return std::string(p.param.name); });
 
-// Each reactors loop takes descriptors before any client comes (its epoll, eventfd,
-// spare): loops that would leave none for clients are refused before anything is
-// announced, rather than announced and then failing.
-TEST(Cli, ReactorsLoopsOverTheDescriptorLimitAreRefused) {
-  ExpectUsageError({"--model", "reactors", "--workers", "300", "--port", "0"}, "RLIMIT_NOFILE",
+// A model whose workers take descriptors before any client comes (reactors: a loop's
+// epoll, eventfd, spare): workers that would leave none for clients are refused before
+// anything is announced, rather than announced and then failing.
+TEST(Cli, WorkersOverTheDescriptorLimitAreRefused) {
+  const std::string model =
+      model_with_up_front([](const auto& cost) { return cost.descriptors_per_worker > 0; });
+  ExpectUsageError({"--model", model, "--workers", "300", "--port", "0"}, "RLIMIT_NOFILE",
                    {"/usr/bin/prlimit", "--nofile=1024:1024"});
 }
 
@@ -156,36 +171,49 @@ TEST(Cli, ListModelsNamesEveryModel) {
   }
 }
 
-// The models with a UDP form, as docs/echo-server.md names them: the registry and
-// --list-models must agree with this list, and with each other.
-bool expected_to_serve_udp(std::string_view model) {
-  return model == "iterative" || model == "libuv" || model == "epoll" || model == "reactors";
+// The words of the --list-models line of `model`: name, protocols, traits, then the
+// summary's words; empty if it is not listed.
+std::vector<std::string> listed_words(const std::vector<std::string>& lines,
+                                      std::string_view model) {
+  for (const std::string& line : lines) {
+    std::istringstream in(line);
+    std::vector<std::string> words;
+    for (std::string word; in >> word;) words.push_back(word);
+    if (!words.empty() && words[0] == model) return words;
+  }
+  return {};
 }
 
 TEST(CliUdp, ListModelsShowsUdpForExactlyTheUdpModels) {
   RunResult run = run_echo_server({"--list-models"});
   ASSERT_TRUE(run.status);
   EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
+  const servers::Protocol& udp = *servers::find_protocol("udp");
   for (const auto& model : servers::all_models()) {
-    EXPECT_EQ(model.serve_udp != nullptr, expected_to_serve_udp(model.name)) << model.name;
-    // "  NAME  PROTOCOLS  summary": the second word lists the protocols.
-    std::optional<std::string> protocols;
-    for (const std::string& line : run.out) {
-      std::istringstream words(line);
-      std::string name, listed;
-      if (words >> name >> listed && name == model.name) protocols = listed;
-    }
-    ASSERT_TRUE(protocols) << model.name << " is not in:\n" << joined(run.out);
-    const bool lists_udp = ("," + *protocols + ",").find(",udp,") != std::string::npos;
-    EXPECT_EQ(lists_udp, expected_to_serve_udp(model.name))
-        << model.name << " lists protocols " << *protocols;
+    // "  NAME  PROTOCOLS  TRAITS  summary": the second word lists the protocols.
+    const std::vector<std::string> words = listed_words(run.out, model.name);
+    ASSERT_GE(words.size(), 3u) << model.name << " is not in:\n" << joined(run.out);
+    const bool lists_udp = ("," + words[1] + ",").find(",udp,") != std::string::npos;
+    EXPECT_EQ(lists_udp, model.serves(udp)) << model.name << " lists protocols " << words[1];
+  }
+}
+
+TEST(Cli, ListModelsShowsEachRowsTraits) {
+  RunResult run = run_echo_server({"--list-models"});
+  ASSERT_TRUE(run.status);
+  EXPECT_TRUE(run.status->exited() && run.status->code() == 0) << run.status->describe();
+  for (const auto& model : servers::all_models()) {
+    // The third word, after the protocols: one word, so that readers may split on spaces.
+    const std::vector<std::string> words = listed_words(run.out, model.name);
+    ASSERT_GE(words.size(), 3u) << model.name << " is not in:\n" << joined(run.out);
+    EXPECT_EQ(words[2], servers::traits_text(model)) << model.name;
   }
 }
 
 TEST(CliUdp, ModelsWithoutUdpRefuseItWithOneLine) {
   size_t refused = 0;
   for (const auto& model : servers::all_models()) {
-    if (model.serve_udp != nullptr) continue;
+    if (model.serve_datagrams != nullptr) continue;
     SCOPED_TRACE(std::string(model.name));
     ExpectUsageError({"--protocol", "udp", "--model", std::string(model.name), "--port", "0"},
                      std::string(model.name));
@@ -219,7 +247,8 @@ TEST(Cli, HelpExitsZeroAndMentionsEveryFlag) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from:\n" << help;
 }
 
-// --max-connections applies to the models that spend a process or thread per client.
+// --max-connections applies to the models that spend a process or thread per client
+// (their row's trait).
 class CliMaxConnections : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CliMaxConnections, RefusesTheClientOverTheLimit) {
@@ -256,7 +285,10 @@ TEST_P(CliMaxConnections, RefusesTheClientOverTheLimit) {
   EXPECT_EQ(number_value(*summary, "peak_concurrent"), 1u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Limited, CliMaxConnections, ::testing::Values("thread", "fork"),
+INSTANTIATE_TEST_SUITE_P(Limited, CliMaxConnections,
+                         ::testing::ValuesIn(models_where([](const servers::Model& model) {
+                           return model.clients == servers::Clients::kTaskPerClient;
+                         })),
                          [](const auto& p) { return p.param; });
 
 }  // namespace

@@ -1,9 +1,12 @@
 // The models as the integration suites run them: every model in the registry, and
-// those that take a mode flag (--epoll-level, --reuseport) once more in that mode, so
-// the other mode is held to the same rules. A variant's test name gets a suffix.
+// those that take a mode flag (a flag row with a variant suffix: --epoll-level,
+// --reuseport) once more in that mode, so the other mode is held to the same rules. A
+// variant's test name gets the flag row's suffix. What a test expects of a model it
+// reads from the model's traits in its registry row, never from its name.
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -17,35 +20,51 @@ struct Variant {
   std::vector<std::string> flags;
 };
 
-inline const std::pair<servers::ModelFlag, std::pair<const char*, const char*>> kModeFlags[] = {
-    {servers::kEpollLevelFlag, {"_level", "--epoll-level"}},
-    {servers::kReusePortFlag, {"_reuseport", "--reuseport"}},
-};
-
-/// Every variant's name: the model's, with a mode suffix for a mode variant.
-inline std::vector<std::string> model_names() {
+/// Every variant's name: the model's, with a mode suffix for a mode variant. With
+/// `datagrams`, the models that have a datagram form, and only the modes that change it.
+inline std::vector<std::string> model_names(bool datagrams = false) {
   std::vector<std::string> names;
   for (const auto& model : servers::all_models()) {
+    if (datagrams && model.serve_datagrams == nullptr) continue;
     names.emplace_back(model.name);
-    for (const auto& [flag, suffix_and_option] : kModeFlags)
-      if (model.flags & flag) names.push_back(std::string(model.name) + suffix_and_option.first);
+    for (const auto& spec : servers::model_flags()) {
+      if (spec.variant_suffix.empty() || !model.takes(spec.flag)) continue;
+      if (datagrams && !spec.datagram_variant) continue;
+      names.push_back(std::string(model.name) + std::string(spec.variant_suffix));
+    }
   }
   return names;
 }
 
 /// The model and flags a name from model_names() stands for.
 inline Variant variant_of(const std::string& name) {
-  for (const auto& [flag, suffix_and_option] : kModeFlags) {
-    const std::string suffix = suffix_and_option.first;
-    if (name.size() > suffix.size() && name.ends_with(suffix))
-      return {name.substr(0, name.size() - suffix.size()), {suffix_and_option.second}};
+  for (const auto& spec : servers::model_flags()) {
+    const std::string_view suffix = spec.variant_suffix;
+    if (!suffix.empty() && name.size() > suffix.size() && name.ends_with(suffix))
+      return {name.substr(0, name.size() - suffix.size()), {std::string(spec.name)}};
   }
   return {name, {}};
 }
 
-/// Models that serve one connection at a time: with one client being served, the
-/// next ones wait in the backlog, so tests that keep a connection open while
-/// opening another must close the first one first.
-inline bool serves_one_at_a_time(const std::string& model) { return model == "iterative"; }
+/// The registry row of a variant's model (a name from model_names(), or a model's).
+inline const servers::Model& model_of(const std::string& name) {
+  return *servers::find_model(variant_of(name).model);
+}
+
+/// The names of the models whose row satisfies `wanted`, in registry order.
+template <typename Predicate>
+std::vector<std::string> models_where(Predicate wanted) {
+  std::vector<std::string> names;
+  for (const auto& model : servers::all_models())
+    if (wanted(model)) names.emplace_back(model.name);
+  return names;
+}
+
+/// Models that serve one connection at a time (their row's trait): with one client
+/// being served, the next ones wait in the backlog, so tests that keep a connection open
+/// while opening another must close the first one first.
+inline bool serves_one_at_a_time(const std::string& model) {
+  return model_of(model).clients == servers::Clients::kOneAtATime;
+}
 
 }  // namespace cb::test

@@ -1,8 +1,8 @@
-// Threadpool: the story of a bounded pool of blocking workers, from both sides of
-// its line. With --workers 2, a client is served while fewer idle clients than
-// workers are attached; once each worker holds an idle client the next one waits in
-// the queue, unanswered, until a worker is freed; and once the queue is full too, a
-// further client is refused at once and counted.
+// The story of a bounded pool of blocking workers (every model whose row's trait is a
+// bounded pool: threadpool), from both sides of its line. With --workers 2, a client
+// is served while fewer idle clients than workers are attached; once each worker holds
+// an idle client the next one waits in the queue, unanswered, until a worker is freed;
+// and once the queue is full too, a further client is refused at once and counted.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/model_variants.hpp"
 #include "tests/support/client.hpp"
 #include "tests/support/server_process.hpp"
 
@@ -40,11 +41,11 @@ std::vector<uint64_t> per_worker(const Summary& summary) {
   return counts;
 }
 
-class Threadpool : public ::testing::Test {
+class BoundedPool : public ::testing::TestWithParam<std::string> {
  protected:
-  // Starts a threadpool server with --workers 2 and `extra` flags.
+  // Starts the pool model the parameter names with --workers 2 and `extra` flags.
   void Start(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv{CB_ECHO_SERVER_PATH, "--model", "threadpool", "--port", "0"};
+    std::vector<std::string> argv{CB_ECHO_SERVER_PATH, "--model", GetParam(), "--port", "0"};
     argv.insert(argv.end(), {"--host", "127.0.0.1", "--workers", std::to_string(kWorkers)});
     argv.insert(argv.end(), extra.begin(), extra.end());
     std::string error;
@@ -82,7 +83,7 @@ class Threadpool : public ::testing::Test {
   uint16_t port_ = 0;
 };
 
-TEST_F(Threadpool, ServesAClientWhileIdleClientsAreFewerThanWorkers) {
+TEST_P(BoundedPool, ServesAClientWhileIdleClientsAreFewerThanWorkers) {
   ASSERT_NO_FATAL_FAILURE(Start());
   net::Fd idle = ConnectIdle(1);
   ASSERT_TRUE(idle);
@@ -104,7 +105,7 @@ TEST_F(Threadpool, ServesAClientWhileIdleClientsAreFewerThanWorkers) {
   EXPECT_EQ(per_worker(summary), (std::vector<uint64_t>{1, 1}));
 }
 
-TEST_F(Threadpool, QueuesAClientWhileEveryWorkerHoldsAnIdleOne) {
+TEST_P(BoundedPool, QueuesAClientWhileEveryWorkerHoldsAnIdleOne) {
   ASSERT_NO_FATAL_FAILURE(Start());
   std::vector<net::Fd> idle;
   for (int i = 0; i < kWorkers; ++i) {
@@ -141,7 +142,7 @@ TEST_F(Threadpool, QueuesAClientWhileEveryWorkerHoldsAnIdleOne) {
   for (uint64_t count : counts) EXPECT_GE(count, 1u) << "a worker that took no idle client";
 }
 
-TEST_F(Threadpool, RefusesAClientBeyondAFullQueueAtOnceAndCountsIt) {
+TEST_P(BoundedPool, RefusesAClientBeyondAFullQueueAtOnceAndCountsIt) {
   ASSERT_NO_FATAL_FAILURE(Start({"--queue-length", "1"}));
   std::vector<net::Fd> idle;
   for (int i = 0; i < kWorkers; ++i) {
@@ -174,6 +175,12 @@ TEST_F(Threadpool, RefusesAClientBeyondAFullQueueAtOnceAndCountsIt) {
   EXPECT_EQ(number_value(summary, "refused"), 1u);
   EXPECT_EQ(number_value(summary, "accepted"), 3u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Models, BoundedPool,
+                         ::testing::ValuesIn(models_where([](const servers::Model& model) {
+                           return model.clients == servers::Clients::kBoundedPool;
+                         })),
+                         [](const auto& p) { return p.param; });
 
 }  // namespace
 }  // namespace cb::test

@@ -1,4 +1,4 @@
-// UDP echo (RFC 862 datagrams): every model whose registry row has a serve_udp, run
+// UDP echo (RFC 862 datagrams): every model whose registry row has a serve_datagrams, run
 // as echo-server --protocol udp on a kernel-picked loopback port, against the rules
 // of the protocol: each datagram comes back whole to its sender, none is lost without
 // being counted, and SIGTERM ends the server cleanly. A model that gains a UDP form is
@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "servers/model.hpp"
+#include "tests/integration/model_variants.hpp"
 #include "tests/support/client.hpp"
 #include "tests/support/server_process.hpp"
 #include "tests/support/udp_client.hpp"
@@ -26,18 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Summary = std::map<std::string, std::string>;
-
-// The models with a UDP form, and epoll once more level-triggered ("epoll_level"),
-// so that its other mode is held to the same rules.
-std::vector<std::string> udp_variants() {
-  std::vector<std::string> names;
-  for (const auto& model : servers::all_models()) {
-    if (model.serve_udp == nullptr) continue;
-    names.emplace_back(model.name);
-    if (model.flags & servers::kEpollLevelFlag) names.push_back(std::string(model.name) + "_level");
-  }
-  return names;
-}
 
 // True when this machine can bind a UDP socket on ::1 (IPv6 may be disabled).
 bool ipv6_loopback_available() {
@@ -63,17 +52,14 @@ constexpr int kWorkers = 2;
 
 class UdpEcho : public ::testing::TestWithParam<std::string> {
  protected:
-  // Starts the server on `host` with `extra` flags; the test's model comes from the
-  // parameter, whose "_level" suffix means --epoll-level.
+  // Starts the server on `host` with `extra` flags; the test's model and its mode flags
+  // come from the parameter, a name from model_names(/*datagrams=*/true).
   void Start(const std::string& host = "127.0.0.1", std::vector<std::string> extra = {}) {
-    std::string name = GetParam();
-    if (name.ends_with("_level")) {
-      name.resize(name.size() - std::string_view("_level").size());
-      extra.emplace_back("--epoll-level");
-    }
-    model_ = name;
+    const Variant variant = variant_of(GetParam());
+    extra.insert(extra.end(), variant.flags.begin(), variant.flags.end());
+    model_ = variant.model;
     host_ = host;
-    if (servers::find_model(model_)->flags & servers::kWorkersFlag)
+    if (model_of(model_).workers != servers::WorkerKind::kNone)
       extra.insert(extra.end(), {"--workers", std::to_string(kWorkers)});
     std::vector<std::string> argv = {
         CB_ECHO_SERVER_PATH, "--protocol", "udp", "--model", model_, "--host", host, "--port", "0"};
@@ -133,7 +119,7 @@ class UdpEcho : public ::testing::TestWithParam<std::string> {
 
   // SIGKILLed and reaped when the test ends, if it has not stopped it.
   std::unique_ptr<ChildProcess> server_;
-  std::string model_;  ///< the model's registry name (GetParam() may add "_level")
+  std::string model_;  ///< the model's registry name (GetParam() may add a mode suffix)
   std::string host_;
   uint16_t port_ = 0;
 };
@@ -338,7 +324,8 @@ TEST_P(UdpEcho, SigtermWhileDatagramsKeepComingExitsPromptly) {
   EXPECT_GT(number_value(summary, "datagrams").value_or(0), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(UdpModels, UdpEcho, ::testing::ValuesIn(udp_variants()),
+INSTANTIATE_TEST_SUITE_P(UdpModels, UdpEcho,
+                         ::testing::ValuesIn(model_names(/*datagrams=*/true)),
                          [](const auto& p) { return p.param; });
 
 }  // namespace

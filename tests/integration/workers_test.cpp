@@ -1,9 +1,10 @@
-// The models with workers hold to their story: prefork and reactors spread
-// connections over more than one worker (each worker counts what it accepted, and
-// the summary's per_worker field shows the spread), with one shared listening socket
-// and with --reuseport; reactors spreads UDP senders over its loops' sockets; and
-// prefork's master replaces a worker killed with SIGKILL, and gives its
-// --max-connections slots back.
+// The models with workers hold to their story, each chosen by its registry row: those
+// whose workers each accept (they take --reuseport: prefork, reactors) spread
+// connections over more than one worker (each worker counts what it accepted, and the
+// summary's per_worker field shows the spread), with one shared listening socket and
+// with --reuseport; those with workers and a datagram form (reactors) spread UDP
+// senders over their workers' sockets; and those whose workers are processes (prefork)
+// replace a worker killed with SIGKILL, and give its --max-connections slots back.
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -89,6 +90,26 @@ void ExpectPerWorkerAddsUp(const Summary& summary, size_t workers, uint64_t acce
   EXPECT_EQ(sum, accepted) << "per_worker=" << summary.at("per_worker");
 }
 
+// Every model that takes `flag`, once with one shared socket and, when it also takes
+// --reuseport, once with a socket per worker.
+std::vector<Setup> setups_of(servers::ModelFlag flag) {
+  std::vector<Setup> setups;
+  for (const auto& model : servers::all_models()) {
+    if (!model.takes(flag)) continue;
+    setups.push_back({std::string(model.name), false});
+    if (model.takes(servers::kReusePortFlag)) setups.push_back({std::string(model.name), true});
+  }
+  return setups;
+}
+
+// The same for the models whose workers are processes.
+std::vector<Setup> process_worker_setups() {
+  std::vector<Setup> setups;
+  for (const Setup& setup : setups_of(servers::kWorkersFlag))
+    if (model_of(setup.model).workers == servers::WorkerKind::kProcesses) setups.push_back(setup);
+  return setups;
+}
+
 class WorkersSpread : public ::testing::TestWithParam<Setup> {};
 
 TEST_P(WorkersSpread, ConnectionsAreSpreadOverMoreThanOneWorker) {
@@ -136,20 +157,23 @@ TEST_P(WorkersSpread, ConnectionsAreSpreadOverMoreThanOneWorker) {
                      << summary->at("per_worker");
 }
 
+// Workers that each accept are those that can each have a socket: the models that
+// take --reuseport.
 INSTANTIATE_TEST_SUITE_P(Models, WorkersSpread,
-                         ::testing::Values(Setup{"prefork", false}, Setup{"prefork", true},
-                                           Setup{"reactors", false}, Setup{"reactors", true}),
+                         ::testing::ValuesIn(setups_of(servers::kReusePortFlag)),
                          [](const auto& p) { return setup_name(p.param); });
 
-// Over UDP every reactors loop has its own SO_REUSEPORT socket and the kernel picks
-// one by hashing each sender's address, so a sender's datagrams all go to one loop and
-// different senders spread. With 32 senders over 2 loops, all of them hashing to the
-// same loop has odds of 1 in 2^31: a test that sees it has found a bug.
-TEST(UdpReactors, SendersAreSpreadOverTheLoops) {
+// Over UDP every worker has its own SO_REUSEPORT socket and the kernel picks one by
+// hashing each sender's address, so a sender's datagrams all go to one worker and
+// different senders spread. With 32 senders over 2 workers, all of them hashing to the
+// same one has odds of 1 in 2^31: a test that sees it has found a bug.
+class UdpWorkers : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(UdpWorkers, SendersAreSpreadOverTheWorkers) {
   constexpr int kWorkers = 2;
   constexpr uint64_t kSenders = 32;
   constexpr uint64_t kDatagramsEach = 3;
-  std::vector<std::string> argv = server_argv("reactors", false, kWorkers);
+  std::vector<std::string> argv = server_argv(GetParam(), false, kWorkers);
   argv.insert(argv.end(), {"--protocol", "udp"});
   std::string error;
   auto server = start_server(argv, Deadline(10s), error);
@@ -173,8 +197,15 @@ TEST(UdpReactors, SendersAreSpreadOverTheLoops) {
   const auto counts = per_worker_counts(*summary);
   RecordProperty("per_worker", summary->at("per_worker"));
   for (uint64_t count : *counts)
-    EXPECT_GT(count, 0u) << "a loop served no sender: per_worker=" << summary->at("per_worker");
+    EXPECT_GT(count, 0u) << "a worker served no sender: per_worker=" << summary->at("per_worker");
 }
+
+INSTANTIATE_TEST_SUITE_P(Models, UdpWorkers,
+                         ::testing::ValuesIn(models_where([](const servers::Model& model) {
+                           return model.workers != servers::WorkerKind::kNone &&
+                                  model.serve_datagrams != nullptr;
+                         })),
+                         [](const auto& p) { return p.param; });
 
 // The server's live children once there are `count` of them and `gone` is not among
 // them; empty if the deadline passes first.
@@ -191,9 +222,9 @@ std::vector<pid_t> wait_for_workers(pid_t server, size_t count, pid_t gone,
   }
 }
 
-class PreforkRestart : public ::testing::TestWithParam<bool> {};
+class ProcessWorkerRestart : public ::testing::TestWithParam<Setup> {};
 
-TEST_P(PreforkRestart, AWorkerKilledWithSigkillIsReplaced) {
+TEST_P(ProcessWorkerRestart, AWorkerKilledWithSigkillIsReplaced) {
   // Orphans of the server would be reparented to us rather than to init, so the end
   // of the test can see any the master failed to reap.
   ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
@@ -201,7 +232,8 @@ TEST_P(PreforkRestart, AWorkerKilledWithSigkillIsReplaced) {
   const std::vector<char> payload = random_bytes(1000, 9100);
 
   std::string error;
-  auto server = start_server(server_argv("prefork", GetParam(), kWorkers), Deadline(10s), error);
+  auto server = start_server(server_argv(GetParam().model, GetParam().reuse_port, kWorkers),
+                             Deadline(10s), error);
   ASSERT_TRUE(server) << error;
   const uint16_t port = server->listening.port;
   const pid_t master = server->process->pid();
@@ -242,18 +274,17 @@ TEST_P(PreforkRestart, AWorkerKilledWithSigkillIsReplaced) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Prefork, PreforkRestart, ::testing::Values(false, true),
-                         [](const auto& p) {
-                           return std::string(p.param ? "reuseport" : "shared_socket");
-                         });
+INSTANTIATE_TEST_SUITE_P(ProcessWorkers, ProcessWorkerRestart,
+                         ::testing::ValuesIn(process_worker_setups()),
+                         [](const auto& p) { return setup_name(p.param); });
 
 // A worker killed by SIGKILL with connections open and echo in flight (an OOM kill,
 // an operator): the kernel closes its connections, and the master gives their
 // --max-connections slots back, or the server would refuse everyone while looking
 // healthy.
-class PreforkWorkerKill : public ModelServerTest {};
+class ProcessWorkerKill : public ModelServerTest {};
 
-TEST_P(PreforkWorkerKill, ADeadWorkersSlotsComeBack) {
+TEST_P(ProcessWorkerKill, ADeadWorkersSlotsComeBack) {
   constexpr int kLimit = 8;
   ASSERT_NO_FATAL_FAILURE(
       StartServer({"--workers", "1", "--max-connections", std::to_string(kLimit)}));
@@ -288,7 +319,16 @@ TEST_P(PreforkWorkerKill, ADeadWorkersSlotsComeBack) {
   EXPECT_EQ(number_value(summary, "restarts"), 1u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Prefork, PreforkWorkerKill, ::testing::Values("prefork", "prefork_reuseport"),
+// Every variant (shared socket, --reuseport) of the models whose workers are processes.
+std::vector<std::string> process_worker_variants() {
+  std::vector<std::string> names;
+  for (const std::string& name : model_names())
+    if (model_of(name).workers == servers::WorkerKind::kProcesses) names.push_back(name);
+  return names;
+}
+
+INSTANTIATE_TEST_SUITE_P(ProcessWorkers, ProcessWorkerKill,
+                         ::testing::ValuesIn(process_worker_variants()),
                          [](const auto& p) { return std::string(p.param); });
 
 }  // namespace

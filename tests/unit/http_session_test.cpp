@@ -2,7 +2,7 @@
 // request gets 200 OK with itself as the body, split at exact request boundaries
 // however the bytes arrive (whole, byte by byte, in random pieces), and every bad
 // request gets its error and closes the session.
-#include "servers/http_session.hpp"
+#include "servers/protocol/http.hpp"
 
 #include <gtest/gtest.h>
 
@@ -292,8 +292,8 @@ TEST(HttpSession, ClearBufferKeepsOnlySmallCapacity) {
 }
 
 TEST(HttpSession, OutputLimitIsAFewBuffers) {
-  EXPECT_EQ(http_output_limit_bytes(1), 64u * 1024);
-  EXPECT_EQ(http_output_limit_bytes(1 << 20), 4u << 20);
+  EXPECT_EQ(output_limit_bytes(1), 64u * 1024);
+  EXPECT_EQ(output_limit_bytes(1 << 20), 4u << 20);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Unit tests of the UDP echo loops (servers/udp.hpp): the one iterative and epoll
-// share, and libuv's, for what the whole server on loopback never shows: a full send
+// Unit tests of the datagram engine's loops (servers/io/datagrams.hpp and
+// libuv_loop.hpp) serving UDP echo: the one iterative and epoll share, and libuv's, for what the whole server on loopback never shows: a full send
 // buffer (loopback frees a UDP sender's buffer as soon as a datagram leaves, so sendto
 // there never says EAGAIN) and an ICMP error reported on the socket. AF_UNIX datagram
 // sockets stand in for the first: a datagram there is charged to its sender until the
@@ -19,7 +19,8 @@
 #include <vector>
 
 #include "net/socket.hpp"
-#include "servers/udp.hpp"
+#include "servers/io/datagrams.hpp"
+#include "servers/io/libuv_loop.hpp"
 
 namespace cb::servers {
 namespace {
@@ -35,18 +36,18 @@ struct Loop {
 
   // Handles everything waiting with the shared loop, as a model does after a wake-up.
   DrainEnd drain(int send_wait_ms = 0) {
-    return echo_datagrams(ctx, buffer, /*budget=*/64, send_wait_ms, error);
+    return responder.respond(/*budget=*/64, send_wait_ms, error);
   }
 
   uint64_t handled() const { return stats.messages + stats.dropped + stats.errors; }
 
   net::Fd server;
   net::Address address{};
-  ServerOptions options;
+  ServerOptions options{.protocol = find_protocol("udp")};
   StopSignal stop;
   ServerStats stats;
   ServeContext ctx{server, address, options, stop, stats};
-  std::vector<char> buffer = std::vector<char>(kDatagramBufferBytes);
+  DatagramResponder responder{ctx};
   std::string error;
 };
 
@@ -219,7 +220,7 @@ TEST(UdpEchoLoop, AnIcmpErrorOnTheSocketIsCountedAndTheLoopGoesOn) {
 class LibuvLoop {
  public:
   explicit LibuvLoop(Loop& loop)
-      : loop_(loop), thread_([this] { rc_ = serve_libuv_udp(loop_.ctx, loop_.error); }) {}
+      : loop_(loop), thread_([this] { rc_ = serve_libuv_datagrams(loop_.ctx, loop_.error); }) {}
   ~LibuvLoop() { stop(); }
 
   // Stops the loop and joins its thread; its return code.
@@ -245,8 +246,8 @@ class UdpLibuvLoop : public ::testing::Test {
   // every datagram read after that is dropped.
   void SendPastAFullQueue(uint64_t datagrams) {
     for (uint64_t i = 0; i < datagrams; ++i) ASSERT_NO_FATAL_FAILURE(pair_.send());
-    ASSERT_TRUE(eventually([&] { return loop_.handled() + kMaxQueuedEchoes == datagrams; }))
-        << "handled " << loop_.handled() << " with at most " << kMaxQueuedEchoes << " queued";
+    ASSERT_TRUE(eventually([&] { return loop_.handled() + kMaxQueuedAnswers == datagrams; }))
+        << "handled " << loop_.handled() << " with at most " << kMaxQueuedAnswers << " queued";
     EXPECT_GT(loop_.stats.dropped.load(), 0u);
   }
 
@@ -265,7 +266,7 @@ TEST_F(UdpLibuvLoop, EchoesForAFullSendBufferAreQueuedThenDroppedAndCounted) {
     return loop_.handled() == kDatagrams && received == loop_.stats.messages;
   });
   ASSERT_TRUE(all_out) << "handled " << loop_.handled() << ", received " << received;
-  EXPECT_GT(loop_.stats.messages.load(), kMaxQueuedEchoes) << "the queued ones were sent";
+  EXPECT_GT(loop_.stats.messages.load(), kMaxQueuedAnswers) << "the queued ones were sent";
   EXPECT_EQ(loop_.stats.errors.load(), 0u);
   EXPECT_EQ(loop_.stats.bytes_echoed.load(), loop_.stats.messages * kDatagramBytes);
   EXPECT_EQ(libuv_.stop(), 0) << loop_.error;
