@@ -17,16 +17,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "common/cli.hpp"
 #include "common/protocol.hpp"
-#include "loadgen/datagram_connection.hpp"
 #include "loadgen/duration.hpp"
 #include "loadgen/engine.hpp"
 #include "loadgen/histogram.hpp"
 #include "loadgen/options.hpp"
 #include "loadgen/proc_tree.hpp"
+#include "loadgen/protocol/client.hpp"
 #include "loadgen/report.hpp"
 #include "loadgen/search.hpp"
 #include "loadgen/server_sampler.hpp"
@@ -42,8 +43,6 @@ constexpr int kUnreachable = 1;
 // files, and room for libuv's and the sampler's own.
 constexpr uint64_t kDescriptorMargin = 64;
 constexpr uint64_t kMaxPayloadBytes = uint64_t{16} << 20;
-// The most a UDP datagram carries over IPv4 (65,535 less the IP and UDP headers).
-constexpr uint64_t kMaxDatagramBytes = 65'507;
 
 int fail(int code, const std::string& message) {
   std::cerr << "loadgen: " << message << "\n";
@@ -125,50 +124,6 @@ bool convert_duration(const char* flag, const std::string& text, uint64_t min_ns
     return false;
   }
   out_ns = *ns;
-  return true;
-}
-
-/// Checks the flags that apply to one protocol only and settles the payload: an 8-byte
-/// sequence number at least for udp; for http, the POST body (0 when not given).
-bool check_protocol(LoadOptions& options, const CLI::App& app, std::string& error) {
-  const bool payload_given = app.count("--payload") > 0;
-  if (!options.http()) {
-    for (const char* flag : {"--method", "--path"}) {
-      if (app.count(flag) > 0) {
-        error = std::string(flag) + ": applies to --protocol http only";
-        return false;
-      }
-    }
-  }
-  if (options.udp()) {
-    if (options.payload_bytes < DatagramConnection::kHeaderBytes) {
-      error = "--payload: " + std::to_string(options.payload_bytes) +
-              " is too small for udp: each datagram starts with an 8-byte sequence number";
-      return false;
-    }
-    if (options.payload_bytes > kMaxDatagramBytes) {
-      error = "--payload: " + std::to_string(options.payload_bytes) +
-              " does not fit one UDP datagram (at most 65507 bytes)";
-      return false;
-    }
-    if (options.slow_clients > 0) {
-      error =
-          "--slow-clients: udp has no connections to hold open (slow clients are tcp and "
-          "http only)";
-      return false;
-    }
-    if (app.count("--requests-per-connection") > 0) {
-      error = "--requests-per-connection: udp has no connections to reopen (tcp and http only)";
-      return false;
-    }
-  }
-  if (options.http()) {
-    if (options.method == HttpMethod::kGet && payload_given) {
-      error = "--payload: a GET has no body; add --method POST to send one";
-      return false;
-    }
-    if (!payload_given) options.payload_bytes = 0;
-  }
   return true;
 }
 
@@ -672,7 +627,8 @@ bool check_load(const CLI::App& app, Cli& cli, std::string& error) {
   cli.options.method = cli.method == "POST" ? HttpMethod::kPost : HttpMethod::kGet;
   cli.options.arrival = cli.arrival == "poisson" ? Arrival::kPoisson : Arrival::kUniform;
   cli.options.rate_tolerance = cli.rate_tolerance_pct / 100.0;
-  if (!check_protocol(cli.options, app, error)) return false;
+  const auto given = [&app](std::string_view flag) { return app.count(std::string(flag)) > 0; };
+  if (!protocol::check_options(cli.options, given, error)) return false;
   const bool open_loop = cli.rate->count() > 0;
   if (cli.options.connections == 0 && cli.options.slow_clients == 0) {
     error =

@@ -9,6 +9,8 @@
 #include <ostream>
 #include <system_error>
 
+#include "loadgen/protocol/client.hpp"
+
 namespace cb::loadgen {
 namespace {
 
@@ -129,10 +131,6 @@ Report make_report(const LoadOptions& options, const EngineResult& result, std::
   report.timestamp = iso8601_utc(result.started_at);
   report.label = std::string(label);
   report.protocol = std::string(protocol_name(options.protocol));
-  if (options.http()) {
-    report.http_method = http_method_name(options.method);
-    report.http_path = options.path;
-  }
   report.host = numeric_host(options.address);
   report.port = options.address.port();
   report.threads = options.threads;
@@ -165,24 +163,8 @@ Report make_report(const LoadOptions& options, const EngineResult& result, std::
   report.errors_mismatch = stats.errors_mismatch;
   report.timeouts = stats.timeouts;
   report.reconnects = stats.reconnects;
-  if (options.http()) {
-    report.errors_status = stats.errors_status;
-    for (size_t code = 0; code < LoopStats::kStatusCodes; ++code) {
-      if (stats.status_errors[code] > 0) {
-        report.status_errors.emplace_back(static_cast<unsigned>(code), stats.status_errors[code]);
-      }
-    }
-  }
-  if (options.udp()) {
-    report.datagrams_sent = stats.datagrams_sent;
-    report.lost = stats.lost;
-    report.late = stats.late;
-    report.reordered = stats.reordered;
-    if (stats.datagrams_sent > 0) {
-      report.lost_pct =
-          100.0 * static_cast<double>(stats.lost) / static_cast<double>(stats.datagrams_sent);
-    }
-  }
+  // The fields only some protocols measure (udp's datagrams, http's statuses).
+  if (const auto fill = protocol::row(options.protocol).report) fill(options, stats, report);
   if (options.connections > 0) report.starved_connections = stats.starved;
   if (options.slow_clients > 0) report.slow_connected = stats.slow_connected;
   report.warmup_spillover = stats.warmup_spillover;
