@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <cstdio>
-#include <cstring>
 
 #include "loadgen/worker.hpp"
 
@@ -27,7 +25,9 @@ uint64_t ceil_ms(uint64_t ns) { return (ns + 999'999) / 1'000'000; }
 // Connection: connecting, reading, writing, closing.
 
 Connection::Connection(Worker& worker, bool slow)
-    : worker_(worker), slow_(slow), udp_(worker.options().udp()) {}
+    : worker_(worker),
+      slow_(slow),
+      datagram_(worker.transport() == protocol::Transport::kDatagram) {}
 
 int Connection::init(uv_loop_t* loop) {
   const int rc = uv_timer_init(loop, &timer_);
@@ -46,8 +46,8 @@ void Connection::request_connect() {
 void Connection::start_connect(uint64_t now_ns) {
   assert(state_ == State::kQueued);
   const sockaddr* address = worker_.options().address.sa();
-  int rc =
-      udp_ ? uv_udp_init(worker_.loop(), &socket_.udp) : uv_tcp_init(worker_.loop(), &socket_.tcp);
+  int rc = datagram_ ? uv_udp_init(worker_.loop(), &socket_.udp)
+                     : uv_tcp_init(worker_.loop(), &socket_.tcp);
   if (rc != 0) {
     state_ = State::kIdle;
     worker_.connect_slot_released();
@@ -58,7 +58,7 @@ void Connection::start_connect(uint64_t now_ns) {
   socket_open_ = true;
   connect_start_ns_ = now_ns;
   state_ = State::kConnecting;
-  if (udp_) {
+  if (datagram_) {
     // A UDP "connect" only fixes the peer: it is done (or failed) when the call returns.
     rc = uv_udp_connect(&socket_.udp, address);
     worker_.connect_slot_released();
@@ -114,7 +114,7 @@ void Connection::established(uint64_t now_ns, uint64_t latency_ns, bool timed) {
     worker_.first_attempt_done(slow_);
   }
   int rc = 0;
-  if (udp_) {
+  if (datagram_) {
     rc = uv_udp_recv_start(&socket_.udp, alloc_cb, recv_cb);
   } else {
     uv_tcp_nodelay(&socket_.tcp, 1);
@@ -159,7 +159,7 @@ Step Connection::on_read_error(int, uint64_t now_ns) {
 }
 
 Step Connection::send(const char* data, size_t length_bytes, uint64_t now_ns) {
-  assert(!writing_ && !udp_);
+  assert(!writing_ && !datagram_);
   // libuv does not write through uv_buf_t's base; the const_cast only satisfies its type.
   uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(length_bytes));
   const int written = uv_try_write(stream(), &buf, 1);
@@ -177,7 +177,7 @@ Step Connection::send(const char* data, size_t length_bytes, uint64_t now_ns) {
 }
 
 int Connection::send_datagram(const uv_buf_t* bufs, unsigned count) {
-  assert(!writing_ && udp_);
+  assert(!writing_ && datagram_);
   const int sent = uv_udp_try_send(&socket_.udp, bufs, count, nullptr);
   if (sent >= 0) return 0;
   if (sent != UV_EAGAIN) return sent;
@@ -492,57 +492,9 @@ bool FastConnection::begin_drain() {
 }
 
 // ---------------------------------------------------------------------------------------
-// EchoConnection: tcp requests from the pattern, every echoed byte checked.
+// SlowConnection: idle or trickle; the bytes are the protocol's.
 
-EchoConnection::EchoConnection(Worker& worker, uint32_t index)
-    : FastConnection(worker, index, worker.options().pipeline_depth()) {}
-
-Step EchoConnection::flush(uint64_t now_ns) {
-  const size_t payload_bytes = worker_.options().payload_bytes;
-  while (!writing() && written_seq_ < tail_seq_) {
-    const Request& request = at(written_seq_);
-    ++written_seq_;
-    const Step step = send(worker_.pattern(request.offset), payload_bytes, now_ns);
-    if (step != Step::kOk) return step;
-  }
-  return Step::kOk;
-}
-
-Step EchoConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
-  const uint64_t payload_bytes = worker_.options().payload_bytes;
-  bool completed = false;
-  while (length_bytes > 0) {
-    // Bytes beyond what was handed to the socket: nobody sent them.
-    if (head_seq_ == written_seq_) return fail(ErrorKind::kMismatch, now_ns);
-    const Request& head = at(head_seq_);
-    const size_t n =
-        static_cast<size_t>(std::min<uint64_t>(length_bytes, payload_bytes - received_bytes_));
-    if (std::memcmp(data, worker_.pattern(head.offset + received_bytes_), n) != 0) {
-      return fail(ErrorKind::kMismatch, now_ns);
-    }
-    data += n;
-    length_bytes -= n;
-    received_bytes_ += n;
-    if (received_bytes_ == payload_bytes) {
-      complete(now_ns, payload_bytes);
-      received_bytes_ = 0;
-      completed = true;
-    }
-  }
-  return completed ? advance(now_ns) : Step::kOk;
-}
-
-void EchoConnection::on_closed() {
-  received_bytes_ = 0;
-  FastConnection::on_closed();
-}
-
-// ---------------------------------------------------------------------------------------
-// SlowConnection: idle or trickle.
-
-SlowConnection::SlowConnection(Worker& worker, uint32_t index)
-    : Connection(worker, /*slow=*/true),
-      offset_(static_cast<uint32_t>((uint64_t{index} * 131) % worker.pattern_period())) {}
+SlowConnection::SlowConnection(Worker& worker) : Connection(worker, /*slow=*/true) {}
 
 Step SlowConnection::on_connected(uint64_t) {
   const LoadOptions& options = worker_.options();
@@ -557,48 +509,9 @@ Step SlowConnection::on_timer(uint64_t now_ns) {
   if (stage == Stage::kDrain || stage == Stage::kClosing) return Step::kOk;
   // A byte still queued means the kernel's buffer is full: skip this tick.
   if (writing()) return Step::kOk;
-  const char* byte = worker_.options().http()
-                         ? next_head_byte()
-                         : worker_.pattern((offset_ + sent_bytes_) % worker_.pattern_period());
-  ++sent_bytes_;
-  return send(byte, 1, now_ns);
-}
-
-const char* SlowConnection::next_head_byte() {
-  const std::string_view prefix = worker_.http_head_prefix();
-  if (sent_bytes_ < prefix.size()) return prefix.data() + sent_bytes_;
-  if (line_sent_ == line_bytes_) {
-    // Header lines for ever: the head is always one line short of its end.
-    const int n = std::snprintf(line_, sizeof line_, "X-Slow-%llu: x\r\n",
-                                static_cast<unsigned long long>(++lines_));
-    line_bytes_ = static_cast<uint32_t>(std::min<int>(n, sizeof line_ - 1));
-    line_sent_ = 0;
-  }
-  return line_ + line_sent_++;
+  return send(next_byte(), 1, now_ns);
 }
 
 Step SlowConnection::on_write_done(uint64_t) { return Step::kOk; }
-
-Step SlowConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
-  // Over http nothing is echoed: an answer (a 400 or 408 before the server closes, say)
-  // is read and ignored, and the close that may follow is what counts.
-  if (worker_.options().http()) return Step::kOk;
-  // An idle client sent nothing, so any byte is one nobody sent; a trickle client checks
-  // each echoed byte against the one it sent.
-  for (size_t i = 0; i < length_bytes; ++i) {
-    if (received_bytes_ >= sent_bytes_) return fail(ErrorKind::kMismatch, now_ns);
-    const char expected = *worker_.pattern((offset_ + received_bytes_) % worker_.pattern_period());
-    if (data[i] != expected) return fail(ErrorKind::kMismatch, now_ns);
-    ++received_bytes_;
-  }
-  return Step::kOk;
-}
-
-void SlowConnection::on_closed() {
-  sent_bytes_ = 0;
-  received_bytes_ = 0;
-  line_bytes_ = line_sent_ = 0;
-  lines_ = 0;
-}
 
 }  // namespace cb::loadgen

@@ -1,8 +1,10 @@
-// The per-connection state machines, in wrk's manner: fast clients (closed loop, or an
-// open-loop schedule with pipelining) for each protocol (tcp echo here, http in
-// http_connection.hpp, udp in datagram_connection.hpp) and a slow client (idle or
-// trickle). Each step returns a Step that every libuv callback settles the same way. A
-// connection lives on one Worker's loop thread; nothing here is thread-safe or prints.
+// The per-connection state machines, in wrk's manner, whatever the protocol: Connection
+// (the socket: connect, read, write, close, reconnect), FastConnection (the request
+// schedule: closed loop, or an open loop with pipelining) and SlowConnection (idle or
+// trickle). Each step returns a Step that every libuv callback settles the same way.
+// What a protocol sends and how it reads the answers is its subclasses', made by its
+// Client (protocol/client.hpp). A connection lives on one Worker's loop thread; nothing
+// here is thread-safe or prints.
 #pragma once
 
 #include <uv.h>
@@ -27,8 +29,8 @@ enum class Step : uint8_t {
 
 /// The part every client shares: connect (throttled by its Worker, bounded by --timeout),
 /// read into the Worker's buffer, write without allocating, close and maybe reconnect.
-/// The socket is a TCP stream, or for --protocol udp a connected UDP socket (its
-/// "connect" only fixes the peer, so it completes at once and has no latency).
+/// The socket is a TCP stream, or for a datagram transport (udp) a connected UDP socket
+/// (its "connect" only fixes the peer, so it completes at once and has no latency).
 /// Call every member on the Worker's loop thread only (or before that loop runs).
 class Connection {
  public:
@@ -91,10 +93,10 @@ class Connection {
   /// uv_try_write first; what the kernel does not take is queued with the one uv_write_t,
   /// and writing() stays true until on_write_done(). Call only when !writing().
   Step send(const char* data, size_t length_bytes, uint64_t now_ns);
-  /// udp: sends one datagram gathered from `bufs` (whose bytes must stay valid until it
-  /// is sent): uv_udp_try_send first, else queued with the one uv_udp_send_t, and then
-  /// writing() stays true until on_write_done(). Returns 0 or a libuv error (nothing is
-  /// counted). Call only when !writing().
+  /// Datagram transport: sends one datagram gathered from `bufs` (whose bytes must stay valid until
+  /// it is sent): uv_udp_try_send first, else queued with the one uv_udp_send_t, and then writing()
+  /// stays true until on_write_done(). Returns 0 or a libuv error (nothing is counted). Call only
+  /// when !writing().
   int send_datagram(const uv_buf_t* bufs, unsigned count);
   bool writing() const { return writing_; }
   /// Starts the timer for `delay_ns`, rounded up to whole milliseconds (libuv's unit).
@@ -141,7 +143,7 @@ class Connection {
   uint64_t connect_start_ns_ = 0;
   State state_ = State::kIdle;
   bool slow_;
-  bool udp_;
+  bool datagram_;  ///< the protocol's transport is a datagram one
   bool socket_open_ = false;
   bool timer_open_ = false;
   bool writing_ = false;
@@ -169,6 +171,9 @@ class FastConnection : public Connection, public Wakeable {
   /// Stream protocols: a head request older than --timeout is a timeout, and the
   /// connection starts over.
   void sweep(uint64_t now_ns) override;
+  /// The drain is over at `now_ns`: nothing still in flight will be answered. By default
+  /// nothing more is counted (a stream request's deadline is sweep()'s business).
+  virtual void drain_over(uint64_t /*now_ns*/) {}
   /// The open-loop schedule's next request is due (the Worker's Scheduler calls this).
   void wake(uint64_t now_ns) override;
 
@@ -236,47 +241,25 @@ class FastConnection : public Connection, public Wakeable {
   bool draining_ = false;
 };
 
-/// The TCP echo client: every echoed byte is checked against what was sent.
-class EchoConnection final : public FastConnection {
- public:
-  EchoConnection(Worker& worker, uint32_t index);
-
- private:
-  Step flush(uint64_t now_ns) override;
-  Step on_data(const char* data, size_t length_bytes, uint64_t now_ns) override;
-  void on_closed() override;
-
-  uint64_t received_bytes_ = 0;  ///< of the head request's echo
-};
-
 /// A slow client: connected before the fast ones and kept to the end. Idle ones say
-/// nothing; trickle ones send one byte per --trickle-interval, with no deadline
-/// (waiting is what slow clients do): over tcp they check each echo; over http the
-/// bytes are a request head that never ends (slowloris: the request line, Host, then
-/// "X-Slow-N: x" lines), and whatever the server answers is read and ignored. Never
-/// reconnects; a server that closes one is counted as a read error, as over tcp.
-class SlowConnection final : public Connection {
+/// nothing; trickle ones send one byte per --trickle-interval, with no deadline (waiting
+/// is what slow clients do). Which bytes, and what to make of what the server sends back
+/// (on_data), is the protocol's subclass's. Never reconnects; a server that closes one
+/// is counted as a read error.
+class SlowConnection : public Connection {
  public:
-  SlowConnection(Worker& worker, uint32_t index);
+  explicit SlowConnection(Worker& worker);
+
+ protected:
+  /// Trickle: the next byte to send. It must stay valid until the next call (a tick is
+  /// skipped while a byte is still queued, so the previous one has been written by then).
+  virtual const char* next_byte() = 0;
 
  private:
-  Step on_connected(uint64_t now_ns) override;
-  Step on_data(const char* data, size_t length_bytes, uint64_t now_ns) override;
-  Step on_timer(uint64_t now_ns) override;
-  Step on_write_done(uint64_t now_ns) override;
-  void on_closed() override;
-  bool reconnects() const override { return false; }
-
-  /// http: the next byte of the endless head, kept valid until the next call.
-  const char* next_head_byte();
-
-  uint32_t offset_;  ///< where this client's bytes start in the pattern
-  uint64_t sent_bytes_ = 0;
-  uint64_t received_bytes_ = 0;
-  char line_[40] = {};  ///< http: the "X-Slow-N: x" line being sent
-  uint32_t line_bytes_ = 0;
-  uint32_t line_sent_ = 0;
-  uint64_t lines_ = 0;
+  Step on_connected(uint64_t now_ns) final;
+  Step on_timer(uint64_t now_ns) final;
+  Step on_write_done(uint64_t now_ns) final;
+  bool reconnects() const final { return false; }
 };
 
 }  // namespace cb::loadgen

@@ -80,8 +80,6 @@ struct LoadOptions {
   bool open_loop() const { return rate_rps > 0; }
   /// Most requests in flight on one connection: --max-inflight in open loop, else 1.
   uint32_t pipeline_depth() const { return open_loop() ? max_inflight : 1; }
-  bool udp() const { return protocol == Protocol::kUdp; }
-  bool http() const { return protocol == Protocol::kHttp; }
 };
 
 }  // namespace cb::loadgen

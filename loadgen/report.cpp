@@ -9,6 +9,8 @@
 #include <ostream>
 #include <system_error>
 
+#include "loadgen/protocol/client.hpp"
+
 namespace cb::loadgen {
 namespace {
 
@@ -69,6 +71,13 @@ std::string csv_quote(const std::string& text) {
   return quoted;
 }
 
+/// A field's value: empty (an optional not set), or what the optional holds.
+template <typename T>
+decltype(Field::value) optional_value(const std::optional<T>& value) {
+  if (!value) return std::monostate{};
+  return *value;
+}
+
 std::string cell_text(const Field& field) {
   struct Visitor {
     int decimals;
@@ -78,6 +87,26 @@ std::string cell_text(const Field& field) {
     std::string operator()(double real) const { return fixed(real, decimals); }
   };
   return std::visit(Visitor{field.decimals}, field.value);
+}
+
+/// A list of fields as a CSV header line: their names (no trailing newline).
+std::string csv_names(const std::vector<Field>& fields) {
+  std::string line;
+  for (const Field& field : fields) {
+    if (!line.empty()) line += ',';
+    line += field.name;
+  }
+  return line;
+}
+
+/// A list of fields as a CSV row: their cells (no trailing newline).
+std::string csv_cells(const std::vector<Field>& fields) {
+  std::string line;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i > 0) line += ',';
+    line += cell_text(fields[i]);
+  }
+  return line;
 }
 
 // A loop thread this busy over the window had no time left to keep its schedule: what it
@@ -129,10 +158,6 @@ Report make_report(const LoadOptions& options, const EngineResult& result, std::
   report.timestamp = iso8601_utc(result.started_at);
   report.label = std::string(label);
   report.protocol = std::string(protocol_name(options.protocol));
-  if (options.http()) {
-    report.http_method = http_method_name(options.method);
-    report.http_path = options.path;
-  }
   report.host = numeric_host(options.address);
   report.port = options.address.port();
   report.threads = options.threads;
@@ -165,24 +190,8 @@ Report make_report(const LoadOptions& options, const EngineResult& result, std::
   report.errors_mismatch = stats.errors_mismatch;
   report.timeouts = stats.timeouts;
   report.reconnects = stats.reconnects;
-  if (options.http()) {
-    report.errors_status = stats.errors_status;
-    for (size_t code = 0; code < LoopStats::kStatusCodes; ++code) {
-      if (stats.status_errors[code] > 0) {
-        report.status_errors.emplace_back(static_cast<unsigned>(code), stats.status_errors[code]);
-      }
-    }
-  }
-  if (options.udp()) {
-    report.datagrams_sent = stats.datagrams_sent;
-    report.lost = stats.lost;
-    report.late = stats.late;
-    report.reordered = stats.reordered;
-    if (stats.datagrams_sent > 0) {
-      report.lost_pct =
-          100.0 * static_cast<double>(stats.lost) / static_cast<double>(stats.datagrams_sent);
-    }
-  }
+  // The fields only some protocols measure (udp's datagrams, http's statuses).
+  if (const auto fill = protocol::row(options.protocol).report) fill(options, stats, report);
   if (options.connections > 0) report.starved_connections = stats.starved;
   if (options.slow_clients > 0) report.slow_connected = stats.slow_connected;
   report.warmup_spillover = stats.warmup_spillover;
@@ -235,18 +244,6 @@ const std::vector<std::string_view>& csv_columns() {
 
 std::vector<Field> report_fields(const Report& r) {
   using Value = decltype(Field::value);
-  auto real = [](std::optional<double> value) -> Value {
-    if (!value) return std::monostate{};
-    return *value;
-  };
-  auto count = [](std::optional<uint64_t> value) -> Value {
-    if (!value) return std::monostate{};
-    return *value;
-  };
-  auto text = [](const std::optional<std::string>& value) -> Value {
-    if (!value) return std::monostate{};
-    return *value;
-  };
   auto latency = [&](double LatencySummary::*member) -> Value {
     if (!r.latency) return std::monostate{};
     return (*r.latency).*member;
@@ -291,7 +288,7 @@ std::vector<Field> report_fields(const Report& r) {
       {"slow_clients", uint64_t{r.slow_clients}},
       {"slow_mode", r.slow_mode},
       {"payload_bytes", r.payload_bytes},
-      {"rate_rps", real(r.rate_rps), kSecondsDecimals},
+      {"rate_rps", optional_value(r.rate_rps), kSecondsDecimals},
       {"duration_s", r.duration_s, kSecondsDecimals},
       {"requests", r.requests},
       {"throughput_rps", r.throughput_rps, kRateDecimals},
@@ -303,73 +300,57 @@ std::vector<Field> report_fields(const Report& r) {
       {"latency_p99_us", latency(&LatencySummary::p99_us), kUsDecimals},
       {"latency_p999_us", latency(&LatencySummary::p999_us), kUsDecimals},
       {"latency_max_us", latency(&LatencySummary::max_us), kUsDecimals},
-      {"uncorrected_p99_us", real(uncorrected_p99), kUsDecimals},
-      {"connect_p50_us", real(connect_p50), kUsDecimals},
-      {"connect_p99_us", real(connect_p99), kUsDecimals},
+      {"uncorrected_p99_us", optional_value(uncorrected_p99), kUsDecimals},
+      {"connect_p50_us", optional_value(connect_p50), kUsDecimals},
+      {"connect_p99_us", optional_value(connect_p99), kUsDecimals},
       {"errors", r.errors()},
       {"errors_connect", r.errors_connect},
       {"errors_read", r.errors_read},
       {"errors_write", r.errors_write},
       {"errors_mismatch", r.errors_mismatch},
       {"timeouts", r.timeouts},
-      {"starved_connections", count(r.starved_connections)},
-      {"slow_connected", count(r.slow_connected)},
-      {"offered_rps", real(r.offered_rps), kRateDecimals},
-      {"send_lag_max_us", real(r.send_lag_max_us), kUsDecimals},
+      {"starved_connections", optional_value(r.starved_connections)},
+      {"slow_connected", optional_value(r.slow_connected)},
+      {"offered_rps", optional_value(r.offered_rps), kRateDecimals},
+      {"send_lag_max_us", optional_value(r.send_lag_max_us), kUsDecimals},
       {"loadgen_cpu_s", r.loadgen_cpu_s, kSecondsDecimals},
-      {"server_cpu_s", real(server_cpu), kSecondsDecimals},
-      {"server_rss_peak_kb", count(server_rss)},
-      {"server_threads_peak", count(server_threads)},
-      {"server_procs_peak", count(server_procs)},
-      {"http_method", text(r.http_method)},
-      {"errors_status", count(r.errors_status)},
-      {"http_status_errors", text(r.status_errors_text())},
+      {"server_cpu_s", optional_value(server_cpu), kSecondsDecimals},
+      {"server_rss_peak_kb", optional_value(server_rss)},
+      {"server_threads_peak", optional_value(server_threads)},
+      {"server_procs_peak", optional_value(server_procs)},
+      {"http_method", optional_value(r.http_method)},
+      {"errors_status", optional_value(r.errors_status)},
+      {"http_status_errors", optional_value(r.status_errors_text())},
       {"reconnects", r.reconnects},
-      {"datagrams_sent", count(r.datagrams_sent)},
-      {"lost", count(r.lost)},
-      {"lost_pct", real(r.lost_pct), kPctDecimals},
-      {"late", count(r.late)},
-      {"reordered", count(r.reordered)},
-      {"arrival", text(r.arrival)},
-      {"seed", count(r.seed)},
-      {"timer_slack_us", real(r.timer_slack_us), kUsDecimals},
+      {"datagrams_sent", optional_value(r.datagrams_sent)},
+      {"lost", optional_value(r.lost)},
+      {"lost_pct", optional_value(r.lost_pct), kPctDecimals},
+      {"late", optional_value(r.late)},
+      {"reordered", optional_value(r.reordered)},
+      {"arrival", optional_value(r.arrival)},
+      {"seed", optional_value(r.seed)},
+      {"timer_slack_us", optional_value(r.timer_slack_us), kUsDecimals},
       {"warmup_spillover", r.warmup_spillover},
-      {"send_lag_p99_us", real(r.send_lag_p99_us), kUsDecimals},
-      {"generator_lag_p99_us", real(r.generator_lag_p99_us), kUsDecimals},
+      {"send_lag_p99_us", optional_value(r.send_lag_p99_us), kUsDecimals},
+      {"generator_lag_p99_us", optional_value(r.generator_lag_p99_us), kUsDecimals},
       {"loop_cpu_max_pct", r.loop_cpu_max_pct, kPctDecimals},
       {"verdict", std::string(verdict_name(r.verdict))},
       {"verdict_reason", r.verdict_reason},
-      {"server_cost_source", text(server_source)},
+      {"server_cost_source", optional_value(server_source)},
       {"interrupted", uint64_t{r.interrupted}},
-      {"step", count(search_step)},
-      {"step_role", text(search_role)},
-      {"slo", text(search_slo)},
-      {"slo_pass", count(search_pass)},
-      {"slo_failure", text(search_failure)},
-      {"capacity_rps", real(search_capacity), kRateDecimals},
+      {"step", optional_value(search_step)},
+      {"step_role", optional_value(search_role)},
+      {"slo", optional_value(search_slo)},
+      {"slo_pass", optional_value(search_pass)},
+      {"slo_failure", optional_value(search_failure)},
+      {"capacity_rps", optional_value(search_capacity), kRateDecimals},
   };
   return fields;
 }
 
-std::string csv_header() {
-  std::string line;
-  for (std::string_view column : csv_columns()) {
-    if (!line.empty()) line += ',';
-    line += column;
-  }
-  return line;
-}
+std::string csv_header() { return csv_names(report_fields(Report{})); }
 
-std::string csv_row(const Report& report) {
-  std::string line;
-  bool first = true;
-  for (const Field& field : report_fields(report)) {
-    if (!first) line += ',';
-    first = false;
-    line += cell_text(field);
-  }
-  return line;
-}
+std::string csv_row(const Report& report) { return csv_cells(report_fields(report)); }
 
 bool append_csv(const std::string& path, const Report& report, std::string& error) {
   std::ofstream out(path, std::ios::app | std::ios::binary);
@@ -579,6 +560,49 @@ void write_text(std::ostream& out, const Report& r) {
 
 namespace cb::loadgen {
 
+namespace {
+
+/// What one --timeseries row says; an optional not set is an empty cell.
+struct TimeseriesRow {
+  bool warmup = false;
+  double start_s = 0;
+  double length_s = 0;
+  uint64_t requests = 0;
+  double throughput_rps = 0;
+  std::optional<double> latency_p50_us, latency_p99_us, latency_max_us;
+  uint64_t errors = 0;
+  uint64_t timeouts = 0;
+  std::optional<double> send_lag_max_us;
+  std::optional<uint64_t> slow_connected;
+  std::optional<double> server_cpu_s;
+  std::optional<uint64_t> server_rss_kb;
+};
+
+/// The --timeseries columns with one row's cells, in order: the one list its header and
+/// its rows both come from.
+std::vector<Field> timeseries_fields(const TimeseriesRow& r) {
+  return {
+      {"phase", std::string(r.warmup ? "warmup" : "window")},
+      {"start_s", r.start_s, kSecondsDecimals},
+      {"length_s", r.length_s, kSecondsDecimals},
+      {"requests", r.requests},
+      {"throughput_rps", r.throughput_rps, kRateDecimals},
+      {"latency_p50_us", optional_value(r.latency_p50_us), kUsDecimals},
+      {"latency_p99_us", optional_value(r.latency_p99_us), kUsDecimals},
+      {"latency_max_us", optional_value(r.latency_max_us), kUsDecimals},
+      {"errors", r.errors},
+      {"timeouts", r.timeouts},
+      {"send_lag_max_us", optional_value(r.send_lag_max_us), kUsDecimals},
+      {"slow_connected", optional_value(r.slow_connected)},
+      {"server_cpu_s", optional_value(r.server_cpu_s), kSecondsDecimals},
+      {"server_rss_kb", optional_value(r.server_rss_kb)},
+  };
+}
+
+double to_us(uint64_t ns) { return static_cast<double>(ns) / 1e3; }
+
+}  // namespace
+
 bool write_timeseries(const std::string& path, const LoadOptions& options,
                       const EngineResult& result, const std::vector<ServerReading>& server,
                       const ServerReading& server_at_window_start, std::string& error) {
@@ -590,46 +614,43 @@ bool write_timeseries(const std::string& path, const LoadOptions& options,
   const auto& intervals = result.stats.intervals;
   const double interval_s = static_cast<double>(options.interval_ns) / 1e9;
   const uint64_t warmup_rows = (options.warmup_ns + options.interval_ns - 1) / options.interval_ns;
-  out << "phase,start_s,length_s,requests,throughput_rps,latency_p50_us,latency_p99_us,"
-         "latency_max_us,errors,timeouts,send_lag_max_us,slow_connected,server_cpu_s,"
-         "server_rss_kb\n";
+  out << csv_names(timeseries_fields(TimeseriesRow{})) << '\n';
   Histogram latency;
   // The server's CPU at the previous window row's end (the window's start for the first).
   ServerReading previous = server_at_window_start;
   for (size_t i = 0; i < intervals.size(); ++i) {
-    const IntervalStats& row = intervals[i];
-    const bool warmup = i < warmup_rows;
-    const double start_s = (static_cast<double>(i) - static_cast<double>(warmup_rows)) * interval_s;
+    const IntervalStats& interval = intervals[i];
+    TimeseriesRow row;
+    row.warmup = i < warmup_rows;
+    row.start_s = (static_cast<double>(i) - static_cast<double>(warmup_rows)) * interval_s;
     // The window's last row ends with the window (a duration that is not a multiple of
     // the interval, or a run interrupted early); rows after the window's end are not.
-    if (!warmup && start_s >= result.window_s) break;
-    const double length_s = warmup ? interval_s : std::min(interval_s, result.window_s - start_s);
-    latency.reset();
-    for (const auto& [bucket, count] : row.latency_buckets) {
-      latency.record_n(Histogram::bucket_highest(bucket), count);
+    if (!row.warmup && row.start_s >= result.window_s) break;
+    row.length_s = row.warmup ? interval_s : std::min(interval_s, result.window_s - row.start_s);
+    row.requests = interval.requests;
+    row.throughput_rps = static_cast<double>(interval.requests) / row.length_s;
+    if (interval.requests > 0) {
+      latency.reset();
+      for (const auto& [bucket, count] : interval.latency_buckets) {
+        latency.record_n(Histogram::bucket_highest(bucket), count);
+      }
+      row.latency_p50_us = to_us(latency.value_at_percentile(50));
+      row.latency_p99_us = to_us(latency.value_at_percentile(99));
+      row.latency_max_us = to_us(interval.latency_max_ns);
     }
-    auto us = [](uint64_t ns) { return fixed(static_cast<double>(ns) / 1e3, kUsDecimals); };
-    const bool any = row.requests > 0;
-    out << (warmup ? "warmup" : "window") << ',' << fixed(start_s, kSecondsDecimals) << ','
-        << fixed(length_s, kSecondsDecimals) << ',' << row.requests << ','
-        << fixed(static_cast<double>(row.requests) / length_s, kRateDecimals) << ','
-        << (any ? us(latency.value_at_percentile(50)) : "") << ','
-        << (any ? us(latency.value_at_percentile(99)) : "") << ','
-        << (any ? us(row.latency_max_ns) : "") << ',' << row.errors << ',' << row.timeouts << ','
-        << (options.open_loop() ? us(row.send_lag_max_ns) : "") << ','
-        << (i < result.interval_slow_connected.size()
-                ? std::to_string(result.interval_slow_connected[i])
-                : "")
-        << ',';
+    row.errors = interval.errors;
+    row.timeouts = interval.timeouts;
+    if (options.open_loop()) row.send_lag_max_us = to_us(interval.send_lag_max_ns);
+    if (i < result.interval_slow_connected.size()) {
+      row.slow_connected = result.interval_slow_connected[i];
+    }
     const ServerReading reading = i < server.size() ? server[i] : ServerReading{};
-    if (!warmup && reading.valid && previous.valid) {
-      out << fixed(std::max(0.0, reading.cpu_s - previous.cpu_s), kSecondsDecimals) << ','
-          << reading.memory_kb;
-    } else {
-      out << ',';
+    if (!row.warmup && reading.valid && previous.valid) {
+      row.server_cpu_s = std::max(0.0, reading.cpu_s - previous.cpu_s);
+      row.server_rss_kb = reading.memory_kb;
     }
-    out << '\n';
-    if (!warmup) previous = reading;
+    out << csv_cells(timeseries_fields(row)) << '\n';
+    if (!row.warmup) previous = reading;
   }
   out.flush();
   if (!out) {

@@ -10,9 +10,6 @@
 #include <cassert>
 #include <random>
 
-#include "loadgen/datagram_connection.hpp"
-#include "loadgen/http_connection.hpp"
-
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
@@ -22,22 +19,6 @@ namespace {
 
 uv_handle_t* as_handle(uv_timer_t* timer) { return reinterpret_cast<uv_handle_t*>(timer); }
 uv_handle_t* as_handle(uv_async_t* async) { return reinterpret_cast<uv_handle_t*>(async); }
-
-// Pipelined HTTP requests are written from one buffer holding this many bytes at most
-// (and at least one request).
-constexpr uint64_t kHttpBatchBytes = 64 * 1024;
-
-std::unique_ptr<FastConnection> make_fast_connection(Worker& worker, uint32_t index) {
-  switch (worker.options().protocol) {
-    case Protocol::kUdp:
-      return std::make_unique<DatagramConnection>(worker, index);
-    case Protocol::kHttp:
-      return std::make_unique<HttpConnection>(worker, index);
-    case Protocol::kTcp:
-      break;
-  }
-  return std::make_unique<EchoConnection>(worker, index);
-}
 
 }  // namespace
 
@@ -84,6 +65,7 @@ Worker::Worker(const LoadOptions& options, Coordinator& coordinator,
                std::vector<uint32_t> fast_indices, uint32_t slow_count, uint32_t max_connecting,
                uint64_t seed)
     : options_(options),
+      protocol_(protocol::row(options.protocol)),
       coordinator_(coordinator),
       fast_indices_(std::move(fast_indices)),
       slow_count_(slow_count),
@@ -113,40 +95,23 @@ int Worker::prepare() {
   std::mt19937_64 random(seed_);
   for (char& byte : pattern_) byte = static_cast<char>(random() & 0xff);
   read_buffer_.resize(kReadBufferBytes);
-  if (options_.http()) build_http_request();
 
+  // The protocol is chosen here, once: the connections are its client's.
+  client_ = protocol_.make_client(*this);
   slow_.reserve(slow_count_);
   for (uint32_t i = 0; i < slow_count_; ++i) {
-    slow_.push_back(std::make_unique<SlowConnection>(*this, i));
+    slow_.push_back(client_->make_slow(i));
+    if (!slow_.back()) return UV_ENOTSUP;  // a datagram protocol has no slow clients
     if ((rc = slow_.back()->init(&loop_)) != 0) return rc;
   }
   fast_.reserve(fast_indices_.size());
   for (uint32_t index : fast_indices_) {
-    fast_.push_back(make_fast_connection(*this, index));
+    fast_.push_back(client_->make_fast(index));
     if ((rc = fast_.back()->init(&loop_)) != 0) return rc;
   }
   slow_first_pending_ = slow_count_;
   fast_first_pending_ = static_cast<uint32_t>(fast_.size());
   return 0;
-}
-
-void Worker::build_http_request() {
-  // GET as wrk sends it, so that the two are compared on the same bytes.
-  http_head_prefix_ = std::string(http_method_name(options_.method)) + " " + options_.path +
-                      " HTTP/1.1\r\nHost: " + options_.host_header + "\r\n";
-  std::string request = http_head_prefix_;
-  if (options_.method == HttpMethod::kPost) {
-    request += "Content-Length: " + std::to_string(options_.payload_bytes) + "\r\n\r\n";
-    request.append(pattern_.data(), options_.payload_bytes);
-  } else {
-    request += "\r\n";
-  }
-  const uint64_t most = options_.pipeline_depth();
-  http_request_.copies = std::clamp<uint64_t>(kHttpBatchBytes / request.size(), 1, most);
-  http_requests_.reserve(request.size() * http_request_.copies);
-  for (uint64_t i = 0; i < http_request_.copies; ++i) http_requests_ += request;
-  http_request_.bytes = http_requests_.data();
-  http_request_.length_bytes = request.size();
 }
 
 void Worker::start() {
@@ -269,14 +234,9 @@ void Worker::phase_cb(uv_timer_t* timer) {
     }
     self->end_window(now_ns);
   } else if (self->stage_ == Stage::kDrain) {
-    // --timeout after the window: whatever is still in flight is given up. Over udp it
-    // is counted lost: it was all sent before the window ended, so it is all overdue
-    // now, even if libuv's millisecond timer fired a little early.
-    if (self->options_.udp()) {
-      const uint64_t overdue_ns =
-          std::max(now_ns, self->times_.window_end_ns + self->options_.timeout_ns);
-      for (auto& connection : self->fast_) connection->sweep(overdue_ns);
-    }
+    // --timeout after the window: whatever is still in flight is given up (udp counts
+    // it lost).
+    for (auto& connection : self->fast_) connection->drain_over(now_ns);
     self->finish();
   }
 }

@@ -11,13 +11,12 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "loadgen/connection.hpp"
 #include "loadgen/options.hpp"
+#include "loadgen/protocol/client.hpp"
 #include "loadgen/scheduler.hpp"
 #include "loadgen/stats.hpp"
 
@@ -53,14 +52,6 @@ class Coordinator {
   std::condition_variable cv_;
   uint32_t counts_[3] = {0, 0, 0};
   bool interrupted_ = false;
-};
-
-/// The HTTP request every fast client of a Worker sends: `copies` of it back to back, so
-/// that pipelined requests go out in one write.
-struct WorkerHttpRequest {
-  const char* bytes = nullptr;
-  uint64_t length_bytes = 0;  ///< one request
-  uint64_t copies = 0;
 };
 
 /// The measured window and load start, on uv_hrtime()'s monotonic clock (ns).
@@ -105,6 +96,8 @@ class Worker {
   // For this worker's connections, on the loop thread only.
   uv_loop_t* loop() { return &loop_; }
   const LoadOptions& options() const { return options_; }
+  /// How the protocol's bytes travel (its row's).
+  protocol::Transport transport() const { return protocol_.transport; }
   Stage stage() const { return stage_; }
   bool in_window(uint64_t now_ns) const {
     return now_ns >= times_.window_start_ns && now_ns < times_.window_end_ns;
@@ -129,9 +122,6 @@ class Worker {
   /// every offset below the period starts a full payload.
   const char* pattern(uint64_t offset) const { return pattern_.data() + offset; }
   uint32_t pattern_period() const { return kPatternPeriod; }
-  /// http: the request, and the head's first lines (request line and Host) for slow clients.
-  const WorkerHttpRequest& http_request() const { return http_request_; }
-  std::string_view http_head_prefix() const { return http_head_prefix_; }
   /// One read buffer for all connections: libuv fills it and calls read_cb at once.
   uv_buf_t read_buffer() { return uv_buf_init(read_buffer_.data(), kReadBufferBytes); }
 
@@ -161,8 +151,6 @@ class Worker {
   static void phase_cb(uv_timer_t* timer);
 
   void run_thread();
-  /// Builds the HTTP request bytes from the options.
-  void build_http_request();
   void execute(Command command, const LoadTimes& times);
   void pump_connects();
   void end_window(uint64_t now_ns);
@@ -170,6 +158,7 @@ class Worker {
   void arm_phase_timer(uint64_t at_ns);
 
   const LoadOptions& options_;
+  const protocol::Row& protocol_;
   Coordinator& coordinator_;
   std::vector<uint32_t> fast_indices_;
   uint32_t slow_count_;
@@ -187,13 +176,12 @@ class Worker {
   std::mutex commands_mutex_;
   std::vector<std::pair<Command, LoadTimes>> commands_;
 
-  std::vector<std::unique_ptr<FastConnection>> fast_;
-  std::vector<std::unique_ptr<SlowConnection>> slow_;
   std::vector<char> pattern_;
   std::vector<char> read_buffer_;
-  std::string http_requests_;  ///< the request, http_request_.copies times
-  std::string http_head_prefix_;
-  WorkerHttpRequest http_request_;
+  /// Made before the connections and destroyed after them: they use what it built.
+  std::unique_ptr<protocol::Client> client_;
+  std::vector<std::unique_ptr<FastConnection>> fast_;
+  std::vector<std::unique_ptr<SlowConnection>> slow_;
   std::deque<Connection*> connect_queue_;
   uint32_t connecting_ = 0;
   bool pumping_ = false;

@@ -1,58 +1,67 @@
-// libFuzzer target: HTTP responses as loadgen parses them. loadgen's HttpConnection
-// cannot be driven on its own (it needs a Worker, its libuv loop and a socket, and its
-// parsing step is private), so this drives what it drives, the same way: libhttp-parser
-// in HTTP_RESPONSE mode with only on_message_complete set, pausing after a response
-// that ends the connection, fed in pieces (sizes from the input's first bytes) and then
-// told of EOF with an empty buffer, as HttpConnection does when the server closes.
-#include <http_parser.h>
-
+// libFuzzer target: HTTP responses as loadgen's http client reads them, through the very
+// class it reads them with (loadgen/protocol/http_response.hpp). The input is fed in
+// pieces whose sizes come from its first bytes, as a connection reads them, until the
+// reader says the connection ends, then told of EOF as the client does when the server
+// closes; and fed again whole. Pieces and whole must come to the same responses and the
+// same end, and no more responses may be taken than were asked for.
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "loadgen/protocol/http_response.hpp"
+#include "tests/support/outstanding_requests.hpp"
 
 namespace {
 
-struct State {
-  unsigned responses = 0;
-  bool last = false;
+using cb::loadgen::protocol::HttpResponseReader;
+using cb::test::OutstandingRequests;
+
+struct Read {
+  std::vector<unsigned> statuses;
+  HttpResponseReader::Outcome end = HttpResponseReader::Outcome::kReading;
+  bool ended_at_eof = false;
 };
 
-int on_message_complete(http_parser* parser) {
-  auto* state = static_cast<State*>(parser->data);
-  ++state->responses;
-  const unsigned status = parser->status_code;
-  if (status >= 100 && status < 200) return 0;
-  if (!http_should_keep_alive(parser)) {
-    state->last = true;
-    http_parser_pause(parser, 1);
-  }
-  return 0;
-}
-
 constexpr size_t kCuts = 4;
+
+/// Feeds `input` in pieces of the sizes `cuts` names (then the rest at once), stopping
+/// where the client would close, then EOF if it would still be reading.
+Read read(const char* input, size_t left, const uint8_t* cuts, size_t cut_count, size_t asked) {
+  OutstandingRequests connection(asked);
+  HttpResponseReader reader(connection);
+  Read out;
+  for (size_t i = 0; left > 0; ++i) {
+    const size_t length = i < cut_count ? size_t{cuts[i]} + 1 : left;
+    const size_t take = length < left ? length : left;
+    const HttpResponseReader::Outcome outcome = reader.feed(input, take);
+    input += take;
+    left -= take;
+    if (outcome != HttpResponseReader::Outcome::kReading &&
+        outcome != HttpResponseReader::Outcome::kAnswered) {
+      out.end = outcome;
+      break;
+    }
+  }
+  if (out.end == HttpResponseReader::Outcome::kReading) out.ended_at_eof = reader.finish();
+  out.statuses = connection.statuses;
+  return out;
+}
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  http_parser_settings settings{};
-  settings.on_message_complete = on_message_complete;
-  http_parser parser{};
-  http_parser_init(&parser, HTTP_RESPONSE);
-  State state;
-  parser.data = &state;
-
   const size_t cuts = size < kCuts ? size : kCuts;
   const char* input = reinterpret_cast<const char*>(data) + cuts;
-  size_t left = size - cuts;
-  for (size_t i = 0; left > 0 && !state.last; ++i) {
-    const size_t length = i < cuts ? size_t{data[i]} + 1 : left;
-    const size_t take = length < left ? length : left;
-    const size_t parsed = http_parser_execute(&parser, &settings, input, take);
-    if (parsed > take) __builtin_trap();
-    if (HTTP_PARSER_ERRNO(&parser) != HPE_OK) break;
-    input += take;
-    left -= take;
+  const size_t length = size - cuts;
+  // Requests outstanding: a few, from the first byte, so that unasked responses happen.
+  const size_t asked = cuts > 0 ? 8 - data[0] % 8 : 1;
+
+  const Read pieces = read(input, length, data, cuts, asked);
+  const Read whole = read(input, length, nullptr, 0, asked);
+  if (pieces.statuses.size() > asked) __builtin_trap();
+  if (pieces.statuses != whole.statuses || pieces.end != whole.end ||
+      pieces.ended_at_eof != whole.ended_at_eof) {
+    __builtin_trap();
   }
-  if (!state.last && HTTP_PARSER_ERRNO(&parser) == HPE_OK)
-    http_parser_execute(&parser, &settings, nullptr, 0);
   return 0;
 }

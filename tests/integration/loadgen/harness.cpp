@@ -6,12 +6,15 @@
 #include <csignal>
 #include <stdexcept>
 
+#include "loadgen/report.hpp"
 #include "net/fd.hpp"
 #include "net/socket.hpp"
 
 namespace cb::test::loadgen {
 
-std::vector<std::string> csv_columns() { return split_csv_line(kCsvHeader); }
+std::string csv_header() { return ::cb::loadgen::csv_header(); }
+
+std::vector<std::string> csv_columns() { return split_csv_line(csv_header()); }
 
 std::string RunResult::describe() const {
   return "command: " + command +

@@ -339,7 +339,7 @@ TEST_F(LoadgenOutput, CsvAppendsOneRowPerRunUnderOneHeader) {
   }
   const std::vector<std::string> lines = split_lines(read_file(csv));
   ASSERT_EQ(lines.size(), 3u) << read_file(csv);
-  EXPECT_EQ(lines[0], kCsvHeader);
+  EXPECT_EQ(lines[0], csv_header());
 
   const std::vector<std::string> columns = csv_columns();
   auto column = [&](const std::string& name) {
@@ -509,7 +509,7 @@ TEST(LoadgenProtocolColumns, EachProtocolFillsItsOwnColumnsOnly) {
     std::ifstream in(csv);
     std::string header, row;
     ASSERT_TRUE(std::getline(in, header) && std::getline(in, row)) << run.describe();
-    EXPECT_EQ(header, kCsvHeader);
+    EXPECT_EQ(header, csv_header());
     const std::vector<std::string> columns = csv_columns();
     const std::vector<std::string> cells = split_csv_line(row);
     ASSERT_EQ(cells.size(), columns.size()) << row;

@@ -1,14 +1,25 @@
-// The UDP fast client (see datagram_connection.hpp).
-#include "loadgen/datagram_connection.hpp"
-
+// udp: RFC 862 echo over UDP. One connected UDP socket per fast client, one datagram
+// per request. Each datagram starts with its 8-byte sequence number, so echoes are
+// matched however they come back; the rest of it is the Worker's pattern, checked as tcp
+// echoes are. A datagram with no echo within --timeout is lost and its slot is freed; an
+// echo that comes after that is late, not a success. No slow clients: there are no
+// connections to hold open.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "loadgen/connection.hpp"
+#include "loadgen/protocol/client.hpp"
+#include "loadgen/report.hpp"
 #include "loadgen/worker.hpp"
 
-namespace cb::loadgen {
+namespace cb::loadgen::protocol {
 namespace {
+
+/// Bytes at the start of every datagram: its sequence number on this socket.
+constexpr uint64_t kHeaderBytes = 8;
+// The most a UDP datagram carries over IPv4 (65,535 less the IP and UDP headers).
+constexpr uint64_t kMaxDatagramBytes = 65'507;
 
 // Datagrams remembered beyond the ones in flight, so that an echo arriving after its
 // datagram was given up is recognised as that datagram's (late) rather than a stranger.
@@ -28,10 +39,34 @@ size_t ring_slots(const LoadOptions& options) {
   return options.max_inflight + span + kHistorySlots;
 }
 
-}  // namespace
+/// Counts, by each datagram's send time: sent in the window, lost and late. Counts by
+/// the echo's arrival, as requests are: reordered (an echo whose sequence number is
+/// below the highest this socket has already received). An error never closes the
+/// socket, except a failed send (closed and reopened after a pause, as over tcp).
+class DatagramConnection final : public FastConnection {
+ public:
+  DatagramConnection(Worker& worker, uint32_t index, size_t ring_slots)
+      : FastConnection(worker, index, ring_slots) {}
+  /// Gives up on every datagram older than --timeout (counted lost) and sends on.
+  void sweep(uint64_t now_ns) override;
+  /// Whatever is still in flight was sent before the window ended, so it is all overdue
+  /// now, even if libuv's millisecond timer ended the drain a little early: it is lost.
+  void drain_over(uint64_t now_ns) override {
+    sweep(std::max(now_ns, worker_.times().window_end_ns + worker_.options().timeout_ns));
+  }
 
-DatagramConnection::DatagramConnection(Worker& worker, uint32_t index)
-    : FastConnection(worker, index, ring_slots(worker.options())) {}
+ private:
+  Step flush(uint64_t now_ns) override;
+  Step on_data(const char* data, size_t length_bytes, uint64_t now_ns) override;
+  /// ICMP errors (a refused port) are counted as read errors; the socket stays.
+  Step on_read_error(int status, uint64_t now_ns) override;
+  void on_closed() override;
+
+  /// Moves head_seq_ past every datagram already answered or given up.
+  void pop_resolved();
+
+  uint64_t highest_received_ = 0;  ///< 1 + the highest sequence number echoed; 0: none
+};
 
 Step DatagramConnection::flush(uint64_t now_ns) {
   const uint64_t body_bytes = worker_.options().payload_bytes - kHeaderBytes;
@@ -136,4 +171,51 @@ void DatagramConnection::on_closed() {
   FastConnection::on_closed();
 }
 
-}  // namespace cb::loadgen
+/// Datagrams are gathered from the ring and the pattern as they are sent: nothing to
+/// build; every socket's ring has the same size.
+class UdpClient final : public Client {
+ public:
+  explicit UdpClient(Worker& worker) : worker_(worker), ring_slots_(ring_slots(worker.options())) {}
+
+  std::unique_ptr<FastConnection> make_fast(uint32_t index) override {
+    return std::make_unique<DatagramConnection>(worker_, index, ring_slots_);
+  }
+  std::unique_ptr<SlowConnection> make_slow(uint32_t) override { return nullptr; }
+
+ private:
+  Worker& worker_;
+  size_t ring_slots_;
+};
+
+}  // namespace
+
+bool check_udp(LoadOptions& options, const FlagGiven&, std::string& error) {
+  if (options.payload_bytes < kHeaderBytes) {
+    error = "--payload: " + std::to_string(options.payload_bytes) +
+            " is too small for udp: each datagram starts with an 8-byte sequence number";
+    return false;
+  }
+  if (options.payload_bytes > kMaxDatagramBytes) {
+    error = "--payload: " + std::to_string(options.payload_bytes) +
+            " does not fit one UDP datagram (at most 65507 bytes)";
+    return false;
+  }
+  return true;
+}
+
+void report_udp(const LoadOptions&, const LoopStats& stats, Report& report) {
+  report.datagrams_sent = stats.datagrams_sent;
+  report.lost = stats.lost;
+  report.late = stats.late;
+  report.reordered = stats.reordered;
+  if (stats.datagrams_sent > 0) {
+    report.lost_pct =
+        100.0 * static_cast<double>(stats.lost) / static_cast<double>(stats.datagrams_sent);
+  }
+}
+
+std::unique_ptr<Client> make_udp_client(Worker& worker) {
+  return std::make_unique<UdpClient>(worker);
+}
+
+}  // namespace cb::loadgen::protocol
