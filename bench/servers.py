@@ -48,8 +48,10 @@ def run_text(cmd: list[str], timeout: float = 30, stderr: bool = False) -> str:
     return result.stdout + result.stderr if stderr else result.stdout
 
 
+@cache
 def list_models() -> list[list[str]]:
-    """echo-server --list-models as rows of words: MODEL, PROTOCOLS, TRAITS, HOW..."""
+    """echo-server --list-models as rows of words: MODEL, PROTOCOLS, TRAITS, HOW...;
+    asked once per run, since the binary does not change during it."""
     out = run_text([str(ECHO_SERVER), "--list-models"])
     return [words for words in (line.split() for line in out.splitlines())
             if len(words) >= 3 and words[0] != "MODEL"]
@@ -60,7 +62,6 @@ def registered_models() -> dict[str, set[str]]:
     return {words[0]: set(words[1].split(",")) for words in list_models()}
 
 
-@cache
 def model_traits() -> dict[str, set[str]]:
     """Every model's traits, as the registry states them (task-per-client, event-loop...)."""
     return {words[0]: set(words[2].split(",")) for words in list_models()}
