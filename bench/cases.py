@@ -9,6 +9,7 @@ One case at a time, on the calling thread; standard library only."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import subprocess
@@ -24,8 +25,8 @@ import servers
 import targets
 from results import Results, describe_result
 from scenarios import HTTP_ROUNDS, TARGET_ROUNDS, Scenario, parse_duration_s
-from servers import (LOADGEN, PLOT, SERVER_ARGS, Server, cpu_count, max_connections_guard,
-                     pinned, udp_rcvbuf_errors)
+from servers import (LOADGEN, MPI_ENV, PLOT, SERVER_ARGS, TARGET, Server, cpu_count,
+                     max_connections_guard, pinned, udp_rcvbuf_errors, under_mpirun)
 
 
 def with_error(outcome: str, error: str | None) -> str:
@@ -103,6 +104,7 @@ class Bench:
                                duration_s, warmup, label or scenario.name, csv_path,
                                hist_path, server.sampling_args())
         cmd += scenario.loadgen_flags()
+        cmd = self.under_mpirun(cmd, scenario.ranks)
         budget_s = duration_s + parse_duration_s(warmup) + 300
         drops_before = udp_rcvbuf_errors()
         outcome, row = self.run_loadgen(pinned(cmd, loadgen_cpu), csv_path, budget_s)
@@ -118,11 +120,18 @@ class Bench:
                 row["kernel_udp_rcvbuf_errors"] = str(drops_after - drops_before)
         return with_error(outcome, stop_error), row
 
+    def under_mpirun(self, cmd: list[str], ranks: int = 0) -> list[str]:
+        """A whole loadgen command as mpirun runs it: `ranks` ranks (a scale-out case), or
+        --mpi-np's; as it is when neither asks."""
+        return under_mpirun(cmd, ranks or self.args.mpi_np, self.args.hostfile)
+
     def run_loadgen(self, cmd: list[str], csv_path: Path,
                     budget_s: float) -> tuple[str, dict[str, str] | None]:
         """Runs one loadgen command; returns (outcome, its CSV row or None)."""
+        env = dict(os.environ, **MPI_ENV) if "mpirun" in cmd else None
         try:
-            result = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s)
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=budget_s,
+                                    env=env)
         except subprocess.TimeoutExpired:
             return f"loadgen did not finish within {budget_s:.0f} s", None
         outcome = "ok"
@@ -136,7 +145,9 @@ class Bench:
                     sampling: list[str]) -> list[str]:
         """The loadgen command every case starts from (its CSV file emptied first)."""
         csv_path.unlink(missing_ok=True)
-        cmd = [str(LOADGEN), "--host", "127.0.0.1", "--port", str(port), "--protocol", protocol,
+        remote = [] if TARGET["host"] == "127.0.0.1" else ["--allow-remote"]
+        cmd = [str(LOADGEN), "--host", TARGET["host"], *remote, "--port", str(port),
+               "--protocol", protocol,
                "--connections", str(connections), "--duration", f"{duration_s:g}s",
                "--warmup", warmup, *sampling, "--label", label, "--csv", str(csv_path)]
         return cmd + (["--histogram", str(hist_path)] if hist_path else [])
@@ -173,8 +184,8 @@ class Bench:
             if case.slow_clients:
                 cmd += ["--slow-clients", str(case.slow_clients)]
             budget_s = self.args.duration_s + parse_duration_s(self.args.warmup) + 120
-            outcome, row = self.run_loadgen(pinned(cmd + extra, self.loadgen_cpu), csv_path,
-                                            budget_s)
+            outcome, row = self.run_loadgen(
+                pinned(self.under_mpirun(cmd + extra), self.loadgen_cpu), csv_path, budget_s)
             stop_error, _ = server.stop()
             outcome = with_error(outcome, stop_error)
         else:
@@ -221,7 +232,8 @@ class Bench:
         if rate_rps > 0:
             cmd += ["--rate", f"{rate_rps:.1f}"]
         budget_s = self.args.duration_s + parse_duration_s(self.args.warmup) + 120
-        outcome, row = self.run_loadgen(pinned(cmd, self.loadgen_cpu), csv_path, budget_s)
+        outcome, row = self.run_loadgen(pinned(self.under_mpirun(cmd), self.loadgen_cpu),
+                                        csv_path, budget_s)
         shown = row
         row = self.record_row(row, {"label": label, "connections": str(latency.CONNECTIONS),
                                     "slow_clients": str(slow)}, model, scenario, outcome)
@@ -254,6 +266,8 @@ def run(bench: Bench) -> int:
     if first.protocol in ("http", "udp"):
         print(f"plots: none for the {first.protocol} scenario (summary.txt has its table)",
               flush=True)
+    elif first.ranks:
+        print("plots: none for the scale-out scenario (summary.txt has its table)", flush=True)
     elif first.name != "generator" and not args.no_plots:  # its ratios are its whole result
         subprocess.run([str(PLOT), str(bench.out / "results.csv"), str(bench.out / "plots")])
     index = report.write_index(bench.out, f"bench run {bench.run_id}", args.command)
@@ -297,6 +311,7 @@ def run_matrix(bench: Bench) -> list[str]:
     bench.repeat = 1
     target_lines = targets.run(bench, args.duration_s) if args.targets else []
     lines = matrix_table(bench.results, models, scenarios, args.repeat)
+    lines += scale_out_lines(bench.results, models, scenarios)
     lines += udp_lines(bench.results) + unpinned_lines(bench.results, models, scenarios)
     if target_lines:
         lines += ["", "performance targets (ratios measured in this run):"]
@@ -371,4 +386,28 @@ def unpinned_lines(results: Results, models: list[str], scenarios: list[Scenario
             rps = results.case_median(m, s.name, "throughput_rps")
             if rps is not None and m != "libuv":
                 lines.append(f"  {m:<10} {rps:>10,.0f} req/s  {rps / base:.2f}x")
+    return lines
+
+
+def scale_out_lines(results: Results, models: list[str], scenarios: list[Scenario]) -> list[str]:
+    """The scale-out scenario: each model's closed-loop capacity by the number of load
+    ranks, against one rank's, with loadgen's verdict on itself."""
+    ranked = [s for s in scenarios if s.ranks]
+    if not ranked:
+        return []
+    lines = ["", "capacity by load ranks (closed loop, the same connections split over the "
+                 "ranks; medians):"]
+    for m in models:
+        base = results.case_median(m, ranked[0].name, "throughput_rps")
+        for s in ranked:
+            rps = results.case_median(m, s.name, "throughput_rps")
+            if rps is None:
+                lines.append(f"  {m:<10} {s.ranks} rank(s): failed")
+                continue
+            verdicts = sorted({r.get("verdict") or "?" for r in results.case_rows(m, s.name)})
+            skew = results.case_median(m, s.name, "start_skew_us")
+            ratio = f"  {rps / base:.2f}x of 1 rank" if base else ""
+            lines.append(f"  {m:<10} {s.ranks} rank(s): {rps:>10,.0f} req/s{ratio}, "
+                         f"verdict {'/'.join(verdicts)}"
+                         + (f", windows {skew:,.0f} us apart" if skew is not None else ""))
     return lines

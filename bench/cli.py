@@ -43,7 +43,8 @@ def define_options() -> argparse.ArgumentParser:
                              "CPU per request and schedule in open loop, and what sampling the "
                              "server costs its tail, as ratios) or latency (p99 across load and "
                              "each model's capacity at --slo-p99; --quick: iterative, fork, "
-                             "thread, libuv)")
+                             "thread, libuv) or scale-out (epoll under 1, 2 and 4 loadgen ranks "
+                             "under mpirun: its capacity by load ranks)")
     parser.add_argument("--models", default="",
                         help="comma-separated models to run (default: every registered model)")
     parser.add_argument("--duration", default=None,
@@ -66,6 +67,16 @@ def define_options() -> argparse.ArgumentParser:
                         help="extra echo-server flags for one model, e.g. "
                              "thread='--buffer-size 4'; repeatable; recorded in results.csv's "
                              "server_args column")
+    parser.add_argument("--mpi-np", type=int, default=0, metavar="K",
+                        help="run every loadgen as K ranks under mpirun (Open MPI), the "
+                             "connections, slow clients and rate split over them and their "
+                             "histograms merged; see docs/loadgen.md")
+    parser.add_argument("--hostfile", default=None, metavar="FILE",
+                        help="with --mpi-np or --scenario scale-out: mpirun's hostfile, so "
+                             "that the ranks run on those machines; needs --target")
+    parser.add_argument("--target", default=None, metavar="ADDR",
+                        help="with --hostfile: this machine's address as the ranks reach "
+                             "it; the servers then listen on every address (0.0.0.0)")
     parser.add_argument("--no-plots", action="store_true", help="skip plots/plot")
     parser.add_argument("--no-targets", dest="targets", action="store_false",
                         help="skip the performance-target runs and ratios (they run with the "
@@ -90,6 +101,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # half): part of the default matrix, left out of --quick to keep it within 3 minutes.
     if kind != "default":
         args.targets = False
+    check_mpi(args, kind)
     if args.out is None:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
         args.out = ROOT / "results" / stamp
@@ -113,6 +125,29 @@ def check_matrix(args: argparse.Namespace) -> str:
     args.warmup = args.warmup or ("500ms" if kind == "latency" else "1s")
     parse_duration_s(args.warmup, "--warmup")
     return kind
+
+
+def check_mpi(args: argparse.Namespace, kind: str) -> None:
+    """--mpi-np, --hostfile and --target against each other and against this machine."""
+    if not 0 <= args.mpi_np <= 1024:
+        raise UsageError(f"--mpi-np: {args.mpi_np} is not from 1 to 1024")
+    ranked = kind == "scale-out"
+    if args.mpi_np and kind in ("http", "generator", "scale-out"):
+        raise UsageError(f"--mpi-np: not with the {kind} scenario")
+    if args.hostfile and not (args.mpi_np or ranked):
+        raise UsageError("--hostfile: applies with --mpi-np or --scenario scale-out")
+    if bool(args.hostfile) != bool(args.target):
+        raise UsageError("--hostfile and --target go together (the ranks elsewhere must "
+                         "reach the server at an address of this machine)")
+    if args.hostfile and not Path(args.hostfile).is_file():
+        raise UsageError(f"--hostfile: {args.hostfile} is not a file")
+    if args.mpi_np or ranked:
+        problem = servers.mpi_problem()
+        if problem:
+            raise UsageError(f"{'--mpi-np' if args.mpi_np else '--scenario scale-out'}: "
+                             f"{problem}")
+    if args.target:
+        servers.TARGET.update(listen="0.0.0.0", host=args.target)
 
 
 def choose_models(args: argparse.Namespace, kind: str, known: dict[str, set[str]]) -> None:

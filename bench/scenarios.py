@@ -16,6 +16,8 @@ FAST_CONNECTIONS = 16
 TARGET_ROUNDS = 3  # runs of each side of a performance-target ratio
 HTTP_CONNECTIONS = 50  # wrk's and loadgen's connections in the http scenario
 HTTP_ROUNDS = 2  # runs of each generator against each server, alternating
+SCALE_OUT_RANKS = (1, 2, 4)  # load ranks of the scale-out scenario
+SCALE_OUT_CONNECTIONS = 64
 
 
 class UsageError(Exception):
@@ -34,6 +36,7 @@ class Scenario:
     pinned: bool = True  # False: server and loadgen may use every CPU (the cores scenario)
     protocol: str = "tcp"
     extra: list[str] = field(default_factory=list)
+    ranks: int = 0  # load ranks under mpirun (the scale-out scenario); 0: --mpi-np's
 
     def describe(self) -> str:
         parts = [] if self.protocol == "tcp" else [self.protocol]
@@ -49,6 +52,8 @@ class Scenario:
             parts.append(f"{self.requests_per_connection} req/conn")
         if self.extra:
             parts.append(" ".join(self.extra))
+        if self.ranks:
+            parts.append(f"{self.ranks} loadgen rank(s) under mpirun")
         return " ".join(parts)
 
     def loadgen_flags(self) -> list[str]:
@@ -94,6 +99,12 @@ def matrix(kind: str) -> list[Scenario]:
     if kind == "latency":
         # Run by latency.run: steps at fractions of each model's own capacity.
         return [Scenario("latency", connections=latency.CONNECTIONS)]
+    if kind == "scale-out":
+        # The same server under 1, 2 and 4 load ranks (mpirun), the same 64 connections
+        # split over them, one loop each: does the capacity grow once loadgen is not the
+        # limit? On one machine the ranks share the CPUs the server does not use.
+        return [Scenario(f"ranks-{k}", connections=SCALE_OUT_CONNECTIONS, ranks=k,
+                         extra=["--threads", "1"]) for k in SCALE_OUT_RANKS]
     if kind == "default":
         cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
         cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
@@ -102,7 +113,7 @@ def matrix(kind: str) -> list[Scenario]:
         cases.append(Scenario("churn", requests_per_connection=1))
         return cases
     raise UsageError(f"--scenario: unknown scenario '{kind}' "
-                     "(quick, default, c10k, cores, udp, http, generator, latency)")
+                     "(quick, default, c10k, cores, udp, http, generator, latency, scale-out)")
 
 
 def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[str]:
@@ -111,6 +122,8 @@ def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[s
         return [m for m in ("epoll", "libuv", "reactors", "prefork") if m in known]
     if kind == "http":
         return ["libuv"]
+    if kind == "scale-out":
+        return [m for m in ("epoll",) if m in known]
     if kind == "latency" and quick:
         return [m for m in latency.QUICK_MODELS if m in known]
     return list(known)

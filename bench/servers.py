@@ -38,6 +38,37 @@ LIVE_SERVERS: list = []
 # purpose to check that bench/compare notices): set once by main().
 SERVER_ARGS: dict[str, list[str]] = {}
 
+# Where our servers listen and loadgen aims: loopback, unless --hostfile sends load
+# from other machines (then the servers listen on every address and loadgen aims at
+# --target, with --allow-remote). Set once by main().
+TARGET = {"listen": "127.0.0.1", "host": "127.0.0.1"}
+
+# Open MPI refuses to start as root unless told to; the bench runs as root to install
+# packages and make cgroups.
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_btl_base_warn_component_unused": "0"}
+
+
+def under_mpirun(cmd: list[str], ranks: int, hostfile: str | None) -> list[str]:
+    """A loadgen command run as `ranks` ranks by mpirun (1 or more; 0: as it is). Open
+    MPI's own binding is off, so that the ranks keep the CPUs the command is pinned to
+    (taskset around mpirun) and nothing else; without a hostfile ranks may outnumber
+    the CPUs."""
+    if ranks <= 0:
+        return cmd
+    launcher = ["mpirun", "-np", str(ranks), "--bind-to", "none"]
+    launcher += ["--hostfile", hostfile] if hostfile else ["--oversubscribe"]
+    return launcher + cmd
+
+
+def mpi_problem() -> str | None:
+    """Why loadgen cannot run under mpirun here, or None."""
+    if not run_text(["which", "mpirun"]).strip():
+        return "no mpirun on PATH (Debian: openmpi-bin; tools/setup installs it)"
+    if "Open MPI" not in run_text([str(LOADGEN), "--version"]):
+        return f"{LOADGEN} was built without Open MPI (libopenmpi-dev)"
+    return None
+
 
 def run_text(cmd: list[str], timeout: float = 30, stderr: bool = False) -> str:
     """What cmd printed on stdout (and on stderr too, when asked); '' if it cannot run."""
@@ -153,7 +184,7 @@ class Server:
 
     def __init__(self, model: str, cpu: int | None, max_connections: int, protocol: str = "tcp"):
         global CGROUP_PROBLEM
-        cmd = [str(ECHO_SERVER), "--model", model, "--host", "127.0.0.1", "--port", "0",
+        cmd = [str(ECHO_SERVER), "--model", model, "--host", TARGET["listen"], "--port", "0",
                "--protocol", protocol]
         if max_connections:
             cmd += ["--max-connections", str(max_connections)]

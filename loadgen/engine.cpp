@@ -82,7 +82,9 @@ class Run {
 bool Run::create_workers(std::string& error) {
   const uint32_t threads = options_.threads;
   std::vector<std::vector<uint32_t>> fast(threads);
-  for (uint32_t i = 0; i < options_.connections; ++i) fast[i % threads].push_back(i);
+  for (uint32_t i = 0; i < options_.connections; ++i) {
+    fast[i % threads].push_back(options_.first_connection + i);
+  }
   std::random_device entropy;
   const uint64_t seed = (uint64_t{entropy()} << 32) ^ entropy();
   for (uint32_t t = 0; t < threads; ++t) {
@@ -228,9 +230,10 @@ std::optional<EngineResult> Run::execute(std::string& error) {
     return result;
   }
 
-  // A few milliseconds for the command to reach every loop, so that no loop starts late.
-  const uint64_t now_ns = uv_hrtime();
-  times_.load_start_ns = now_ns + 2'000'000;
+  // A few milliseconds for the command to reach every loop, so that no loop starts late
+  // (under mpirun, the instant the ranks agreed on, if it is not already past).
+  const uint64_t agreed_ns = hooks_.start_at ? hooks_.start_at() : 0;
+  times_.load_start_ns = std::max(agreed_ns, uv_hrtime() + 2'000'000);
   times_.window_start_ns = times_.load_start_ns + options_.warmup_ns;
   times_.window_end_ns = times_.window_start_ns + options_.duration_ns;
   if (options_.interval_ns > 0) {

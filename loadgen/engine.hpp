@@ -37,6 +37,10 @@ struct RunHooks {
   /// --timeseries: interval `index` of LoopStats::intervals ended (called once for each
   /// that ends by the window's end, at its end, give or take a millisecond).
   std::function<void(size_t index)> interval_ended;
+  /// Under mpirun: called once the clients are connected (at least one), before any
+  /// load; returns the moment (uv_hrtime's clock) at which the load starts, the same
+  /// instant for every rank. Unset: a few milliseconds from now.
+  std::function<uint64_t()> start_at;
 };
 
 /// Lets another thread stop a run early (loadgen's signal thread, on SIGINT or SIGTERM):

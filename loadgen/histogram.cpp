@@ -277,4 +277,49 @@ std::optional<std::vector<PercentileRow>> Histogram::read_percentile_text(std::i
   return rows;
 }
 
+void Histogram::append_words(std::vector<uint64_t>& out) const {
+  out.push_back(kCountsLength);
+  out.push_back(count_);
+  out.push_back(static_cast<uint64_t>(sum_));
+  out.push_back(static_cast<uint64_t>(sum_ >> 64));
+  out.push_back(min_);
+  out.push_back(max_);
+  out.push_back(saturated_);
+  const size_t size_at = out.size();
+  out.push_back(0);
+  uint64_t buckets = 0;
+  for (size_t i = 0; i < kCountsLength; ++i) {
+    if (counts_[i] == 0) continue;
+    out.push_back(i);
+    out.push_back(counts_[i]);
+    ++buckets;
+  }
+  out[size_at] = buckets;
+}
+
+bool Histogram::read_words(const std::vector<uint64_t>& words, size_t& at) {
+  constexpr size_t kHead = 8;
+  if (words.size() < at + kHead || words[at] != kCountsLength) return false;
+  const uint64_t* head = words.data() + at;
+  const uint64_t buckets = head[7];
+  if (buckets > kCountsLength || words.size() - at - kHead < 2 * buckets) return false;
+  std::fill(counts_.begin(), counts_.end(), 0);
+  uint64_t total = 0;
+  for (uint64_t b = 0; b < buckets; ++b) {
+    const uint64_t index = head[kHead + 2 * b];
+    const uint64_t count = head[kHead + 2 * b + 1];
+    if (index >= kCountsLength || count == 0 || counts_[index] != 0) return false;
+    counts_[index] = count;
+    total += count;
+  }
+  if (total != head[1]) return false;
+  count_ = head[1];
+  sum_ = (Sum{head[3]} << 64) | head[2];
+  min_ = head[4];
+  max_ = head[5];
+  saturated_ = head[6];
+  at += kHead + 2 * buckets;
+  return true;
+}
+
 }  // namespace cb::loadgen

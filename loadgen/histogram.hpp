@@ -145,6 +145,23 @@ class Histogram {
     return highest_value_at(bucket);
   }
 
+  /// Calls f(lowest, highest, count) for each non-empty bucket, lowest values first.
+  template <typename F>
+  void for_each_bucket(F f) const {
+    for (size_t i = 0; i < kCountsLength; ++i) {
+      if (counts_[i] != 0) f(lowest_value_at(i), highest_value_at(i), counts_[i]);
+    }
+  }
+
+  /// The histogram as 64-bit words, for another process to read back exactly: the
+  /// layout's length (so that a different layout is refused), the totals, then a
+  /// (bucket, count) pair for each non-empty bucket.
+  void append_words(std::vector<uint64_t>& out) const;
+  /// Replaces this histogram by the one append_words() wrote at words[at], and moves `at`
+  /// past it. False (this histogram then unspecified) when the words are not one of this
+  /// layout: a different length, a bucket out of range, counts that do not add up.
+  bool read_words(const std::vector<uint64_t>& words, size_t& at);
+
   /// Same samples, same counts, same min/max/sum/saturated.
   bool operator==(const Histogram& other) const = default;
 

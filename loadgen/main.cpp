@@ -1,7 +1,7 @@
 // loadgen: defines its options, parses and checks the command line, and runs what it
 // asks (loadgen/cli/: define.cpp, check.cpp, run.cpp). Exit codes: 0 the run completed,
-// 1 the target could not be reached (or an output file failed), 2 usage, 128 + the
-// signal when SIGINT or SIGTERM interrupted it.
+// 1 the target could not be reached (or an output file failed, or a rank under mpirun
+// failed), 2 usage, 128 + the signal when SIGINT or SIGTERM interrupted it.
 #include <CLI/CLI.hpp>
 #include <string>
 
@@ -15,8 +15,9 @@ int main(int argc, char** argv) {
   cli::define_options(app, given);
   if (auto exit_code = cb::parse_command_line(app, argc, argv, "loadgen")) return *exit_code;
   std::string error;
-  if (const int code = cli::check_options(app, given, error); code != 0) {
-    return cli::fail(code, error);
-  }
-  return cli::run(given);
+  given.place = cli::mpirun_place();
+  const int code = cli::check_options(app, given, error);
+  // Under mpirun, rank 0 reports every rank's failed checks at once (see cli/ranks.hpp).
+  if (code != 0 && given.place.ranks == 0) return cli::fail(code, error);
+  return cli::run(given, code, error);
 }

@@ -76,10 +76,22 @@ struct LoadOptions {
   // The run's self-checks (see Verdict in report.hpp).
   uint64_t max_generator_lag_ns = 1'000'000;  ///< generator lag p99 above this: generator-bound
   double rate_tolerance = 0.05;  ///< achieved below offered by more than this: server-bound
+  // Under mpirun, one rank's share of a load split over several loadgen processes (see
+  // ranks.hpp): its fast clients are numbers first_connection and up among
+  // all_connections, so that their schedules interleave with the other ranks' as one
+  // process's would. all_connections 0: this process runs the whole load.
+  uint32_t first_connection = 0;
+  uint32_t all_connections = 0;
 
   bool open_loop() const { return rate_rps > 0; }
   /// Most requests in flight on one connection: --max-inflight in open loop, else 1.
   uint32_t pipeline_depth() const { return open_loop() ? max_inflight : 1; }
+  /// Open loop, uniform arrivals: the gap between two consecutive connections' turns over
+  /// the whole load (every rank's), in ns.
+  double turn_ns() const {
+    if (all_connections == 0) return 1e9 / rate_rps;
+    return static_cast<double>(connections) * 1e9 / rate_rps / static_cast<double>(all_connections);
+  }
 };
 
 }  // namespace cb::loadgen

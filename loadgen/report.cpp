@@ -344,6 +344,10 @@ std::vector<Field> report_fields(const Report& r) {
       {"slo_pass", optional_value(search_pass)},
       {"slo_failure", optional_value(search_failure)},
       {"capacity_rps", optional_value(search_capacity), kRateDecimals},
+      {"ranks", uint64_t{r.ranks}},
+      {"hosts", uint64_t{r.hosts}},
+      {"rank", r.rank ? Value(uint64_t{*r.rank}) : Value()},
+      {"start_skew_us", optional_value(r.start_skew_us), kUsDecimals},
   };
   return fields;
 }
@@ -464,6 +468,11 @@ void write_text(std::ostream& out, const Report& r) {
   out << "  window        " << fixed(r.duration_s, 3) << " s after " << fixed(r.warmup_s, 3)
       << " s of warmup" << (r.interrupted ? " (INTERRUPTED: the window was cut short there)" : "")
       << "\n";
+  if (r.ranks > 1) {
+    out << "  ranks         " << r.ranks << " loadgen processes on " << r.hosts
+        << (r.hosts == 1 ? " host" : " hosts") << ", windows started "
+        << fixed(r.start_skew_us.value_or(0), 1) << " µs apart (mpirun)\n";
+  }
 
   out << "Throughput\n";
   out << "  requests      " << r.requests << (open_loop ? " due" : " sent")

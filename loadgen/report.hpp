@@ -113,6 +113,13 @@ struct Report {
   std::optional<int> server_pid;
   std::optional<ServerCost> server;
   std::optional<SearchInfo> search;  ///< set on the steps of a capacity search
+  // Under mpirun: the loadgen processes (ranks) whose load this row is, on how many hosts,
+  // which rank (on a rank's own row, with --per-rank), and how far apart their measured
+  // windows started (the merged row: earliest to latest; a rank's row: after the earliest).
+  uint32_t ranks = 1;
+  uint32_t hosts = 1;
+  std::optional<uint32_t> rank;
+  std::optional<double> start_skew_us;
 };
 
 /// Builds the report of a run that reached its target. `started_at` comes from the engine.

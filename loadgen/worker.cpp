@@ -192,8 +192,8 @@ void Worker::execute(Command command, const LoadTimes& times) {
       }
       const uint64_t now_ns = uv_hrtime();
       // Uniform arrivals: the connections' schedules interleave, one request every
-      // 1 / rate seconds over the whole run, connection i taking the i-th turn.
-      const double turn_ns = options_.open_loop() ? 1e9 / options_.rate_rps : 0;
+      // 1 / rate seconds over the whole run (every rank's), connection i taking the i-th turn.
+      const double turn_ns = options_.open_loop() ? options_.turn_ns() : 0;
       for (size_t i = 0; i < fast_.size(); ++i) {
         const auto offset_ns =
             static_cast<uint64_t>(turn_ns * static_cast<double>(fast_indices_[i]));

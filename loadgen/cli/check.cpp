@@ -15,6 +15,7 @@
 #include "loadgen/cli/cli.hpp"
 #include "loadgen/duration.hpp"
 #include "loadgen/proc_tree.hpp"
+#include "loadgen/ranks.hpp"
 #include "loadgen/protocol/client.hpp"
 #include "net/socket.hpp"
 
@@ -73,7 +74,9 @@ bool convert_durations(Cli& cli, std::string& error) {
          convert_duration("--max-generator-lag", cli.durations.max_generator_lag, 0,
                           cli.options.max_generator_lag_ns, error) &&
          convert_duration("--interval", cli.durations.interval, 10'000'000, cli.options.interval_ns,
-                          error);
+                          error) &&
+         convert_duration("--rank-timeout", cli.durations.rank_timeout, 1'000'000'000,
+                          cli.rank_timeout_ns, error);
 }
 
 /// The load's flags against each other: protocol, clients, open or closed loop.
@@ -138,16 +141,53 @@ bool check_search(const CLI::App& app, Cli& cli, std::string& error) {
   return error.empty();
 }
 
-/// The files and the process the run will write to or watch: there, and usable.
+/// Under mpirun: what a rank cannot do, and a share of the load for every rank.
+bool check_ranks(const CLI::App& app, const Cli& cli, std::string& error) {
+  const uint32_t ranks = cli.place.ranks;
+  if (ranks == 0) {
+    if (cli.per_rank) error = "--per-rank: applies under mpirun (mpirun -np K loadgen ...)";
+    if (app.count("--rank-timeout") > 0) error = "--rank-timeout: applies under mpirun";
+    return error.empty();
+  }
+  const LoadOptions last = rank_share(cli.options, ranks - 1, ranks);
+  if (cli.search) {
+    error = "--search: not under mpirun (run the search in one loadgen, or measure a rate "
+            "found with --rate)";
+  } else if (!cli.timeseries_path.empty()) {
+    error = "--timeseries: not under mpirun";
+  } else if (cli.options.open_loop() && last.connections == 0) {
+    error = "--rate: every rank needs a fast client, but --connections " +
+            std::to_string(cli.options.connections) + " is fewer than the " +
+            std::to_string(ranks) + " ranks";
+  } else if (last.connections == 0 && last.slow_clients == 0) {
+    error = "--connections " + std::to_string(cli.options.connections) + " and --slow-clients " +
+            std::to_string(cli.options.slow_clients) + " leave rank " + std::to_string(ranks - 1) +
+            " of " + std::to_string(ranks) + " nothing to run";
+  }
+  return error.empty();
+}
+
+/// The files and the process the run will write to or watch: there, and usable. Under
+/// mpirun rank 0 alone writes the outputs (with --per-rank each rank its --buckets file),
+/// and the --server-pid is looked for on every rank together (see ranks.hpp).
 bool check_outputs(const Cli& cli, std::string& error) {
-  if (cli.server_pid && !process_alive(static_cast<pid_t>(*cli.server_pid))) {
+  const bool ranks = cli.place.ranks > 0;
+  if (!ranks && cli.server_pid && !process_alive(static_cast<pid_t>(*cli.server_pid))) {
     error = "--server-pid: no running process " + std::to_string(*cli.server_pid);
     return false;
   }
+  const std::string own_buckets =
+      ranks && cli.per_rank && !cli.buckets_path.empty()
+          ? cli.buckets_path + ".rank" + std::to_string(cli.place.rank)
+          : "";
+  const bool outputs = cli.place.rank == 0;
   for (const auto& [flag, path] :
-       {std::pair{"--csv", &cli.csv_path}, std::pair{"--histogram", &cli.histogram_path},
-        std::pair{"--timeseries", &cli.timeseries_path}}) {
-    if (!path->empty() && !writable(*path, error)) {
+       {std::pair{"--csv", outputs ? cli.csv_path : ""},
+        std::pair{"--histogram", outputs ? cli.histogram_path : ""},
+        std::pair{"--timeseries", outputs ? cli.timeseries_path : ""},
+        std::pair{"--buckets", outputs ? cli.buckets_path : ""},
+        std::pair{"--buckets", own_buckets}}) {
+    if (!path.empty() && !writable(path, error)) {
       error = std::string(flag) + ": " + error;
       return false;
     }
@@ -191,11 +231,13 @@ bool raise_descriptors(const LoadOptions& options, std::string& error) {
 
 int check_options(const CLI::App& app, Cli& cli, std::string& error) {
   if (!convert_durations(cli, error) || !check_load(app, cli, error) ||
-      !check_search(app, cli, error) || !check_outputs(cli, error)) {
+      !check_search(app, cli, error) || !check_ranks(app, cli, error) ||
+      !check_outputs(cli, error)) {
     return kUsageError;
   }
   if (const int code = resolve_target(cli, error); code != 0) return code;
-  if (!raise_descriptors(cli.options, error)) return kUsageError;
+  cli.share = rank_share(cli.options, cli.place.rank, cli.place.ranks);
+  if (!raise_descriptors(cli.share, error)) return kUsageError;
   return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "loadgen/cli/ranks.hpp"
 #include "loadgen/options.hpp"
 #include "loadgen/search.hpp"
 
@@ -25,7 +26,7 @@ inline constexpr int kUnreachable = 1;
 struct Durations {
   std::string duration = "10s", warmup = "0s", timeout = "2s", think_time = "0s",
               trickle_interval = "1s", timer_slack = "200us", max_generator_lag = "1ms",
-              interval = "1s";
+              interval = "1s", rank_timeout = "60s";
 };
 
 /// Everything the command line says: the run's options as CLI11 fills them, and the
@@ -50,6 +51,12 @@ struct Cli {
   bool json = false, progress = false, allow_remote = false;
   CLI::Option* rate = nullptr;  ///< whether --rate was given: rate->count()
   std::optional<Slo> slo;       ///< --search's objective, once checked
+  // Under mpirun (see ranks.hpp).
+  Place place;                  ///< this rank among the ranks (0 ranks: not under mpirun)
+  LoadOptions share;            ///< once checked: this rank's share of options (or options)
+  bool per_rank = false;        ///< --per-rank
+  std::string buckets_path;     ///< --buckets
+  uint64_t rank_timeout_ns = 0;  ///< --rank-timeout
 };
 
 /// Defines every option of `app`, writing into `cli` when it is parsed (define.cpp).
@@ -61,8 +68,9 @@ void define_options(CLI::App& app, Cli& cli);
 int check_options(const CLI::App& app, Cli& cli, std::string& error);
 
 /// Runs what the checked command line asks: one run, or a capacity search, and writes
-/// its outputs (run.cpp). Returns the exit code.
-int run(const Cli& cli);
+/// its outputs (run.cpp). Returns the exit code. Under mpirun every rank comes here, its
+/// checks' outcome in `check_code` and `check_error`, so that rank 0 can report them all.
+int run(const Cli& cli, int check_code = 0, const std::string& check_error = {});
 
 /// Prints "loadgen: MESSAGE" on stderr and returns `code`.
 inline int fail(int code, const std::string& message) {

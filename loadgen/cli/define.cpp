@@ -83,6 +83,8 @@ constexpr const char* kDescription =
     "(GET as wrk sends it, or POST), non-2xx responses counted by status code; slow\n"
     "trickle clients send an endless request head (slowloris).\n"
     "Durations take a unit: 250us, 500ms, 10s, 2m, 1h; a bare number means seconds.\n"
+    "Under mpirun (mpirun -np K loadgen ...) each rank runs its share of the clients and\n"
+    "of the rate, all start together, and rank 0 reports the merged histograms.\n"
     "SIGINT or SIGTERM (Ctrl-C) ends the window early and reports what was measured,\n"
     "marked as interrupted; a second one quits at once.\n"
     "Exit status: 0 the run completed, 1 the target could not be reached, 2 usage error,\n"
@@ -250,18 +252,37 @@ void define_output_options(CLI::App& app, Cli& cli) {
                "Print a progress line every second on stderr (default: only on a terminal)");
   app.add_flag("--allow-remote", cli.allow_remote,
                "Allow a target outside 127.0.0.0/8 and ::1 (refused by default)");
+  app.add_option("--buckets", cli.buckets_path,
+                 "Write the latency histogram (from intended send) to FILE bucket by bucket, "
+                 "exactly: a '# count min_ns max_ns' line, then lowest_ns,highest_ns,count "
+                 "for each non-empty bucket (runs add up bucket by bucket). Under mpirun rank "
+                 "0 writes the merged one; with --per-rank each rank also writes its own to "
+                 "FILE.rankN");
+}
+
+/// Running as one of several ranks under mpirun.
+void define_rank_options(CLI::App& app, Cli& cli) {
+  app.add_flag("--per-rank", cli.per_rank,
+               "Under mpirun: also show each rank's share of the load and its own row (a "
+               "table in the summary; JSON: a line per rank before the merged one; --csv: "
+               "a row per rank after the merged one, its rank column set)");
+  add_duration(app, "--rank-timeout", cli.durations.rank_timeout,
+               "Under mpirun: the longest rank 0 waits for the other ranks at each step "
+               "(checks, connected, results; a rank waits twice that for rank 0) before "
+               "ending the run, naming the ranks it waited for");
 }
 
 }  // namespace
 
 void define_options(CLI::App& app, Cli& cli) {
   app.description(kDescription);
-  app.set_version_flag("--version", std::string("loadgen ") + CB_VERSION);
+  app.set_version_flag("--version", std::string("loadgen ") + CB_VERSION + " (" + mpi_build() + ")");
   app.get_formatter()->column_width(36);
   define_target_options(app, cli);
   define_open_loop_options(app, cli);
   define_run_options(app, cli);
   define_output_options(app, cli);
+  define_rank_options(app, cli);
 }
 
 }  // namespace cb::loadgen::cli

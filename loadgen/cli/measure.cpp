@@ -2,6 +2,7 @@
 #include "loadgen/cli/measure.hpp"
 
 #include <pthread.h>
+#include <time.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -83,7 +84,11 @@ Measurement Measurer::measure(const LoadOptions& options) {
     sampler = std::make_unique<ServerSampler>(static_cast<pid_t>(*server_pid), cgroup);
   }
   RunHooks hooks;
+  hooks.start_at = start_at;
   hooks.window_started = [&] {
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    out.window_start_real_ns = int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
     if (!sampler) return;
     sampler->start();
     if (options.interval_ns > 0) out.server_at_window_start = reading(*sampler);

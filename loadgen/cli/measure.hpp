@@ -7,6 +7,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -53,6 +55,7 @@ struct Measurement {
   std::optional<Report> report;
   std::vector<ServerReading> server_by_interval;  ///< --timeseries with --server-pid
   ServerReading server_at_window_start;
+  int64_t window_start_real_ns = 0;  ///< CLOCK_REALTIME when the window started
   int exit_code = 0;
   std::string error;
 };
@@ -66,6 +69,7 @@ struct Measurer {
   std::string label;
   bool progress = false;
   SignalThread& signals;
+  std::function<uint64_t()> start_at;  ///< under mpirun: the engine's start_at hook
 
   Measurement measure(const LoadOptions& options);
 };
