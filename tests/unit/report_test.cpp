@@ -87,7 +87,8 @@ std::string missing(const std::vector<std::string>& a, const std::vector<std::st
 }
 
 /// A report in which every field applies: an http run in open loop, measured with
-/// --server-pid, as one step of a capacity search. (The udp fields are set by hand.)
+/// --server-pid, as one step of a capacity search. (The udp fields, and those of a
+/// rank's own row under mpirun, are set by hand.)
 Report full_report() {
   Report r;
   r.timestamp = "2024-01-01T00:00:00Z";
@@ -112,6 +113,8 @@ Report full_report() {
   r.server_pid = 1;
   r.server = ServerCost{1, 2, 3, 4, 5, "proc", "walks"};
   r.search = SearchInfo{1, "probe", "p99<=1ms", true, "none", 1000.0};
+  r.rank = 2;
+  r.start_skew_us = 12.5;
   return r;
 }
 
