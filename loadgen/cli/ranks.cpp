@@ -142,7 +142,7 @@ Ranks::~Ranks() = default;
 
 namespace {
 
-enum Tag : int { kSetup = 1, kSetupReply, kClock, kStart, kStartReply, kResult };
+enum Tag : int { kSetup = 1, kSetupReply, kClock, kStart, kStartReply, kResult, kEnd };
 
 // Waiting for another rank: look (one MPI test), and after the first 2 ms sleep 1 ms
 // between looks, so that a waiting rank costs next to no CPU.
@@ -193,7 +193,8 @@ std::optional<std::string> receive(int from, int tag, uint64_t timeout_ns) {
   return text;
 }
 
-/// Prints the line and ends every rank with `code`.
+/// Prints the line and ends every rank with `code` at once (MPI_Abort): for a rank that
+/// cannot be told (it stopped answering), where Ranks::end_together cannot be used.
 [[noreturn]] void end_run(int code, const std::string& line) {
   std::fprintf(stderr, "loadgen: %s\n", line.c_str());
   std::fflush(stderr);
@@ -248,21 +249,15 @@ Setup Ranks::agree_setup(const Cli& cli, int check_code, const std::string& chec
   const uint64_t timeout = timeout_ns_;
   if (rank() != 0) {
     if (!send_text(0, kSetup, mine, timeout)) {
-      end_run(1, "rank " + std::to_string(rank()) + " on " + host_ +
-                     ": rank 0 took nothing from it within --rank-timeout");
+      end_run(1, name() + ": rank 0 took nothing from it within --rank-timeout");
     }
-    const auto reply = receive(0, kSetupReply, 2 * timeout);
-    if (!reply) {
-      end_run(1, "rank " + std::to_string(rank()) + " on " + host_ +
-                     ": no word from rank 0 within twice --rank-timeout");
-    }
-    const auto lines = lines_of(*reply);
+    const auto lines = lines_of(reply(kSetupReply, "no word from rank 0"));
     setup_.sampler = std::stoi(lines.at(0));
     setup_.host_count = static_cast<uint32_t>(std::stoul(lines.at(1)));
     // The clocks: answer rank 0's pings with this clock's time.
     for (;;) {
       const auto ping = receive(0, kClock, 2 * timeout);
-      if (!ping) end_run(1, "rank " + std::to_string(rank()) + ": rank 0 stopped comparing clocks");
+      if (!ping) end_run(1, name() + ": rank 0 stopped comparing clocks");
       if (*ping == "done") break;
       send_text(0, kClock, std::to_string(realtime_ns()), timeout);
     }
@@ -310,32 +305,36 @@ Setup Ranks::agree_setup(const Cli& cli, int check_code, const std::string& chec
       setup_.sampler = static_cast<int>(r);
     }
   }
+  const std::vector<int> everyone(ranks(), kSetupReply);
   if (!failures.empty()) {
     // The same command line fails the same way on every rank: say it once.
-    if (failures.size() == ranks() && messages.size() == 1) end_run(first_code, *messages.begin());
-    for (size_t i = 0; i + 1 < failures.size(); ++i) {
-      std::fprintf(stderr, "loadgen: %s\n", failures[i].c_str());
+    if (failures.size() == ranks() && messages.size() == 1) {
+      failures = {*messages.begin()};
     }
-    end_run(first_code, failures.back());
+    end_together(first_code, failures, everyone);
   }
   setup_.host_count = static_cast<uint32_t>(hosts.size());
   if (cli.options.address.is_loopback() && setup_.host_count > 1) {
-    end_run(kUsageError, "--host: " + cli.options.address.to_string() +
-                             " is a loopback address, but the ranks run on " +
-                             std::to_string(setup_.host_count) +
-                             " hosts, each of which would load its own: give the server's "
-                             "address (and --allow-remote)");
+    end_together(kUsageError,
+                 {"--host: " + cli.options.address.to_string() +
+                  " is a loopback address, but the ranks run on " +
+                  std::to_string(setup_.host_count) +
+                  " hosts, each of which would load its own: give the server's address (and "
+                  "--allow-remote)"},
+                 everyone);
   }
   if (cli.server_pid && setup_.sampler < 0) {
-    end_run(kUsageError, "--server-pid: no rank runs where the server does (no rank has " +
-                             cli.options.address.to_string() + " as its own address and a process " +
-                             std::to_string(*cli.server_pid) +
-                             "): run one rank on the server's host, or drop --server-pid");
+    end_together(kUsageError,
+                 {"--server-pid: no rank runs where the server does (no rank has " +
+                  cli.options.address.to_string() + " as its own address and a process " +
+                  std::to_string(*cli.server_pid) +
+                  "): run one rank on the server's host, or drop --server-pid"},
+                 everyone);
   }
-  const std::string reply =
-      std::to_string(setup_.sampler) + "\n" + std::to_string(setup_.host_count) + "\n";
+  const std::string answer =
+      "o" + std::to_string(setup_.sampler) + "\n" + std::to_string(setup_.host_count) + "\n";
   for (uint32_t r = 1; r < ranks(); ++r) {
-    if (!send_text(static_cast<int>(r), kSetupReply, reply, timeout)) {
+    if (!send_text(static_cast<int>(r), kSetupReply, answer, timeout)) {
       end_run(1, "rank " + std::to_string(r) + " on " + setup_.hosts[r] +
                      " took no reply within --rank-timeout");
     }
@@ -350,15 +349,15 @@ Setup Ranks::agree_setup(const Cli& cli, int check_code, const std::string& chec
     for (int i = 0; i < kPings; ++i) {
       const int64_t sent = realtime_ns();
       send_text(static_cast<int>(r), kClock, "ping", timeout);
-      const auto answer = receive(static_cast<int>(r), kClock, timeout);
+      const auto pong = receive(static_cast<int>(r), kClock, timeout);
       const int64_t back = realtime_ns();
-      if (!answer) {
+      if (!pong) {
         end_run(1, "rank " + std::to_string(r) + " on " + setup_.hosts[r] +
                        " did not answer a clock ping within --rank-timeout");
       }
       if (back - sent < best_rtt) {
         best_rtt = back - sent;
-        setup_.offsets_ns[r] = std::stoll(*answer) - (sent + back) / 2;
+        setup_.offsets_ns[r] = std::stoll(*pong) - (sent + back) / 2;
       }
     }
     send_text(static_cast<int>(r), kClock, "done", timeout);
@@ -368,67 +367,84 @@ Setup Ranks::agree_setup(const Cli& cli, int check_code, const std::string& chec
   return setup_;
 }
 
-uint64_t Ranks::start_at() {
-  const uint64_t timeout = timeout_ns_;
-  if (rank() != 0) {
-    if (!send_text(0, kStart, "o", timeout)) {
-      end_run(1, "rank " + std::to_string(rank()) + " on " + host_ +
-                     ": rank 0 took nothing from it within --rank-timeout");
-    }
-    phase_tag_ = kResult;
-    const auto reply = receive(0, kStartReply, 2 * timeout);
-    if (!reply) {
-      end_run(1, "rank " + std::to_string(rank()) + " on " + host_ +
-                     ": no start from rank 0 within twice --rank-timeout");
-    }
-    return monotonic_at(std::stoll(*reply));
-  }
-  // Rank 0: every rank connected (or the first failure named), then the start: far
-  // enough ahead for every rank to hear of it.
-  std::vector<bool> ready(ranks(), false);
-  ready[0] = true;
+std::vector<std::optional<std::string>> Ranks::collect(int tag, const char* missed) {
+  std::vector<std::optional<std::string>> got(ranks());
   const bool all = poll_until(
       [&] {
         bool complete = true;
         for (uint32_t r = 1; r < ranks(); ++r) {
-          if (ready[r]) continue;
-          if (const auto report = try_receive(static_cast<int>(r), kStart)) {
-            if (report->front() == 'f') {
-              const auto lines = lines_of(report->substr(1));
-              end_run(std::stoi(lines.at(0)), "rank " + std::to_string(r) + " on " +
-                                                  setup_.hosts[r] + ": " +
-                                                  (lines.size() > 1 ? lines[1] : "failed"));
-            }
-            ready[r] = true;
-          }
-          complete = complete && ready[r];
+          if (!got[r]) got[r] = try_receive(static_cast<int>(r), tag);
+          complete = complete && got[r].has_value();
         }
         return complete;
       },
-      timeout);
+      timeout_ns_);
   if (!all) {
     std::string missing;
     for (uint32_t r = 1; r < ranks(); ++r) {
-      if (!ready[r]) missing += (missing.empty() ? "" : ", ") + std::to_string(r) + " on " + setup_.hosts[r];
+      if (!got[r]) {
+        missing += (missing.empty() ? "" : ", ") + std::to_string(r) + " on " + setup_.hosts[r];
+      }
     }
-    end_run(1, "rank(s) " + missing + " not connected within --rank-timeout " +
-                   format_duration(timeout) + " of rank 0");
+    end_run(1, "rank(s) " + missing + " " + missed + " within --rank-timeout " +
+                   format_duration(timeout_ns_) + " of rank 0's");
   }
+  // A rank that failed: its line, each failed rank told to end (under kEnd), the others
+  // under `others_tag`.
+  std::vector<std::string> failures;
+  int code = 0;
+  for (uint32_t r = 1; r < ranks(); ++r) {
+    if (got[r]->empty() || got[r]->front() != 'f') continue;
+    const auto lines = lines_of(got[r]->substr(1));
+    if (code == 0) code = std::stoi(lines.at(0));
+    failures.push_back("rank " + std::to_string(r) + " on " + setup_.hosts[r] + ": " +
+                       (lines.size() > 1 ? lines[1] : "failed"));
+  }
+  if (!failures.empty()) {
+    std::vector<int> tags(ranks(), tag == kStart ? kStartReply : 0);
+    for (uint32_t r = 1; r < ranks(); ++r) {
+      if (got[r]->front() == 'f') tags[r] = kEnd;
+    }
+    end_together(code, failures, tags);
+  }
+  return got;
+}
+
+uint64_t Ranks::start_at() {
+  const uint64_t timeout = timeout_ns_;
+  if (rank() != 0) {
+    if (!send_text(0, kStart, "o", timeout)) {
+      end_run(1, name() + ": rank 0 took nothing from it within --rank-timeout");
+    }
+    phase_tag_ = kResult;
+    return monotonic_at(std::stoll(reply(kStartReply, "no start from rank 0")));
+  }
+  // Rank 0: every rank connected (or the failures named), then the start: far enough
+  // ahead for every rank to hear of it.
+  collect(kStart, "not connected");
   phase_tag_ = kResult;
   const int64_t start = realtime_ns() + 50'000'000 + 2'000'000 * int64_t{ranks()};
   for (uint32_t r = 1; r < ranks(); ++r) {
-    send_text(static_cast<int>(r), kStartReply, std::to_string(start + setup_.offsets_ns[r]),
+    send_text(static_cast<int>(r), kStartReply, "o" + std::to_string(start + setup_.offsets_ns[r]),
               timeout);
   }
   return monotonic_at(start);
 }
 
 void Ranks::fail(int code, const std::string& message) {
-  const std::string named = "rank " + std::to_string(rank()) + " on " + host_ + ": " + message;
-  if (rank() == 0 || phase_tag_ == 0) end_run(code, named);
-  // Rank 0 names this rank and ends the run; if it does not, this rank does.
+  const std::string named = name() + ": " + message;
+  if (rank() == 0 && phase_tag_ != 0) {
+    // The others are connecting or sending their results: each is heard from (a failed
+    // one is told to end where it waits) before every rank ends.
+    std::fprintf(stderr, "loadgen: %s\n", named.c_str());
+    const bool starting = phase_tag_ == kStart;
+    collect(starting ? kStart : kResult, starting ? "not connected" : "sent no results");
+    end_together(code, {}, std::vector<int>(ranks(), starting ? kStartReply : 0));
+  }
+  if (phase_tag_ == 0) end_run(code, named);
+  // Rank 0 names this rank and tells it to end; if it does not, this rank ends the run.
   send_text(0, phase_tag_, failure(code, message), timeout_ns_);
-  poll_until([] { return false; }, timeout_ns_);
+  reply(kEnd, "no word from rank 0 after this failure: " + message);
   end_run(code, named);
 }
 
@@ -440,46 +456,51 @@ std::vector<RankResult> Ranks::gather(const RankResult& mine) {
     std::string text = "o";
     text.append(reinterpret_cast<const char*>(words.data()), words.size() * sizeof(uint64_t));
     if (!send_text(0, kResult, text, timeout)) {
-      end_run(1, "rank " + std::to_string(rank()) + " on " + host_ +
-                     ": rank 0 took no results from it within --rank-timeout");
+      end_run(1, name() + ": rank 0 took no results from it within --rank-timeout");
     }
     return {};
   }
-  std::vector<std::optional<RankResult>> got(ranks());
-  got[0] = mine;
-  const bool all = poll_until(
-      [&] {
-        bool complete = true;
-        for (uint32_t r = 1; r < ranks(); ++r) {
-          if (got[r]) continue;
-          if (const auto report = try_receive(static_cast<int>(r), kResult)) {
-            const std::string name = "rank " + std::to_string(r) + " on " + setup_.hosts[r] + ": ";
-            if (report->front() == 'f') {
-              const auto lines = lines_of(report->substr(1));
-              end_run(std::stoi(lines.at(0)), name + (lines.size() > 1 ? lines[1] : "failed"));
-            }
-            std::vector<uint64_t> words((report->size() - 1) / sizeof(uint64_t));
-            std::memcpy(words.data(), report->data() + 1, words.size() * sizeof(uint64_t));
-            std::string error;
-            got[r] = read_rank_result(words, error);
-            if (!got[r]) end_run(1, name + error);
-          }
-          complete = complete && got[r].has_value();
-        }
-        return complete;
-      },
-      timeout);
-  if (!all) {
-    std::string missing;
-    for (uint32_t r = 1; r < ranks(); ++r) {
-      if (!got[r]) missing += (missing.empty() ? "" : ", ") + std::to_string(r) + " on " + setup_.hosts[r];
+  const auto got = collect(kResult, "sent no results");
+  std::vector<RankResult> results{mine};
+  for (uint32_t r = 1; r < ranks(); ++r) {
+    std::vector<uint64_t> words((got[r]->size() - 1) / sizeof(uint64_t));
+    std::memcpy(words.data(), got[r]->data() + 1, words.size() * sizeof(uint64_t));
+    std::string error;
+    auto result = read_rank_result(words, error);
+    if (!result) {
+      end_together(1, {"rank " + std::to_string(r) + " on " + setup_.hosts[r] + ": " + error},
+                   std::vector<int>(ranks(), 0));
     }
-    end_run(1, "rank(s) " + missing + " sent no results within --rank-timeout " +
-                   format_duration(timeout) + " of rank 0's");
+    results.push_back(std::move(*result));
   }
-  std::vector<RankResult> results;
-  for (auto& result : got) results.push_back(std::move(*result));
   return results;
+}
+
+std::string Ranks::name() const { return "rank " + std::to_string(rank()) + " on " + host_; }
+
+std::string Ranks::reply(int tag, const std::string& silence) {
+  const auto text = receive(0, tag, 2 * timeout_ns_);
+  if (!text) end_run(1, name() + ": " + silence + " within twice --rank-timeout");
+  if (!text->empty() && text->front() == 'x') {
+    // Rank 0 has said why and ends the run: leave with its exit code.
+    MPI_Finalize();
+    std::_Exit(std::stoi(text->substr(1)));
+  }
+  return text->substr(1);
+}
+
+void Ranks::end_together(int code, const std::vector<std::string>& lines,
+                         const std::vector<int>& tags) {
+  for (const std::string& line : lines) std::fprintf(stderr, "loadgen: %s\n", line.c_str());
+  std::fflush(stderr);
+  const std::string note = "x" + std::to_string(code);
+  for (uint32_t r = 1; r < ranks(); ++r) {
+    if (tags[r] != 0 && !send_text(static_cast<int>(r), tags[r], note, timeout_ns_)) {
+      MPI_Abort(MPI_COMM_WORLD, code);
+    }
+  }
+  MPI_Finalize();
+  std::_Exit(code);
 }
 
 void Ranks::finish() {

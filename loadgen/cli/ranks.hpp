@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,22 @@ class Ranks {
   int phase_tag_ = 0;  ///< the tag this rank's next report to rank 0 travels under
   bool joined_ = false;
   Setup setup_;
+
+  /// "rank R on HOST".
+  std::string name() const;
+  /// Rank 0's reply under `tag` (its text after the 'o'); leaves with rank 0's exit code
+  /// when rank 0 ends the run instead, and ends it when rank 0 is silent for twice
+  /// --rank-timeout (`silence` says what was awaited).
+  std::string reply(int tag, const std::string& silence);
+  /// Rank 0: every other rank's report under `tag`, by rank (rank 0's own left empty);
+  /// the run ends, naming the ranks, when some do not come within --rank-timeout (they
+  /// `missed` it) or some say they failed.
+  std::vector<std::optional<std::string>> collect(int tag, const char* missed);
+  /// Rank 0: prints `lines`, tells each rank r whose tags[r] is not 0 to end with `code`
+  /// (under that tag, where it waits), and ends with it too, every rank leaving MPI in
+  /// order; MPI_Abort if a rank cannot be told.
+  [[noreturn]] void end_together(int code, const std::vector<std::string>& lines,
+                                 const std::vector<int>& tags);
 };
 
 }  // namespace cb::loadgen::cli
