@@ -266,26 +266,8 @@ Setup Ranks::agree_setup(const Cli& cli, int check_code, const std::string& chec
   }
 
   // Rank 0: every rank's report, by rank.
-  std::vector<std::optional<std::string>> got(ranks());
+  auto got = receive_all(kSetup, "did not report");
   got[0] = mine;
-  const bool all = poll_until(
-      [&] {
-        bool complete = true;
-        for (uint32_t r = 1; r < ranks(); ++r) {
-          if (!got[r]) got[r] = try_receive(static_cast<int>(r), kSetup);
-          complete = complete && got[r].has_value();
-        }
-        return complete;
-      },
-      timeout);
-  if (!all) {
-    std::string missing;
-    for (uint32_t r = 1; r < ranks(); ++r) {
-      if (!got[r]) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
-    }
-    end_run(1, "rank(s) " + missing + " did not report within --rank-timeout " +
-                   format_duration(timeout) + " of rank 0 on " + host_);
-  }
   std::vector<std::string> failures;
   int first_code = 0;
   std::set<std::string> messages;
@@ -367,7 +349,7 @@ Setup Ranks::agree_setup(const Cli& cli, int check_code, const std::string& chec
   return setup_;
 }
 
-std::vector<std::optional<std::string>> Ranks::collect(int tag, const char* missed) {
+std::vector<std::optional<std::string>> Ranks::receive_all(int tag, const char* missed) {
   std::vector<std::optional<std::string>> got(ranks());
   const bool all = poll_until(
       [&] {
@@ -382,13 +364,18 @@ std::vector<std::optional<std::string>> Ranks::collect(int tag, const char* miss
   if (!all) {
     std::string missing;
     for (uint32_t r = 1; r < ranks(); ++r) {
-      if (!got[r]) {
-        missing += (missing.empty() ? "" : ", ") + std::to_string(r) + " on " + setup_.hosts[r];
-      }
+      if (got[r]) continue;
+      missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+      if (r < setup_.hosts.size()) missing += " on " + setup_.hosts[r];
     }
-    end_run(1, "rank(s) " + missing + " " + missed + " within --rank-timeout " +
-                   format_duration(timeout_ns_) + " of rank 0's");
+    end_run(1, name() + ": rank(s) " + missing + " " + missed + " within --rank-timeout " +
+                   format_duration(timeout_ns_));
   }
+  return got;
+}
+
+std::vector<std::optional<std::string>> Ranks::collect(int tag, const char* missed) {
+  const auto got = receive_all(tag, missed);
   // A rank that failed: its line, each failed rank told to end (under kEnd), the others
   // under `others_tag`.
   std::vector<std::string> failures;

@@ -86,9 +86,12 @@ class Ranks {
   /// when rank 0 ends the run instead, and ends it when rank 0 is silent for twice
   /// --rank-timeout (`silence` says what was awaited).
   std::string reply(int tag, const std::string& silence);
-  /// Rank 0: every other rank's report under `tag`, by rank (rank 0's own left empty);
+  /// Rank 0: every other rank's message under `tag`, by rank (rank 0's own left empty);
   /// the run ends, naming the ranks, when some do not come within --rank-timeout (they
-  /// `missed` it) or some say they failed.
+  /// `missed` it).
+  std::vector<std::optional<std::string>> receive_all(int tag, const char* missed);
+  /// Rank 0: receive_all(), and the run ends, naming them, when some ranks say they
+  /// failed.
   std::vector<std::optional<std::string>> collect(int tag, const char* missed);
   /// Rank 0: prints `lines`, tells each rank r whose tags[r] is not 0 to end with `code`
   /// (under that tag, where it waits), and ends with it too, every rank leaving MPI in
