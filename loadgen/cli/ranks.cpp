@@ -376,8 +376,8 @@ std::vector<std::optional<std::string>> Ranks::receive_all(int tag, const char* 
 
 std::vector<std::optional<std::string>> Ranks::collect(int tag, const char* missed) {
   const auto got = receive_all(tag, missed);
-  // A rank that failed: its line, each failed rank told to end (under kEnd), the others
-  // under `others_tag`.
+  // Ranks that failed: their lines, each told to end where it waits (under kEnd), and
+  // the others too while they wait to start (in the results step they are done).
   std::vector<std::string> failures;
   int code = 0;
   for (uint32_t r = 1; r < ranks(); ++r) {

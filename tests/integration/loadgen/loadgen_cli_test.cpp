@@ -1,12 +1,14 @@
 // loadgen's command line and output files, run as a user runs them: every usage error
 // exits 2 with one line on stderr, an unreachable target exits 1 and says why, and
-// --csv, --json, --histogram and --help write what docs/loadgen.md documents. Short runs against
-// echo-server's libuv model; not timing-sensitive, so CTest may run them in parallel.
+// --csv, --json, --histogram, --buckets and --help write what docs/loadgen.md
+// documents. Short runs against echo-server's libuv model; not timing-sensitive, so
+// CTest may run them in parallel.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -483,6 +485,50 @@ TEST_F(LoadgenOutput, HistogramFileIsInHdrHistogramFormat) {
   EXPECT_EQ(last_count, report.value("requests", -1.0))
       << "the histogram should hold every request";
   EXPECT_TRUE(has_mean && has_max) << "no #[Mean ...] / #[Max ...] footer\n" << text;
+}
+
+// --buckets: the histogram bucket by bucket, its counts adding up to every request,
+// its first and last lines the run's exact minimum and maximum; and without mpirun the
+// row says one rank on one host.
+TEST_F(LoadgenOutput, BucketsFileHoldsEveryRequestExactly) {
+  const fs::path path = dir_ / "latency.buckets";
+  RunResult result = run({"--json", "--buckets", path.string()});
+  ASSERT_EQ(result.code(), 0) << result.describe();
+  const json report = json::parse(result.out, nullptr, false);
+  ASSERT_TRUE(report.is_object()) << result.describe();
+  EXPECT_EQ(report.value("ranks", 0), 1);
+  EXPECT_EQ(report.value("hosts", 0), 1);
+  EXPECT_TRUE(report["rank"].is_null() && report["start_skew_us"].is_null());
+
+  std::istringstream in(read_file(path));
+  std::string hash, header, line;
+  uint64_t count = 0, min_ns = 0, max_ns = 0;
+  ASSERT_TRUE(in >> hash >> count >> min_ns >> max_ns && hash == "#");
+  std::getline(in, line);
+  std::getline(in, header);
+  EXPECT_EQ(header, "lowest_ns,highest_ns,count");
+  uint64_t total = 0, last_highest = 0, first_lowest = UINT64_MAX;
+  while (std::getline(in, line)) {
+    const std::vector<std::string> cells = split_csv_line(line);
+    ASSERT_EQ(cells.size(), 3u) << line;
+    const uint64_t lowest = std::stoull(cells[0]), highest = std::stoull(cells[1]);
+    EXPECT_LE(lowest, highest);
+    EXPECT_GT(lowest, last_highest) << "buckets in order, apart";
+    first_lowest = std::min(first_lowest, lowest);
+    last_highest = highest;
+    total += std::stoull(cells[2]);
+  }
+  EXPECT_EQ(total, count);
+  EXPECT_EQ(static_cast<double>(count), report.value("requests", -1.0));
+  EXPECT_LE(first_lowest, min_ns);
+  EXPECT_GE(last_highest, max_ns);
+  EXPECT_DOUBLE_EQ(static_cast<double>(max_ns) / 1e3, report.value("latency_max_us", -1.0));
+}
+
+TEST(LoadgenCli, RankFlagsWithoutMpirunAreUsageErrors) {
+  expect_usage_error(harmless() + std::vector<std::string>{"--per-rank"}, "--per-rank");
+  expect_usage_error(harmless() + std::vector<std::string>{"--rank-timeout", "5s"},
+                     "--rank-timeout");
 }
 
 // Each protocol fills its own columns and leaves the other's empty: a CSV row per
