@@ -232,6 +232,16 @@ std::optional<std::string> Report::status_errors_text() const {
   return text;
 }
 
+std::optional<std::string> Report::ws_close_codes_text() const {
+  if (!ws_path) return std::nullopt;
+  std::string text;
+  for (const auto& [code, count] : ws_close_codes) {
+    if (!text.empty()) text += ';';
+    text += std::to_string(code) + ":" + std::to_string(count);
+  }
+  return text;
+}
+
 const std::vector<std::string_view>& csv_columns() {
   // The one list of fields is report_fields(): the columns are its names, in its order.
   static const std::vector<std::string_view> columns = [] {
@@ -344,6 +354,17 @@ std::vector<Field> report_fields(const Report& r) {
       {"slo_pass", optional_value(search_pass)},
       {"slo_failure", optional_value(search_failure)},
       {"capacity_rps", optional_value(search_capacity), kRateDecimals},
+      {"ws_path", optional_value(r.ws_path)},
+      {"rooms", optional_value(r.rooms)},
+      {"deliveries_expected", optional_value(r.deliveries_expected)},
+      {"deliveries", optional_value(r.deliveries)},
+      {"deliveries_per_s", optional_value(r.deliveries_per_s), kRateDecimals},
+      {"deliveries_lost", optional_value(r.deliveries_lost)},
+      {"deliveries_late", optional_value(r.deliveries_late)},
+      {"deliveries_duplicated", optional_value(r.deliveries_duplicated)},
+      {"deliveries_out_of_order", optional_value(r.deliveries_out_of_order)},
+      {"ws_close_codes", optional_value(r.ws_close_codes_text())},
+      {"slow_closed", optional_value(r.slow_closed)},
   };
   return fields;
 }
@@ -442,6 +463,8 @@ void write_text(std::ostream& out, const Report& r) {
   out << "Load\n";
   out << "  target        " << r.protocol << " " << r.host << ":" << r.port;
   if (r.http_method) out << " " << *r.http_method << " " << r.http_path;
+  if (r.ws_path) out << " " << *r.ws_path;
+  if (r.rooms) out << " in " << *r.rooms << (*r.rooms == 1 ? " room" : " rooms");
   out << (r.label.empty() ? "" : "  label ") << r.label << "\n";
   out << "  fast clients  " << r.connections << " on " << r.threads
       << (r.threads == 1 ? " thread, " : " threads, ");
@@ -492,9 +515,31 @@ void write_text(std::ostream& out, const Report& r) {
         << " (echoes below the highest number already received)\n";
   }
 
+  if (r.deliveries) {
+    out << "Deliveries (every message to every fast member of its room, the sender included)\n";
+    out << "  expected      " << r.deliveries_expected.value_or(0)
+        << " (messages due in the window and sent x fast members of the room)\n";
+    out << "  delivered     " << *r.deliveries << " within the timeout of the send, "
+        << fixed(r.deliveries_per_s.value_or(0), 1) << " /s\n";
+    out << "  lost          " << r.deliveries_lost.value_or(0) << " (of which "
+        << r.deliveries_late.value_or(0) << " came after the timeout)\n";
+    out << "  duplicated    " << r.deliveries_duplicated.value_or(0) << ", out of order "
+        << r.deliveries_out_of_order.value_or(0) << " (per sender)\n";
+  }
+  if (!r.ws_close_codes.empty()) {
+    out << "  close codes  ";
+    const char* separator = " ";
+    for (const auto& [code, count] : r.ws_close_codes) {
+      out << separator << code << ": " << count;
+      separator = ", ";
+    }
+    out << " (close frames from the server)\n";
+  }
+
   out << "Latency (µs)          min        p50        p90        p99      p99.9        max "
          "      mean  (samples)\n";
-  out << latency_row(open_loop ? "from intended" : "request", r.latency);
+  out << latency_row(r.deliveries ? "fan-out" : open_loop ? "from intended" : "request",
+                     r.latency);
   if (open_loop) out << latency_row("from sent", r.uncorrected);
   out << latency_row("connect", r.connect);
 
@@ -523,6 +568,10 @@ void write_text(std::ostream& out, const Report& r) {
   if (r.slow_connected) {
     out << "  slow          " << *r.slow_connected << " of " << r.slow_clients
         << " still connected at the end of the window\n";
+  }
+  if (r.slow_closed) {
+    out << "  slow closed   " << *r.slow_closed << " of " << r.slow_clients
+        << " closed by the server during the run\n";
   }
 
   out << "Cost\n";
