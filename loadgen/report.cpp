@@ -497,7 +497,9 @@ void write_text(std::ostream& out, const Report& r) {
   out << "\n";
   out << "  rate          " << fixed(r.throughput_rps, 1) << " req/s, "
       << human_bytes(r.throughput_bytes_s)
-      << (r.http_method ? " of responses read\n" : " echoed and checked\n");
+      << (r.http_method  ? " of responses read\n"
+          : r.deliveries ? " of messages sent and back at their sender\n"
+                         : " echoed and checked\n");
   if (open_loop) {
     out << "  offered       " << fixed(r.offered_rps.value_or(0), 1) << " req/s scheduled\n";
     out << "  send lag      p99 " << fixed(r.send_lag_p99_us.value_or(0), 1) << " µs, max "

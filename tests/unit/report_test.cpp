@@ -87,7 +87,7 @@ std::string missing(const std::vector<std::string>& a, const std::vector<std::st
 }
 
 /// A report in which every field applies: an http run in open loop, measured with
-/// --server-pid, as one step of a capacity search. (The udp fields are set by hand.)
+/// --server-pid, as one step of a capacity search. (The udp and ws fields are set by hand.)
 Report full_report() {
   Report r;
   r.timestamp = "2024-01-01T00:00:00Z";
@@ -112,6 +112,11 @@ Report full_report() {
   r.server_pid = 1;
   r.server = ServerCost{1, 2, 3, 4, 5, "proc", "walks"};
   r.search = SearchInfo{1, "probe", "p99<=1ms", true, "none", 1000.0};
+  r.ws_path = "/chat";
+  r.rooms = r.deliveries_expected = r.deliveries = r.deliveries_lost = r.deliveries_late =
+      r.deliveries_duplicated = r.deliveries_out_of_order = r.slow_closed = 1;
+  r.deliveries_per_s = 1;
+  r.ws_close_codes = {{1008, 2}};
   return r;
 }
 

@@ -62,9 +62,14 @@ class LoadgenWs : public ::testing::Test {
     argv.insert(argv.end(), flags.begin(), flags.end());
     return start_server_or_throw(argv);
   }
-  /// A Node server from `script`, which must print "listening on HOST:PORT".
-  StartedServer start_script(const std::string& script) {
-    return start_server_or_throw({node_, "-e", script});
+  /// A Node TCP server on a free loopback port whose connections `handler` (a JavaScript
+  /// function of the socket; `crypto` is at hand) serves; SIGTERM ends it with exit 0.
+  StartedServer start_script(const std::string& handler) {
+    return start_server_or_throw(
+        {node_, "-e",
+         "const crypto = require('crypto'); process.on('SIGTERM', () => process.exit(0));"
+         "require('net').createServer(" + handler + ").listen(0, '127.0.0.1', function () {"
+         " console.log('listening on 127.0.0.1:' + this.address().port); });"});
   }
 
   static std::string node_;
@@ -199,10 +204,8 @@ TEST_F(LoadgenWs, TricklingMembersAreClosedByThePeerToo) {
 // WebSocket there and says why in one line (exit 1, as for a refused port).
 TEST_F(LoadgenWs, ServerThatDoesNotUpgradeIsOneClearError) {
   auto server = start_script(
-      "require('net').createServer(s => s.once('data', () => s.end("
-      "'HTTP/1.1 404 Not Found\\r\\nContent-Length: 0\\r\\n\\r\\n')))"
-      ".listen(0, '127.0.0.1', function () {"
-      " console.log('listening on 127.0.0.1:' + this.address().port); });");
+      "s => s.once('data', () => s.end("
+      "'HTTP/1.1 404 Not Found\\r\\nContent-Length: 0\\r\\n\\r\\n'))");
   RunResult run = run_loadgen(target(server) + std::vector<std::string>{"--duration", "1s"});
   EXPECT_EQ(run.code(), 1) << run.describe();
   ASSERT_EQ(run.err_lines.size(), 1u) << run.describe();
@@ -214,11 +217,9 @@ TEST_F(LoadgenWs, ServerThatDoesNotUpgradeIsOneClearError) {
 
 TEST_F(LoadgenWs, WrongAcceptHeaderIsOneClearError) {
   auto server = start_script(
-      "require('net').createServer(s => s.once('data', () => s.write("
+      "s => s.once('data', () => s.write("
       "'HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
-      "Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBoYXNoIQ==\\r\\n\\r\\n')))"
-      ".listen(0, '127.0.0.1', function () {"
-      " console.log('listening on 127.0.0.1:' + this.address().port); });");
+      "Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBoYXNoIQ==\\r\\n\\r\\n'))");
   RunResult run = run_loadgen(target(server) + std::vector<std::string>{"--duration", "1s"});
   EXPECT_EQ(run.code(), 1) << run.describe();
   ASSERT_EQ(run.err_lines.size(), 1u) << run.describe();
@@ -233,17 +234,14 @@ TEST_F(LoadgenWs, WrongAcceptHeaderIsOneClearError) {
 // the closes by code.
 TEST_F(LoadgenWs, CloseCodesAreCountedByCode) {
   auto server = start_script(
-      "const c = require('crypto');"
-      "require('net').createServer(s => s.once('data', d => {"
+      "s => s.once('data', d => {"
       " const key = /Sec-WebSocket-Key: (\\S+)/i.exec(d.toString())[1];"
-      " const accept = c.createHash('sha1').update(key + "
+      " const accept = crypto.createHash('sha1').update(key + "
       "'258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');"
       " s.write('HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\n"
       "Connection: Upgrade\\r\\nSec-WebSocket-Accept: ' + accept + '\\r\\n\\r\\n');"
       " s.once('data', () => s.end(Buffer.from([0x88, 2, 0x03, 0xf0])));"
-      " s.on('error', () => {}); }))"
-      ".listen(0, '127.0.0.1', function () {"
-      " console.log('listening on 127.0.0.1:' + this.address().port); });");
+      " s.on('error', () => {}); })");
   auto report = measure(server, {"--path", "/echo", "--connections", "2", "--duration", "1s"});
   ASSERT_TRUE(report);
   const std::string dump = report->dump(2);
