@@ -127,17 +127,20 @@ def summary(servers: list[str], plan, rows) -> list[str]:
     lines = [f"chat: one room per case, closed loop, {PAYLOAD_BYTES} B messages; deliveries/s "
              f"and p99 fan-out latency (intended send to receipt), "
              f"{'median of ' + str(repeats) + ' runs' if repeats > 1 else 'one run'} each",
-             f"  {'server':<10}" + "".join(f"{name:>28}" for name, _, _ in plan)]
-    for server in servers:
-        cells = []
-        for name, _, _ in plan:
+             f"  {'case':<20}{'server':<10}{'deliveries/s':>14}{'p99 us':>14}{'lost':>12}"
+             f"{'slow closed':>13}"]
+    for name, _, _ in plan:
+        for server in servers:
             got = rows.get((server, name), [])
             rate, p99 = med(got, "deliveries_per_s"), med(got, "latency_p99_us")
-            lost = med(got, "deliveries_lost")
-            cells.append("failed" if rate is None else
-                         f"{rate:,.0f}/s p99 {p99 or 0:,.0f}us" +
-                         (f" lost {lost:,.0f}" if lost else ""))
-        lines.append(f"  {server:<10}" + "".join(f"{c:>28}" for c in cells))
+            lost, closed = med(got, "deliveries_lost"), med(got, "slow_closed")
+            if rate is None:
+                lines.append(f"  {name:<20}{server:<10}{'failed':>14}")
+                continue
+            lines.append(f"  {name:<20}{server:<10}{rate:>14,.0f}"
+                         f"{(f'{p99:,.0f}' if p99 is not None else '-'):>14}"
+                         f"{(f'{lost:,.0f}' if lost is not None else '-'):>12}"
+                         f"{(f'{closed:,.0f}' if closed is not None else ''):>13}")
     lines.append("")
     lines += ratio_lines(servers, plan, rows)
     return lines
