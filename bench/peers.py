@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 from cgroups import Cgroup, unique_name
+from servers import terminate
 
 HERE = Path(__file__).resolve().parent
 NGINX_CONF = HERE / "nginx.conf.in"
@@ -84,17 +84,11 @@ class Nginx:
     def stop(self) -> tuple[str | None, str]:
         """SIGTERM (nginx's fast shutdown) to the one process we started; returns
         (error, summary) as the bench's own Server.stop does (nginx has no summary)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
+        ended = terminate(self.proc)
+        if self.cgroup:
+            self.cgroup.remove()
+        if ended is None:
             return "nginx did not exit within 10 s of SIGTERM", ""
-        finally:
-            if self.cgroup:
-                self.cgroup.remove()
         return None, ""
 
 
@@ -132,17 +126,12 @@ class WsPeer:
 
     def stop(self) -> tuple[str | None, str]:
         """SIGTERM to the one process we started; returns (error, its summary line)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
+        ended = terminate(self.proc)
+        if self.cgroup:
+            self.cgroup.remove()
+        if ended is None:
             return "ws peer did not exit within 10 s of SIGTERM", ""
-        finally:
-            if self.cgroup:
-                self.cgroup.remove()
+        out, err = ended
         summary = next((l for l in out.splitlines() if l.startswith("closed ")), "")
         if self.proc.returncode != 0:
             return f"ws peer exit {self.proc.returncode}: {err.strip()[:200]}", summary

@@ -222,24 +222,28 @@ const char* verdict_name(Verdict verdict) {
   return "ok";
 }
 
-std::optional<std::string> Report::status_errors_text() const {
-  if (!errors_status) return std::nullopt;
+namespace {
+
+/// Counts by code as "code:count" joined by ';' ("404:12;500:3").
+std::string code_counts_text(const std::vector<std::pair<unsigned, uint64_t>>& counts) {
   std::string text;
-  for (const auto& [code, count] : status_errors) {
+  for (const auto& [code, count] : counts) {
     if (!text.empty()) text += ';';
     text += std::to_string(code) + ":" + std::to_string(count);
   }
   return text;
 }
 
+}  // namespace
+
+std::optional<std::string> Report::status_errors_text() const {
+  if (!errors_status) return std::nullopt;
+  return code_counts_text(status_errors);
+}
+
 std::optional<std::string> Report::ws_close_codes_text() const {
   if (!ws_path) return std::nullopt;
-  std::string text;
-  for (const auto& [code, count] : ws_close_codes) {
-    if (!text.empty()) text += ';';
-    text += std::to_string(code) + ":" + std::to_string(count);
-  }
-  return text;
+  return code_counts_text(ws_close_codes);
 }
 
 const std::vector<std::string_view>& csv_columns() {

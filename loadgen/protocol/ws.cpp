@@ -188,13 +188,9 @@ Step WsConnection::on_connected(uint64_t now_ns) {
 Step WsConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
   now_ns_ = now_ns;
   if (!link_.upgraded()) {
-    switch (link_.handshake(data, length_bytes)) {
-      case Link::Read::kHandshaking:
-        return Step::kOk;
-      case Link::Read::kRefused:
-        return handshake_failed(link_.refusal(), now_ns);
-      case Link::Read::kUpgraded:
-        break;
+    const Link::Read read = link_.handshake(data, length_bytes);
+    if (read != Link::Read::kUpgraded) {
+      return read == Link::Read::kRefused ? handshake_failed(link_.refusal(), now_ns) : Step::kOk;
     }
     handshake_done(now_ns);
     // Requests that fell due during the upgrade were queued: they go now.
@@ -417,13 +413,9 @@ Step WsSlowConnection::on_connected(uint64_t now_ns) {
 
 Step WsSlowConnection::on_data(const char* data, size_t length_bytes, uint64_t now_ns) {
   if (link_.upgraded()) return Step::kOk;  // reading stopped at the upgrade
-  switch (link_.handshake(data, length_bytes)) {
-    case Link::Read::kHandshaking:
-      return Step::kOk;
-    case Link::Read::kRefused:
-      return handshake_failed(link_.refusal(), now_ns);
-    case Link::Read::kUpgraded:
-      break;
+  const Link::Read read = link_.handshake(data, length_bytes);
+  if (read != Link::Read::kUpgraded) {
+    return read == Link::Read::kRefused ? handshake_failed(link_.refusal(), now_ns) : Step::kOk;
   }
   handshake_done(now_ns);
   // From here the socket is read only by on_timer(), if at all.

@@ -19,41 +19,12 @@
 #include <vector>
 
 #include "tests/integration/loadgen/harness.hpp"
+#include "tests/integration/loadgen/json_report.hpp"
 
 namespace cb::test::loadgen {
 namespace {
 
 using nlohmann::json;
-
-// loadgen's --json output, or a failed assertion.
-std::optional<json> parse_report(const RunResult& run) {
-  json report = json::parse(run.out, nullptr, /*allow_exceptions=*/false);
-  if (report.is_discarded() || !report.is_object()) {
-    ADD_FAILURE() << "--json did not print one JSON object\n" << run.describe();
-    return std::nullopt;
-  }
-  return report;
-}
-
-// The number under `key`; NaN (which fails every comparison) with a failure if absent.
-double number(const json& report, const std::string& key) {
-  auto found = report.find(key);
-  if (found == report.end() || !found->is_number()) {
-    ADD_FAILURE() << "no number '" << key << "' in " << report.dump();
-    return std::nan("");
-  }
-  return found->get<double>();
-}
-
-// The text under `key` ("" with a failure if it is absent or not text).
-std::string text(const json& report, const std::string& key) {
-  auto found = report.find(key);
-  if (found == report.end() || !found->is_string()) {
-    ADD_FAILURE() << "no text '" << key << "' in " << report.dump();
-    return "";
-  }
-  return found->get<std::string>();
-}
 
 std::vector<std::string> target(const StartedServer& server) {
   return {"--host", "127.0.0.1", "--port", std::to_string(server.listening.port)};

@@ -19,11 +19,10 @@
 #include <vector>
 
 #include "tests/integration/loadgen/harness.hpp"
+#include "tests/integration/loadgen/json_report.hpp"
 
 namespace cb::test::loadgen {
 namespace {
-
-using nlohmann::json;
 
 const std::string kPeerDir = CB_SOURCE_DIR "/bench/ws-peer";
 
@@ -88,27 +87,13 @@ std::vector<std::string> target(const StartedServer& server) {
           "ws"};
 }
 
-double number(const json& report, const std::string& key) {
-  auto found = report.find(key);
-  if (found == report.end() || !found->is_number()) {
-    ADD_FAILURE() << "no number '" << key << "' in " << report.dump();
-    return std::nan("");
-  }
-  return found->get<double>();
-}
-
 /// Runs loadgen against `server`, stops it, returns the --json report.
 std::optional<json> measure(StartedServer& server, const std::vector<std::string>& args) {
   RunResult run = run_loadgen(target(server) + args + std::vector<std::string>{"--json"});
   EXPECT_EQ(stop_server(server), "");
   EXPECT_EQ(run.code(), 0) << run.describe();
   if (run.code() != 0) return std::nullopt;
-  json report = json::parse(run.out, nullptr, /*allow_exceptions=*/false);
-  if (report.is_discarded() || !report.is_object()) {
-    ADD_FAILURE() << "--json did not print one JSON object\n" << run.describe();
-    return std::nullopt;
-  }
-  return report;
+  return parse_report(run);
 }
 
 /// Nobody slow, nothing lost: every message due in the window reached every fast member
