@@ -276,7 +276,8 @@ def prepare(bench: Bench) -> None:
               f"{bench.out}", flush=True)
     else:
         total = (HTTP_ROUNDS * (len(args.model_list) + 1) * 2 if first.protocol == "http"
-                 else (len(args.model_list) + 1) * len(chat_scenario.cases()) * args.repeat
+                 else ((len(chat_scenario.relaying(args.model_list)[0]) + 1)
+                       * len(chat_scenario.cases()) * args.repeat)
                  if first.name == "chat"
                  else len(args.model_list) * len(args.scenarios))
         repeats = f" x {args.repeat} repeats" if args.repeat > 1 else ""

@@ -17,7 +17,7 @@ from statistics import median
 
 import peers
 from results import describe_result
-from servers import LIVE_SERVERS, Server, pinned
+from servers import LIVE_SERVERS, Server, model_traits, pinned
 
 PEER = "node-ws"
 ROOM_SIZES = (10, 100, 1000)
@@ -26,6 +26,20 @@ IDLE_ROOM = 100
 PAYLOAD_BYTES = 64
 DRAIN = "2s"
 MAX_BACKLOG = "1MiB"  # the peer's, the same as echo-server's default --max-backlog
+
+
+# The --list-models traits of a model whose rooms hold more than one member: one loop
+# walks them, threads share them, or loops hand messages to each other. A model with
+# ws but none of these relays nothing (fork and prefork answer /chat with 501) or is a
+# room of one (iterative serves one member at a time): it cannot hold these rooms.
+RELAYING_TRAITS = ("loop-rooms", "shared-rooms", "hub-rooms")
+
+
+def relaying(models: list[str]) -> tuple[list[str], list[str]]:
+    """The models (all serving ws) whose rooms relay between members, and the others."""
+    traits = model_traits()
+    good = [m for m in models if set(RELAYING_TRAITS) & traits.get(m, set())]
+    return good, [m for m in models if m not in good]
 
 
 def cases() -> list[tuple[str, int, int]]:
@@ -54,7 +68,8 @@ def start(bench, name: str):
 def run(bench, duration_s: float) -> list[str]:
     """Every case against every server (the peer first), each on a fresh server; returns
     the summary lines."""
-    servers = [PEER] + bench.args.model_list
+    models, left_out = relaying(bench.args.model_list)
+    servers = [PEER] + models
     plan = cases()
     rows: dict[tuple[str, str], list[dict[str, str]]] = {}
     total = len(servers) * len(plan) * bench.args.repeat
@@ -67,7 +82,11 @@ def run(bench, duration_s: float) -> list[str]:
                                duration_s)
                 rows.setdefault((server, scenario), []).append(row)
     bench.repeat = 1
-    return summary(servers, plan, rows)
+    lines = summary(servers, plan, rows)
+    if left_out:
+        lines.append(f"left out, serving ws without rooms of more than one member "
+                     f"(--list-models): {', '.join(left_out)}")
+    return lines
 
 
 def run_case(bench, tag: str, server: str, scenario: str, members: int, idle: int,

@@ -149,10 +149,14 @@ def list_lines(args) -> list[str]:
                 f"{latency.BISECT_STEPS} bisection steps, about {steps} runs of "
                 f"{args.duration_s:g} s (+ {args.warmup} warm-up) each"]
     if args.scenarios[0].name == "chat":
-        runs = (len(args.model_list) + 1) * len(chat_scenario.cases()) * args.repeat
-        return [f"{chat_scenario.describe()}: {runs} runs of {args.duration_s:g} s (+ "
-                f"{args.warmup} warm-up, + {chat_scenario.DRAIN} drain) against "
-                f"{', '.join([chat_scenario.PEER] + args.model_list)}"]
+        models, left_out = chat_scenario.relaying(args.model_list)
+        runs = (len(models) + 1) * len(chat_scenario.cases()) * args.repeat
+        lines = [f"{chat_scenario.describe()}: {runs} runs of {args.duration_s:g} s (+ "
+                 f"{args.warmup} warm-up, + {chat_scenario.DRAIN} drain) against "
+                 f"{', '.join([chat_scenario.PEER] + models)}"]
+        if left_out:
+            lines.append(f"  left out (ws without rooms of more than one): {', '.join(left_out)}")
+        return lines
     if args.scenarios[0].name == "generator":
         return [f"the generator scenario: {TARGET_ROUNDS} alternating rounds of loadgen runs "
                 f"({args.duration_s:g} s each + {args.warmup} warm-up) against epoll (tcp), "

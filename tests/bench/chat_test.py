@@ -36,10 +36,11 @@ class ChatScenario(unittest.TestCase):
                                  "chat", "--duration", "1s", "--list"],
                                 capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
-        ws_models = [m for m, protocols in servers.registered_models().items()
-                     if "ws" in protocols]
-        self.assertIn("against " + ", ".join(["node-ws"] + ws_models), result.stdout)
-        self.assertIn("4 runs" if not ws_models else "runs of 1 s", result.stdout)
+        traits = servers.model_traits()
+        relaying = [m for m, protocols in servers.registered_models().items()
+                    if "ws" in protocols and traits[m] & set(chat_scenario.RELAYING_TRAITS)]
+        self.assertIn("against " + ", ".join(["node-ws"] + relaying), result.stdout)
+        self.assertIn(f"{4 * (1 + len(relaying))} runs of 1 s", result.stdout)
 
     def test_summary_states_the_ratios_against_the_targets(self):
         plan = chat_scenario.cases()
