@@ -255,7 +255,7 @@ def run(bench: Bench) -> int:
     text = "\n".join([""] + lines) + "\n"
     print(text, flush=True)
     (bench.out / "summary.txt").write_text(text)
-    if first.protocol in ("http", "udp", "ws"):
+    if first.protocol in ("http", "udp"):
         print(f"plots: none for the {first.protocol} scenario (summary.txt has its table)",
               flush=True)
     elif first.name != "generator" and not args.no_plots:  # its ratios are its whole result
