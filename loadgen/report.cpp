@@ -450,6 +450,15 @@ std::string latency_row(const char* name, const std::optional<LatencySummary>& s
   return line;
 }
 
+/// Counts by code for the summary: " 404: 12, 500: 3".
+std::string code_counts_line(const std::vector<std::pair<unsigned, uint64_t>>& counts) {
+  std::string line;
+  for (const auto& [code, count] : counts) {
+    line += (line.empty() ? " " : ", ") + std::to_string(code) + ": " + std::to_string(count);
+  }
+  return line;
+}
+
 std::string human_bytes(double bytes_per_s) {
   const char* units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s"};
   int unit = 0;
@@ -533,13 +542,8 @@ void write_text(std::ostream& out, const Report& r) {
         << r.deliveries_out_of_order.value_or(0) << " (per sender)\n";
   }
   if (!r.ws_close_codes.empty()) {
-    out << "  close codes  ";
-    const char* separator = " ";
-    for (const auto& [code, count] : r.ws_close_codes) {
-      out << separator << code << ": " << count;
-      separator = ", ";
-    }
-    out << " (close frames from the server)\n";
+    out << "  close codes  " << code_counts_line(r.ws_close_codes)
+        << " (close frames from the server)\n";
   }
 
   out << "Latency (µs)          min        p50        p90        p99      p99.9        max "
@@ -555,13 +559,7 @@ void write_text(std::ostream& out, const Report& r) {
   if (r.errors_status) out << ", status " << *r.errors_status;
   out << ")\n";
   if (!r.status_errors.empty()) {
-    out << "  status       ";
-    const char* separator = " ";
-    for (const auto& [code, count] : r.status_errors) {
-      out << separator << code << ": " << count;
-      separator = ", ";
-    }
-    out << "\n";
+    out << "  status       " << code_counts_line(r.status_errors) << "\n";
   }
   out << "  timeouts      " << r.timeouts << "\n";
 

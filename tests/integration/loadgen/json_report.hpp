@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tests/integration/loadgen/harness.hpp"
 
@@ -44,6 +45,17 @@ inline std::string text(const json& report, const std::string& key) {
     return "";
   }
   return found->get<std::string>();
+}
+
+/// Runs loadgen with `args` and --json, stops `server`, and returns the report (nullopt,
+/// with failures recorded, when either went wrong).
+inline std::optional<json> run_and_report(StartedServer& server, std::vector<std::string> args) {
+  args.push_back("--json");
+  RunResult run = run_loadgen(args);
+  EXPECT_EQ(stop_server(server), "");
+  EXPECT_EQ(run.code(), 0) << run.describe();
+  if (run.code() != 0) return std::nullopt;
+  return parse_report(run);
 }
 
 }  // namespace cb::test::loadgen

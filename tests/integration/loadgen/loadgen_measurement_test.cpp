@@ -59,11 +59,7 @@ void expect_fixed_delay_measured(const json& report) {
 // Runs loadgen with `args` against `server`, stops the server, and returns the --json
 // report (nullopt, with failures recorded, when either went wrong).
 std::optional<json> measure(StartedServer& server, const std::vector<std::string>& args) {
-  RunResult run = run_loadgen(target(server) + args + std::vector<std::string>{"--json"});
-  EXPECT_EQ(stop_server(server), "");
-  EXPECT_EQ(run.code(), 0) << run.describe();
-  if (run.code() != 0) return std::nullopt;
-  return parse_report(run);
+  return run_and_report(server, target(server) + args);
 }
 
 // Closed loop, 4 connections, a server that answers exactly 5 ms after it reads: every

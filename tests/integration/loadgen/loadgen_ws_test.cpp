@@ -89,11 +89,7 @@ std::vector<std::string> target(const StartedServer& server) {
 
 /// Runs loadgen against `server`, stops it, returns the --json report.
 std::optional<json> measure(StartedServer& server, const std::vector<std::string>& args) {
-  RunResult run = run_loadgen(target(server) + args + std::vector<std::string>{"--json"});
-  EXPECT_EQ(stop_server(server), "");
-  EXPECT_EQ(run.code(), 0) << run.describe();
-  if (run.code() != 0) return std::nullopt;
-  return parse_report(run);
+  return run_and_report(server, target(server) + args);
 }
 
 /// Nobody slow, nothing lost: every message due in the window reached every fast member
