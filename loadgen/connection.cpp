@@ -48,7 +48,7 @@ void Connection::start_connect(uint64_t now_ns) {
   assert(state_ == State::kQueued);
   const sockaddr* address = worker_.options().address.sa();
   int rc = datagram_ ? uv_udp_init(worker_.loop(), &socket_.udp)
-                     : uv_tcp_init(worker_.loop(), &socket_.tcp);
+                     : uv_tcp_init_ex(worker_.loop(), &socket_.tcp, address->sa_family);
   if (rc != 0) {
     state_ = State::kIdle;
     worker_.connect_slot_released();
@@ -57,6 +57,10 @@ void Connection::start_connect(uint64_t now_ns) {
   }
   socket_.handle.data = this;
   socket_open_ = true;
+  if (int bytes = receive_buffer_bytes(); bytes > 0) {
+    // Before the connect, so that the window the handshake offers already fits it.
+    uv_recv_buffer_size(&socket_.handle, &bytes);
+  }
   connect_start_ns_ = now_ns;
   state_ = State::kConnecting;
   if (datagram_) {

@@ -87,6 +87,10 @@ class Connection {
   /// (its connect latency, the setup's wait for first attempts) only at handshake_done();
   /// a handshake still under way after --timeout is a connect error.
   virtual bool handshakes() const { return false; }
+  /// The socket's receive buffer (SO_RCVBUF) to ask for before connecting; 0: the
+  /// kernel's default. A slow client that stops reading asks for a small one, so that
+  /// what it leaves unread piles up at the server rather than in its own kernel.
+  virtual int receive_buffer_bytes() const { return 0; }
   /// The handshake succeeded: the connection counts as established now.
   void handshake_done(uint64_t now_ns);
   /// The handshake failed for `why` (one line, e.g. "answered 'HTTP/1.1 404 Not Found'

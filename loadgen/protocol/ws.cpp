@@ -11,8 +11,9 @@
 //          counts it as a delivery, its latency from the intended send time recorded in
 //          the histogram. The drain lasts --timeout, so that the window's last messages
 //          reach every member or are counted lost.
-// Slow clients join the same service (chat: room index % rooms) and then stop reading:
-// idle ones for good, trickle ones take one frame off the socket per --trickle-interval.
+// Slow clients join the same service (chat: room index % rooms), with a small receive
+// buffer, and then stop reading: idle ones for good, trickle ones take one frame off the
+// socket per --trickle-interval.
 // Either way the kernel's buffers fill, the server's backlog for them grows, and a server
 // that bounds it closes them; a probe of the socket's TCP state notices that close
 // even when the close frame sits behind unread messages.
@@ -44,6 +45,9 @@ constexpr size_t kBatchBytes = 64 * 1024;
 constexpr uint64_t kMaxMessageBytes = uint64_t{32} << 20;
 // How often an idle slow client looks at its socket's state for the server's close.
 constexpr uint64_t kIdleProbeNs = 100'000'000;
+// A slow member's receive buffer (the kernel doubles it): small, so that what it does
+// not read soon backs up into the server's backlog for it instead of its own kernel.
+constexpr int kSlowReceiveBytes = 4096;
 
 bool chat(const LoadOptions& options) { return options.path == kChatPath; }
 
@@ -378,6 +382,7 @@ class WsSlowConnection final : public SlowConnection, private ws::FrameListener 
 
  private:
   bool handshakes() const override { return true; }
+  int receive_buffer_bytes() const override { return kSlowReceiveBytes; }
   Step on_connected(uint64_t now_ns) override;
   Step on_data(const char* data, size_t length_bytes, uint64_t now_ns) override;
   Step on_timer(uint64_t now_ns) override;
