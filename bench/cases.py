@@ -1,6 +1,7 @@
 """Case running: one bench run's state (Bench) and its cases, each a fresh server and
 one loadgen run recorded as a results.csv row: a matrix case, a generator-scenario
-run, a latency step. The scenario modules (latency, generator, targets, http_scenario)
+run, a latency step. The scenario modules (latency, generator, targets, http_scenario,
+chat_scenario)
 run their cases through these methods. Below the class: the whole run (run), the
 model x scenario loop (run_matrix) and the matrix's summary table.
 
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chat_scenario
 import generator as generator_scenario
 import http_scenario
 import latency
@@ -258,6 +260,8 @@ def run(bench: Bench) -> int:
         lines = generator_scenario.run(bench, Server, TARGET_ROUNDS, args.duration_s)
     elif first.protocol == "http":
         lines = http_scenario.run(bench, args.duration_s)
+    elif first.name == "chat":
+        lines = chat_scenario.run(bench, args.duration_s)
     else:
         lines = run_matrix(bench)
     text = "\n".join([""] + lines) + "\n"
@@ -286,6 +290,9 @@ def prepare(bench: Bench) -> None:
               f"{bench.out}", flush=True)
     else:
         total = (HTTP_ROUNDS * (len(args.model_list) + 1) * 2 if first.protocol == "http"
+                 else ((len(chat_scenario.relaying(args.model_list)[0]) + 1)
+                       * len(chat_scenario.cases()) * args.repeat)
+                 if first.name == "chat"
                  else len(args.model_list) * len(args.scenarios))
         repeats = f" x {args.repeat} repeats" if args.repeat > 1 else ""
         print(f"bench: {total} cases{repeats}, {args.duration_s:g} s each, results in "

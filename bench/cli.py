@@ -43,8 +43,11 @@ def define_options() -> argparse.ArgumentParser:
                              "CPU per request and schedule in open loop, and what sampling the "
                              "server costs its tail, as ratios) or latency (p99 across load and "
                              "each model's capacity at --slo-p99; --quick: iterative, fork, "
-                             "thread, libuv) or scale-out (epoll under 1, 2 and 4 loadgen ranks "
-                             "under mpirun: its capacity by load ranks)")
+                             "thread, libuv) or chat (loadgen's fan-out workload, rooms of 10, 100 "
+                             "and 1,000 members and one with 100 idle members, against the Node "
+                             "peer bench/ws-peer and every model with a ws form) or scale-out "
+                             "(epoll under 1, 2 and 4 loadgen ranks under mpirun: its capacity by "
+                             "load ranks)")
     parser.add_argument("--models", default="",
                         help="comma-separated models to run (default: every registered model)")
     parser.add_argument("--duration", default=None,
@@ -95,7 +98,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         raise UsageError(f"cannot list models from {ECHO_SERVER}; was the build successful?")
     choose_models(args, kind, known)
     args.server_args = parse_server_args(args.server_args, known)
-    if not args.model_list:
+    # The chat scenario always has the Node peer; models with a ws form join it.
+    if not args.model_list and kind != "chat":
         raise UsageError(f"no model of {ECHO_SERVER.name} serves {args.scenarios[0].protocol}")
     # The targets take three alternating rounds of four runs (about a minute and a
     # half): part of the default matrix, left out of --quick to keep it within 3 minutes.

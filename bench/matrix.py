@@ -2,7 +2,8 @@
 """The bench driver behind bench/run: runs every server model under the same loads,
 one case at a time (server pinned to one CPU, loadgen to another), and writes
 results.csv, machine.txt, summary.txt, plots and index.html into one run folder. The
-http scenario instead puts our HTTP server and loadgen beside nginx and wrk.
+http scenario instead puts our HTTP server and loadgen beside nginx and wrk; the chat
+scenario puts our ws servers beside a Node.js one.
 
 Standard library only; every number in its output comes from loadgen, bench/floor
 or /proc in this run. This file is only the entry point; the parts, one concern each:
@@ -14,6 +15,8 @@ or /proc in this run. This file is only the entry point; the parts, one concern 
   machine.py        machine.txt, the git revision, bench/floor's calibration
   targets.py        the performance targets
   http_scenario.py  nginx and wrk beside our server and loadgen (with peers.py)
+  chat_scenario.py  loadgen's fan-out workload against the Node ws peer (ws-peer/) and
+                    every model with a ws form
   latency.py, generator.py   the scenarios with loops of their own
   cgroups.py, report.py      a cgroup per server; the run folder's index.html"""
 

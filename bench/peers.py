@@ -1,23 +1,28 @@
-"""The peers of the http scenario, tools users already trust: nginx as a reference
-server and wrk as a reference load generator. Both come from Debian's packages
-(nginx-light, wrk); nothing here installs, and nothing here is ours to tune beyond
-what bench/nginx.conf.in says.
+"""The peers the bench measures our programs beside, tools users already trust: for the
+http scenario nginx as a reference server and wrk as a reference load generator, both
+from Debian's packages (nginx-light, wrk); for the chat scenario the WebSocket peer
+bench/ws-peer (Node.js with npm's ws, its package installed by tools/setup with npm
+ci). Nothing here installs, and nothing here is ours to tune beyond what
+bench/nginx.conf.in and bench/ws-peer/server.js say.
 
 Standard library only; every number comes from wrk's own counters (bench/wrk-report.lua)."""
 
 from __future__ import annotations
 
+import re
+import select
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 from cgroups import Cgroup, unique_name
+from servers import terminate
 
 HERE = Path(__file__).resolve().parent
 NGINX_CONF = HERE / "nginx.conf.in"
+WS_PEER = HERE / "ws-peer" / "server.js"
 WRK_SCRIPT = HERE / "wrk-report.lua"
 
 
@@ -79,18 +84,58 @@ class Nginx:
     def stop(self) -> tuple[str | None, str]:
         """SIGTERM (nginx's fast shutdown) to the one process we started; returns
         (error, summary) as the bench's own Server.stop does (nginx has no summary)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
+        ended = terminate(self.proc)
+        if self.cgroup:
+            self.cgroup.remove()
+        if ended is None:
             return "nginx did not exit within 10 s of SIGTERM", ""
-        finally:
-            if self.cgroup:
-                self.cgroup.remove()
         return None, ""
+
+
+class WsPeer:
+    """One ws peer process we started (node bench/ws-peer/server.js), measured as our
+    servers are: in a cgroup of its own where the machine allows it."""
+
+    def __init__(self, cpu_prefix: list[str], max_backlog: str):
+        node = shutil.which("node") or "node"
+        cmd = [node, str(WS_PEER), "--host", "127.0.0.1", "--port", "0",
+               "--max-backlog", max_backlog]
+        self.cgroup, _ = Cgroup.create(unique_name("node-ws"))
+        if self.cgroup:
+            cmd = self.cgroup.wrap(cmd)
+        self.port = 0
+        self.proc = subprocess.Popen(cpu_prefix + cmd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def sampling_args(self) -> list[str]:
+        return ["--server-pid", str(self.proc.pid)] + (["--server-cgroup"] if self.cgroup else [])
+
+    def wait_ready(self, timeout_s: float = 10) -> str | None:
+        """Reads its 'listening on HOST:PORT' line; returns an error text or None."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if ready:
+                match = re.match(r"listening on .*:(\d+)", self.proc.stdout.readline())
+                if match:
+                    self.port = int(match.group(1))
+                    return None
+        error = self.stop()[0]
+        return "ws peer not ready" + (f": {error}" if error else " (is node installed, and "
+                                      "bench/ws-peer/node_modules there? tools/setup runs npm ci)")
+
+    def stop(self) -> tuple[str | None, str]:
+        """SIGTERM to the one process we started; returns (error, its summary line)."""
+        ended = terminate(self.proc)
+        if self.cgroup:
+            self.cgroup.remove()
+        if ended is None:
+            return "ws peer did not exit within 10 s of SIGTERM", ""
+        out, err = ended
+        summary = next((l for l in out.splitlines() if l.startswith("closed ")), "")
+        if self.proc.returncode != 0:
+            return f"ws peer exit {self.proc.returncode}: {err.strip()[:200]}", summary
+        return None, summary
 
 
 def run_wrk(cpu_prefix: list[str], port: int, connections: int, duration_s: float,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import chat_scenario
 import generator as generator_scenario
 import latency
 
@@ -96,6 +97,10 @@ def matrix(kind: str) -> list[Scenario]:
         # Run by generator.run, not by the model x scenario loop: loadgen's own cost
         # and schedule against the epoll (tcp) and libuv (http) models.
         return [Scenario("generator", connections=generator_scenario.CONNECTIONS)]
+    if kind == "chat":
+        # Run by chat_scenario.run: the fan-out workload against the Node peer and every
+        # model with a ws form.
+        return [Scenario("chat", protocol="ws")]
     if kind == "latency":
         # Run by latency.run: steps at fractions of each model's own capacity.
         return [Scenario("latency", connections=latency.CONNECTIONS)]
@@ -113,7 +118,8 @@ def matrix(kind: str) -> list[Scenario]:
         cases.append(Scenario("churn", requests_per_connection=1))
         return cases
     raise UsageError(f"--scenario: unknown scenario '{kind}' "
-                     "(quick, default, c10k, cores, udp, http, generator, latency, scale-out)")
+                     "(quick, default, c10k, cores, udp, http, generator, latency, chat, "
+                     "scale-out)")
 
 
 def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[str]:
@@ -156,6 +162,15 @@ def list_lines(args) -> list[str]:
                 f"{', '.join(f'{f:.0%}' for f in latency.FRACTIONS)} of it and "
                 f"{latency.BISECT_STEPS} bisection steps, about {steps} runs of "
                 f"{args.duration_s:g} s (+ {args.warmup} warm-up) each"]
+    if args.scenarios[0].name == "chat":
+        models, left_out = chat_scenario.relaying(args.model_list)
+        runs = (len(models) + 1) * len(chat_scenario.cases()) * args.repeat
+        lines = [f"{chat_scenario.describe()}: {runs} runs of {args.duration_s:g} s (+ "
+                 f"{args.warmup} warm-up, + {chat_scenario.DRAIN} drain) against "
+                 f"{', '.join([chat_scenario.PEER] + models)}"]
+        if left_out:
+            lines.append(f"  left out (ws without rooms of more than one): {', '.join(left_out)}")
+        return lines
     if args.scenarios[0].name == "generator":
         return [f"the generator scenario: {TARGET_ROUNDS} alternating rounds of loadgen runs "
                 f"({args.duration_s:g} s each + {args.warmup} warm-up) against epoll (tcp), "

@@ -178,6 +178,19 @@ def server_cost_method() -> str:
            "at the window's edges"
 
 
+def terminate(proc: subprocess.Popen, timeout_s: float = 10) -> tuple[str, str] | None:
+    """SIGTERM to one process we started, and its (stdout, stderr) once it exited; None
+    when it outlived `timeout_s` and was killed (and reaped)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None
+
+
 class Server:
     """One echo-server process we started, in a cgroup of its own where the machine
     allows it: readiness, port, clean stop."""
@@ -228,14 +241,10 @@ class Server:
         if self in LIVE_SERVERS:
             LIVE_SERVERS.remove(self)
         self.note_children()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
+        ended = terminate(self.proc)
+        if ended is None:
             return "server did not exit within 10 s of SIGTERM", ""
+        out, err = ended
         summary = next((l for l in out.splitlines() if l.startswith("stopped")), "")
         left = [pid for pid in self.children if alive(pid)]
         for pid in left:  # only our server's own children, by PID

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cassert>
 
+#include "loadgen/duration.hpp"
 #include "loadgen/worker.hpp"
 
 namespace cb::loadgen {
@@ -47,7 +48,7 @@ void Connection::start_connect(uint64_t now_ns) {
   assert(state_ == State::kQueued);
   const sockaddr* address = worker_.options().address.sa();
   int rc = datagram_ ? uv_udp_init(worker_.loop(), &socket_.udp)
-                     : uv_tcp_init(worker_.loop(), &socket_.tcp);
+                     : uv_tcp_init_ex(worker_.loop(), &socket_.tcp, address->sa_family);
   if (rc != 0) {
     state_ = State::kIdle;
     worker_.connect_slot_released();
@@ -56,6 +57,10 @@ void Connection::start_connect(uint64_t now_ns) {
   }
   socket_.handle.data = this;
   socket_open_ = true;
+  if (int bytes = receive_buffer_bytes(); bytes > 0) {
+    // Before the connect, so that the window the handshake offers already fits it.
+    uv_recv_buffer_size(&socket_.handle, &bytes);
+  }
   connect_start_ns_ = now_ns;
   state_ = State::kConnecting;
   if (datagram_) {
@@ -106,13 +111,7 @@ void Connection::connect_cb(uv_connect_t* req, int status) {
 
 void Connection::established(uint64_t now_ns, uint64_t latency_ns, bool timed) {
   state_ = State::kConnected;
-  ProgressCounters::bump(worker_.progress().established);
-  if (slow_) ProgressCounters::bump(worker_.progress().slow_established);
-  worker_.connect_succeeded(latency_ns, now_ns, timed, slow_);
-  if (initial_attempt_) {
-    initial_attempt_ = false;
-    worker_.first_attempt_done(slow_);
-  }
+  if (!handshakes()) count_established(now_ns, latency_ns, timed);
   int rc = 0;
   if (datagram_) {
     rc = uv_udp_recv_start(&socket_.udp, alloc_cb, recv_cb);
@@ -121,10 +120,35 @@ void Connection::established(uint64_t now_ns, uint64_t latency_ns, bool timed) {
     rc = uv_read_start(stream(), alloc_cb, read_cb);
   }
   if (rc != 0) {
-    settle(fail(ErrorKind::kRead, now_ns));
+    settle(counted_ ? fail(ErrorKind::kRead, now_ns) : handshake_failed(uv_strerror(rc), now_ns));
     return;
   }
   settle(on_connected(now_ns));
+}
+
+void Connection::count_established(uint64_t now_ns, uint64_t latency_ns, bool timed) {
+  counted_ = true;
+  ProgressCounters::bump(worker_.progress().established);
+  if (slow_) ProgressCounters::bump(worker_.progress().slow_established);
+  worker_.connect_succeeded(latency_ns, now_ns, timed, slow_);
+  if (initial_attempt_) {
+    initial_attempt_ = false;
+    worker_.first_attempt_done(slow_);
+  }
+}
+
+void Connection::handshake_done(uint64_t now_ns) {
+  if (!counted_) count_established(now_ns, now_ns - connect_start_ns_, /*timed=*/true);
+}
+
+Step Connection::handshake_failed(const std::string& why, uint64_t now_ns) {
+  worker_.note_handshake_error(why);
+  const Step step = fail(ErrorKind::kConnect, now_ns);
+  if (initial_attempt_) {
+    initial_attempt_ = false;
+    worker_.first_attempt_done(slow_);
+  }
+  return step;
 }
 
 void Connection::alloc_cb(uv_handle_t* handle, size_t, uv_buf_t* buf) {
@@ -248,10 +272,11 @@ void Connection::settle(Step step) {
 void Connection::close_socket(bool reopen, bool pause) {
   if (state_ == State::kQueued) state_ = State::kIdle;  // the queue skips it
   if (!socket_open_ || state_ == State::kClosing) return;
-  if (state_ == State::kConnected) {
+  if (state_ == State::kConnected && counted_) {
     ProgressCounters::bump(worker_.progress().established, -1);
     if (slow_) ProgressCounters::bump(worker_.progress().slow_established, -1);
   }
+  counted_ = false;
   state_ = State::kClosing;
   reopen_ = reopen;
   pause_ = pause;
@@ -274,6 +299,13 @@ void Connection::socket_close_cb(uv_handle_t* handle) {
 }
 
 void Connection::sweep(uint64_t now_ns) {
+  if (state_ == State::kConnected && !counted_ && handshakes() &&
+      now_ns - connect_start_ns_ >= worker_.options().timeout_ns) {
+    settle(handshake_failed("no handshake answer within --timeout " +
+                                format_duration(worker_.options().timeout_ns),
+                            now_ns));
+    return;
+  }
   if (state_ != State::kConnecting) return;
   if (now_ns - connect_start_ns_ < worker_.options().timeout_ns) return;
   // Slower than --timeout: a connect error. The close makes connect_cb run with
@@ -379,15 +411,18 @@ void FastConnection::push(uint64_t intended_ns, uint64_t now_ns) {
 
 Step FastConnection::on_write_done(uint64_t now_ns) { return flush(now_ns); }
 
-void FastConnection::record(const Request& request, uint64_t now_ns, uint64_t bytes) {
+void FastConnection::record(const Request& request, uint64_t now_ns, uint64_t bytes,
+                            bool timed) {
   LoopStats& stats = worker_.stats();
   if (IntervalStats* interval = worker_.interval_at(request.intended_ns)) {
     ++interval->requests;
-    interval->record_latency(now_ns - request.intended_ns);
+    if (timed) interval->record_latency(now_ns - request.intended_ns);
   }
   if (request.counted) {
-    stats.latency_corrected.record(now_ns - request.intended_ns);
-    stats.latency_uncorrected.record(now_ns - request.sent_ns);
+    if (timed) {
+      stats.latency_corrected.record(now_ns - request.intended_ns);
+      stats.latency_uncorrected.record(now_ns - request.sent_ns);
+    }
     ++stats.requests;
     stats.bytes += bytes;
     ++completed_in_window_;
@@ -398,8 +433,8 @@ void FastConnection::record(const Request& request, uint64_t now_ns, uint64_t by
   ProgressCounters::bump(worker_.progress().completed);
 }
 
-void FastConnection::complete(uint64_t now_ns, uint64_t bytes) {
-  record(at(head_seq_), now_ns, bytes);
+void FastConnection::complete(uint64_t now_ns, uint64_t bytes, bool timed) {
+  record(at(head_seq_), now_ns, bytes, timed);
   ++head_seq_;
 }
 
@@ -410,7 +445,7 @@ Step FastConnection::advance(uint64_t now_ns) {
     ready_ns_ = now_ns;
   }
   if (worker_.stage() != Stage::kLoad) {
-    return draining_ && in_flight() == 0 ? Step::kClose : Step::kOk;
+    return draining_ && in_flight() == 0 && !holds_drain() ? Step::kClose : Step::kOk;
   }
   if (churn_done()) return in_flight() == 0 ? Step::kClose : Step::kOk;
   const LoadOptions& options = worker_.options();
@@ -483,7 +518,7 @@ void FastConnection::end_window(uint64_t window_start_ns, uint64_t window_end_ns
 bool FastConnection::begin_drain() {
   stop_timer();
   Scheduler::cancel(*this);
-  if (connected() && in_flight() > 0) {
+  if (connected() && (in_flight() > 0 || holds_drain())) {
     draining_ = true;
     return true;
   }

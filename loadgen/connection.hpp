@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "loadgen/schedule.hpp"
@@ -81,6 +82,21 @@ class Connection {
   virtual void on_closed() = 0;
   /// Whether to connect again after a close (asked when the close completes).
   virtual bool reconnects() const = 0;
+  /// Whether the protocol has a handshake of its own after the TCP connect (ws's
+  /// upgrade). If so, on_connected() starts it, and the connection counts as established
+  /// (its connect latency, the setup's wait for first attempts) only at handshake_done();
+  /// a handshake still under way after --timeout is a connect error.
+  virtual bool handshakes() const { return false; }
+  /// The socket's receive buffer (SO_RCVBUF) to ask for before connecting; 0: the
+  /// kernel's default. A slow client that stops reading asks for a small one, so that
+  /// what it leaves unread piles up at the server rather than in its own kernel.
+  virtual int receive_buffer_bytes() const { return 0; }
+  /// The handshake succeeded: the connection counts as established now.
+  void handshake_done(uint64_t now_ns);
+  /// The handshake failed for `why` (one line, e.g. "answered 'HTTP/1.1 404 Not Found'
+  /// instead of upgrading to WebSocket"): a connect error, kept for the "could not
+  /// reach" message. Returns Step::kFail.
+  Step handshake_failed(const std::string& why, uint64_t now_ns);
 
   /// Counts an error of `kind` (if the run counts it now) and returns Step::kFail.
   Step fail(ErrorKind kind, uint64_t now_ns);
@@ -118,8 +134,11 @@ class Connection {
   static void socket_close_cb(uv_handle_t* handle);
 
   void connect_failed(int status, uint64_t now_ns);
-  /// The socket is connected: count it, start reading, let the client start talking.
+  /// The socket is connected: count it (unless a handshake comes first), start reading,
+  /// let the client start talking.
   void established(uint64_t now_ns, uint64_t latency_ns, bool timed);
+  /// The connection is usable: counted as established, and as its first attempt's end.
+  void count_established(uint64_t now_ns, uint64_t latency_ns, bool timed);
   /// What every read callback does with what it got.
   void received(ssize_t nread, const uv_buf_t* buf);
   /// What every write callback does once its request completed.
@@ -151,6 +170,7 @@ class Connection {
   bool pause_ = false;
   bool shut_ = false;
   bool initial_attempt_ = true;  ///< the setup phase waits for every first attempt
+  bool counted_ = false;         ///< connected and counted as established
 };
 
 /// What every fast client shares, whatever its protocol. Closed loop: one request at a
@@ -204,11 +224,16 @@ class FastConnection : public Connection, public Wakeable {
   virtual Step flush(uint64_t now_ns) = 0;
   /// Decides the next move after answers completed (or, for udp, were given up).
   Step advance(uint64_t now_ns);
-  /// Records a request answered at `now_ns`: latency, requests and bytes when it was due
-  /// in the window, warmup_spillover when it was due before and answered inside it.
-  void record(const Request& request, uint64_t now_ns, uint64_t bytes);
+  /// Records a request answered at `now_ns`: latency (unless `timed` is false: the
+  /// protocol records its own), requests and bytes when it was due in the window,
+  /// warmup_spillover when it was due before and answered inside it.
+  void record(const Request& request, uint64_t now_ns, uint64_t bytes, bool timed = true);
   /// The head request's answer is complete: record it, drop it.
-  void complete(uint64_t now_ns, uint64_t bytes);
+  void complete(uint64_t now_ns, uint64_t bytes, bool timed = true);
+  /// Whether the connection stays open through the whole drain, whatever it has in
+  /// flight, because it also receives what others sent (ws chat): the drain then lasts
+  /// --timeout, the time a message has to reach every member.
+  virtual bool holds_drain() const { return false; }
   /// Requests queued or sent and not yet answered (or given up).
   uint64_t in_flight() const { return tail_seq_ - head_seq_ - resolved_behind_head_; }
   Request& at(uint64_t seq) { return ring_[seq % ring_.size()]; }
@@ -254,10 +279,13 @@ class SlowConnection : public Connection {
   /// Trickle: the next byte to send. It must stay valid until the next call (a tick is
   /// skipped while a byte is still queued, so the previous one has been written by then).
   virtual const char* next_byte() = 0;
+  /// By default: trickle mode arms the tick. A protocol whose slow clients do something
+  /// else on their tick (ws: read one frame) overrides this and on_timer().
+  Step on_connected(uint64_t now_ns) override;
+  /// By default: sends next_byte().
+  Step on_timer(uint64_t now_ns) override;
 
  private:
-  Step on_connected(uint64_t now_ns) final;
-  Step on_timer(uint64_t now_ns) final;
   Step on_write_done(uint64_t now_ns) final;
   bool reconnects() const final { return false; }
 };

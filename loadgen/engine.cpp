@@ -223,10 +223,17 @@ std::optional<EngineResult> Run::execute(std::string& error) {
     }
   }
   if (established == 0) {
+    std::string handshake_error;
+    for (auto& worker : workers_) {
+      if (handshake_error.empty()) handshake_error = worker->handshake_error();
+    }
     post_all(Worker::Command::kAbort);
     join_all();
     result.reached = false;
-    result.unreachable_reason = unreachable_reason(options_, first_error);
+    result.unreachable_reason =
+        first_error == kHandshakeError && !handshake_error.empty()
+            ? options_.address.to_string() + " " + handshake_error
+            : unreachable_reason(options_, first_error);
     return result;
   }
 

@@ -53,7 +53,8 @@ struct LoadOptions {
   Protocol protocol = Protocol::kTcp;
   std::string host_header;  ///< http: the Host header's value, "HOST:PORT" as given
   HttpMethod method = HttpMethod::kGet;
-  std::string path = "/";     ///< http: the request target
+  std::string path = "/";     ///< http: the request target; ws: /echo or /chat
+  uint32_t rooms = 1;         ///< ws /chat: rooms the fast clients are split over
   uint32_t threads = 1;       ///< libuv loops, one thread each
   uint32_t connections = 10;  ///< fast clients
   uint32_t slow_clients = 0;  ///< slow clients, connected before the fast ones

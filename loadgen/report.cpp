@@ -222,14 +222,28 @@ const char* verdict_name(Verdict verdict) {
   return "ok";
 }
 
-std::optional<std::string> Report::status_errors_text() const {
-  if (!errors_status) return std::nullopt;
+namespace {
+
+/// Counts by code as "code:count" joined by ';' ("404:12;500:3").
+std::string code_counts_text(const std::vector<std::pair<unsigned, uint64_t>>& counts) {
   std::string text;
-  for (const auto& [code, count] : status_errors) {
+  for (const auto& [code, count] : counts) {
     if (!text.empty()) text += ';';
     text += std::to_string(code) + ":" + std::to_string(count);
   }
   return text;
+}
+
+}  // namespace
+
+std::optional<std::string> Report::status_errors_text() const {
+  if (!errors_status) return std::nullopt;
+  return code_counts_text(status_errors);
+}
+
+std::optional<std::string> Report::ws_close_codes_text() const {
+  if (!ws_path) return std::nullopt;
+  return code_counts_text(ws_close_codes);
 }
 
 const std::vector<std::string_view>& csv_columns() {
@@ -348,6 +362,17 @@ std::vector<Field> report_fields(const Report& r) {
       {"hosts", uint64_t{r.hosts}},
       {"rank", r.rank ? Value(uint64_t{*r.rank}) : Value()},
       {"start_skew_us", optional_value(r.start_skew_us), kUsDecimals},
+      {"ws_path", optional_value(r.ws_path)},
+      {"rooms", optional_value(r.rooms)},
+      {"deliveries_expected", optional_value(r.deliveries_expected)},
+      {"deliveries", optional_value(r.deliveries)},
+      {"deliveries_per_s", optional_value(r.deliveries_per_s), kRateDecimals},
+      {"deliveries_lost", optional_value(r.deliveries_lost)},
+      {"deliveries_late", optional_value(r.deliveries_late)},
+      {"deliveries_duplicated", optional_value(r.deliveries_duplicated)},
+      {"deliveries_out_of_order", optional_value(r.deliveries_out_of_order)},
+      {"ws_close_codes", optional_value(r.ws_close_codes_text())},
+      {"slow_closed", optional_value(r.slow_closed)},
   };
   return fields;
 }
@@ -429,6 +454,15 @@ std::string latency_row(const char* name, const std::optional<LatencySummary>& s
   return line;
 }
 
+/// Counts by code for the summary: " 404: 12, 500: 3".
+std::string code_counts_line(const std::vector<std::pair<unsigned, uint64_t>>& counts) {
+  std::string line;
+  for (const auto& [code, count] : counts) {
+    line += (line.empty() ? " " : ", ") + std::to_string(code) + ": " + std::to_string(count);
+  }
+  return line;
+}
+
 std::string human_bytes(double bytes_per_s) {
   const char* units[] = {"B/s", "KiB/s", "MiB/s", "GiB/s"};
   int unit = 0;
@@ -446,6 +480,8 @@ void write_text(std::ostream& out, const Report& r) {
   out << "Load\n";
   out << "  target        " << r.protocol << " " << r.host << ":" << r.port;
   if (r.http_method) out << " " << *r.http_method << " " << r.http_path;
+  if (r.ws_path) out << " " << *r.ws_path;
+  if (r.rooms) out << " in " << *r.rooms << (*r.rooms == 1 ? " room" : " rooms");
   out << (r.label.empty() ? "" : "  label ") << r.label << "\n";
   out << "  fast clients  " << r.connections << " on " << r.threads
       << (r.threads == 1 ? " thread, " : " threads, ");
@@ -483,7 +519,9 @@ void write_text(std::ostream& out, const Report& r) {
   out << "\n";
   out << "  rate          " << fixed(r.throughput_rps, 1) << " req/s, "
       << human_bytes(r.throughput_bytes_s)
-      << (r.http_method ? " of responses read\n" : " echoed and checked\n");
+      << (r.http_method  ? " of responses read\n"
+          : r.deliveries ? " of messages sent and back at their sender\n"
+                         : " echoed and checked\n");
   if (open_loop) {
     out << "  offered       " << fixed(r.offered_rps.value_or(0), 1) << " req/s scheduled\n";
     out << "  send lag      p99 " << fixed(r.send_lag_p99_us.value_or(0), 1) << " µs, max "
@@ -501,9 +539,26 @@ void write_text(std::ostream& out, const Report& r) {
         << " (echoes below the highest number already received)\n";
   }
 
+  if (r.deliveries) {
+    out << "Deliveries (every message to every fast member of its room, the sender included)\n";
+    out << "  expected      " << r.deliveries_expected.value_or(0)
+        << " (messages due in the window and sent x fast members of the room)\n";
+    out << "  delivered     " << *r.deliveries << " within the timeout of the send, "
+        << fixed(r.deliveries_per_s.value_or(0), 1) << " /s\n";
+    out << "  lost          " << r.deliveries_lost.value_or(0) << " (of which "
+        << r.deliveries_late.value_or(0) << " came after the timeout)\n";
+    out << "  duplicated    " << r.deliveries_duplicated.value_or(0) << ", out of order "
+        << r.deliveries_out_of_order.value_or(0) << " (per sender)\n";
+  }
+  if (!r.ws_close_codes.empty()) {
+    out << "  close codes  " << code_counts_line(r.ws_close_codes)
+        << " (close frames from the server)\n";
+  }
+
   out << "Latency (µs)          min        p50        p90        p99      p99.9        max "
          "      mean  (samples)\n";
-  out << latency_row(open_loop ? "from intended" : "request", r.latency);
+  out << latency_row(r.deliveries ? "fan-out" : open_loop ? "from intended" : "request",
+                     r.latency);
   if (open_loop) out << latency_row("from sent", r.uncorrected);
   out << latency_row("connect", r.connect);
 
@@ -513,13 +568,7 @@ void write_text(std::ostream& out, const Report& r) {
   if (r.errors_status) out << ", status " << *r.errors_status;
   out << ")\n";
   if (!r.status_errors.empty()) {
-    out << "  status       ";
-    const char* separator = " ";
-    for (const auto& [code, count] : r.status_errors) {
-      out << separator << code << ": " << count;
-      separator = ", ";
-    }
-    out << "\n";
+    out << "  status       " << code_counts_line(r.status_errors) << "\n";
   }
   out << "  timeouts      " << r.timeouts << "\n";
 
@@ -532,6 +581,10 @@ void write_text(std::ostream& out, const Report& r) {
   if (r.slow_connected) {
     out << "  slow          " << *r.slow_connected << " of " << r.slow_clients
         << " still connected at the end of the window\n";
+  }
+  if (r.slow_closed) {
+    out << "  slow closed   " << *r.slow_closed << " of " << r.slow_clients
+        << " closed by the server during the run\n";
   }
 
   out << "Cost\n";

@@ -53,7 +53,7 @@ struct Report {
   // The load.
   std::string timestamp;  ///< start of the run, UTC ISO 8601
   std::string label;
-  std::string protocol;                    ///< "tcp", "udp" or "http"
+  std::string protocol;                    ///< "tcp", "udp", "http" or "ws"
   std::optional<std::string> http_method;  ///< http only: "GET" or "POST"
   std::string http_path;                   ///< http only
   std::string host;                        ///< the numeric address the target resolved to
@@ -120,6 +120,17 @@ struct Report {
   uint32_t hosts = 1;
   std::optional<uint32_t> rank;
   std::optional<double> start_skew_us;
+  // ws only (see LoopStats): the path, and for /chat the rooms and the deliveries.
+  std::optional<std::string> ws_path;
+  std::optional<uint64_t> rooms;
+  std::optional<uint64_t> deliveries_expected, deliveries, deliveries_lost, deliveries_late,
+      deliveries_duplicated, deliveries_out_of_order;
+  std::optional<double> deliveries_per_s;
+  /// ws: close frames the server sent, by status code, ascending.
+  std::vector<std::pair<unsigned, uint64_t>> ws_close_codes;
+  std::optional<uint64_t> slow_closed;  ///< ws with slow clients: those the server closed
+  /// "1008:12;1000:1" (ws, "" when the server sent no close frame); nullopt otherwise.
+  std::optional<std::string> ws_close_codes_text() const;
 };
 
 /// Builds the report of a run that reached its target. `started_at` comes from the engine.

@@ -29,6 +29,13 @@ void LoopStats::merge(const LoopStats& other) {
   reordered += other.reordered;
   for (size_t i = 0; i < kStatusCodes; ++i) status_errors[i] += other.status_errors[i];
   errors_status += other.errors_status;
+  deliveries_expected += other.deliveries_expected;
+  deliveries += other.deliveries;
+  deliveries_late += other.deliveries_late;
+  deliveries_duplicated += other.deliveries_duplicated;
+  deliveries_out_of_order += other.deliveries_out_of_order;
+  for (const auto& [code, count] : other.ws_close_codes) ws_close_codes[code] += count;
+  slow_closed += other.slow_closed;
   setup_established += other.setup_established;
   if (intervals.size() < other.intervals.size()) intervals.resize(other.intervals.size());
   for (size_t i = 0; i < other.intervals.size(); ++i) intervals[i].merge(other.intervals[i]);

@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -100,6 +101,22 @@ struct LoopStats {
     ++status_errors[std::min<size_t>(status, kStatusCodes - 1)];
     ++errors_status;
   }
+
+  // ws /chat, counted by each message's intended send time (the window's rule): the
+  // deliveries its room owed (its fast members, the sender included, for every message
+  // sent), the first arrivals within --timeout of the send (delivered: each recorded in
+  // the latency histograms), first arrivals later than that (late: lost all the same),
+  // arrivals of a message the receiver already had (duplicated) and first arrivals below
+  // the highest number that receiver had from the same sender (out of order).
+  uint64_t deliveries_expected = 0;
+  uint64_t deliveries = 0;
+  uint64_t deliveries_late = 0;
+  uint64_t deliveries_duplicated = 0;
+  uint64_t deliveries_out_of_order = 0;
+  // ws: close frames the server sent, by status code (1005: one without a code), and
+  // slow clients it closed (whether or not they read its close frame).
+  std::map<unsigned, uint64_t> ws_close_codes;
+  uint64_t slow_closed = 0;
 
   /// --timeseries: intervals of --interval from the first one the warmup touches, the
   /// window's start falling on a boundary (empty without --timeseries).

@@ -317,6 +317,17 @@ void Worker::note_connect_error(int status) {
   progress_.first_connect_error.store(status, std::memory_order_relaxed);
 }
 
+void Worker::note_handshake_error(const std::string& why) {
+  note_connect_error(kHandshakeError);
+  std::lock_guard lock(handshake_error_mutex_);
+  if (handshake_error_.empty()) handshake_error_ = why;
+}
+
+std::string Worker::handshake_error() {
+  std::lock_guard lock(handshake_error_mutex_);
+  return handshake_error_;
+}
+
 void Worker::first_attempt_done(bool slow) {
   uint32_t& pending = slow ? slow_first_pending_ : fast_first_pending_;
   if (pending == 0) return;

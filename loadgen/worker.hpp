@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -60,6 +61,9 @@ struct LoadTimes {
   uint64_t window_start_ns = 0;  ///< measurement begins
   uint64_t window_end_ns = 0;    ///< measurement ends; drain begins
 };
+
+/// The "libuv error" a failed protocol handshake is noted as: no libuv code is this low.
+inline constexpr int kHandshakeError = -1'000'000;
 
 class Worker {
  public:
@@ -132,6 +136,11 @@ class Worker {
   void connect_succeeded(uint64_t latency_ns, uint64_t now_ns, bool timed, bool slow);
   /// Remembers why connects fail, for the "could not reach" message.
   void note_connect_error(int status);
+  /// Remembers why a protocol's handshake failed (the first reason only), for the same
+  /// message; the connect error it counts as is kHandshakeError.
+  void note_handshake_error(const std::string& why);
+  /// The first handshake failure's reason ("" if none). Any thread.
+  std::string handshake_error();
   /// A connection's first connect attempt ended (setup waits for all of them).
   void first_attempt_done(bool slow);
   /// Whether fast connections may reconnect now.
@@ -194,6 +203,8 @@ class Worker {
   uint64_t warmup_intervals_ = 0;  ///< --timeseries: intervals before the window's start
   LoopStats stats_;
   ProgressCounters progress_;
+  std::mutex handshake_error_mutex_;
+  std::string handshake_error_;  ///< the first handshake failure's reason
 };
 
 }  // namespace cb::loadgen

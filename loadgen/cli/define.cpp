@@ -81,7 +81,15 @@ constexpr const char* kDescription =
     "and checked; lost (no echo within --timeout), late and reordered ones counted; no\n"
     "slow clients, no --requests-per-connection. http: HTTP/1.1 keep-alive requests\n"
     "(GET as wrk sends it, or POST), non-2xx responses counted by status code; slow\n"
-    "trickle clients send an endless request head (slowloris).\n"
+    "trickle clients send an endless request head (slowloris). ws: WebSocket (RFC 6455),\n"
+    "upgraded with a checked Sec-WebSocket-Accept, masked binary messages; --path /echo\n"
+    "(default) checks every echoed message; --path /chat is the fan-out workload: fast\n"
+    "clients split evenly over --rooms, each message stamped with its sender, number\n"
+    "and send times, every member's receipt a delivery timed from the intended send\n"
+    "(the fan-out latency); deliveries expected, delivered, lost (not there --timeout\n"
+    "after the send), duplicated and out of order are counted; the drain lasts\n"
+    "--timeout. Slow ws clients join and stop reading (idle) or read one frame per\n"
+    "--trickle-interval (trickle).\n"
     "Durations take a unit: 250us, 500ms, 10s, 2m, 1h; a bare number means seconds.\n"
     "Under mpirun (mpirun -np K loadgen ...) each rank runs its share of the clients and\n"
     "of the rate, all start together, and rank 0 reports the merged histograms.\n"
@@ -96,7 +104,7 @@ void define_target_options(CLI::App& app, Cli& cli) {
       ->capture_default_str();
   // Parsed as text and then looked up, so that a bad value reads "sctp not in {...}".
   app.add_option("--protocol", cli.protocol,
-                 "tcp, udp or http (see above); the flags below say which they apply to")
+                 "tcp, udp, http or ws (see above); the flags below say which they apply to")
       ->transform(CLI::IsMember(protocol_names(), CLI::ignore_case))
       ->capture_default_str();
   app.add_option("-p,--port", cli.port, "Server port (1-65535)")
@@ -112,7 +120,8 @@ void define_target_options(CLI::App& app, Cli& cli) {
   app.add_option("--payload", cli.options.payload_bytes,
                  "Bytes per request (units: b, k, KiB, m; 1 B to 16 MiB). udp: bytes per "
                  "datagram, 8 (its sequence number) to 65507. http: the POST body (no "
-                 "--payload: an empty body); not with GET")
+                 "--payload: an empty body); not with GET. ws: bytes per message (/chat: at "
+                 "least 32, its stamp)")
       ->transform(CLI::AsSizeValue(false))
       ->check(CLI::Range(uint64_t{1}, kMaxPayloadBytes))
       ->capture_default_str();
@@ -121,8 +130,14 @@ void define_target_options(CLI::App& app, Cli& cli) {
                  "with its Content-Length)")
       ->transform(CLI::IsMember({"GET", "POST"}, CLI::ignore_case))
       ->capture_default_str();
-  app.add_option("--path", cli.options.path, "http only: the request target")
-      ->check(path_check())
+  app.add_option("--path", cli.options.path,
+                 "http: the request target (default /). ws: /echo (default) or /chat")
+      ->check(path_check());
+  app.add_option("--rooms", cli.options.rooms,
+                 "ws --path /chat: rooms (1 to --connections) the fast clients are split over "
+                 "evenly, client i in room r(i mod rooms), at /chat?room=rN; slow clients "
+                 "join them the same way")
+      ->check(CLI::Range(1u, 1'000'000u))
       ->capture_default_str();
 }
 
@@ -166,7 +181,7 @@ void define_open_loop_options(CLI::App& app, Cli& cli) {
 /// The run's shape: churn, think time, phases, timeouts and the slow clients.
 void define_run_options(CLI::App& app, Cli& cli) {
   app.add_option("--requests-per-connection", cli.options.requests_per_connection,
-                 "tcp and http: close and reconnect after this many requests (0: keep the "
+                 "tcp, http and ws: close and reconnect after this many requests (0: keep the "
                  "connection)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -181,18 +196,22 @@ void define_run_options(CLI::App& app, Cli& cli) {
   add_duration(app, "--timeout", cli.durations.timeout,
                "A request without its whole answer, or a connect, after this long is a "
                "timeout / connect error (the connection is reopened); udp: a datagram "
-               "without its echo by then is lost (the socket stays). Also the drain limit");
+               "without its echo by then is lost (the socket stays); ws /chat: a delivery "
+               "later than this after its send is lost. Also the drain limit (ws /chat: "
+               "the drain's length)");
   app.add_option("-s,--slow-clients", cli.options.slow_clients,
-                 "tcp and http: slow clients, all connected before the fast ones start")
+                 "tcp, http and ws: slow clients, all connected before the fast ones start")
       ->check(CLI::Range(0u, 1'000'000u))
       ->capture_default_str();
   app.add_option("--slow-mode", cli.slow_mode,
-                 "idle: connect and stay silent; trickle: send one byte per --trickle-interval "
-                 "(tcp: and check its echo; http: of a request head that never ends)")
+                 "idle: connect and stay silent (ws: upgrade, then never read); trickle: send "
+                 "one byte per --trickle-interval (tcp: and check its echo; http: of a request "
+                 "head that never ends; ws: read one frame per interval instead)")
       ->check(CLI::IsMember({"idle", "trickle"}))
       ->capture_default_str();
   add_duration(app, "--trickle-interval", cli.durations.trickle_interval,
-               "Trickle mode: time between a slow client's bytes (at least 1ms)");
+               "Trickle mode: time between a slow client's bytes (ws: frames read; at least "
+               "1ms)");
   app.add_option("--max-connecting", cli.options.max_connecting,
                  "Most connects in flight at once over all loops, so bursts of thousands do "
                  "not overflow the server's listen backlog")

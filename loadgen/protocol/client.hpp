@@ -54,7 +54,8 @@ using FlagGiven = std::function<bool(std::string_view flag)>;
 struct Row {
   Protocol protocol;  ///< its name comes from common/protocol.hpp
   Transport transport;
-  /// Flags that apply to this protocol only; the CLI refuses them with any other.
+  /// Flags that apply to this protocol (and to any other row that lists them too); the
+  /// CLI refuses them with a protocol whose row does not list them.
   std::span<const std::string_view> own_flags;
   /// Checks the options that depend on the protocol and settles them (the payload's
   /// bounds and default, say). False with `error` set ("--flag: why") when they do not
@@ -71,7 +72,7 @@ std::span<const Row> rows();
 /// The row of `protocol`. Every Protocol has one.
 const Row& row(Protocol protocol);
 
-/// The protocol checks of a command line: flags of another protocol, the row's own
+/// The protocol checks of a command line: flags of other protocols only, the row's own
 /// check, then what a datagram transport cannot do (slow clients, churn). False with
 /// `error` set ("--flag: why") at the first that fails.
 bool check_options(LoadOptions& options, const FlagGiven& given, std::string& error);
@@ -79,11 +80,14 @@ bool check_options(LoadOptions& options, const FlagGiven& given, std::string& er
 // The rows' functions, one file each (see README.md, "Adding a protocol").
 bool check_udp(LoadOptions& options, const FlagGiven& given, std::string& error);
 bool check_http(LoadOptions& options, const FlagGiven& given, std::string& error);
+bool check_ws(LoadOptions& options, const FlagGiven& given, std::string& error);
 void report_udp(const LoadOptions& options, const LoopStats& stats, Report& report);
 void report_http(const LoadOptions& options, const LoopStats& stats, Report& report);
+void report_ws(const LoadOptions& options, const LoopStats& stats, Report& report);
 std::unique_ptr<Client> make_tcp_echo_client(Worker& worker);
 std::unique_ptr<Client> make_udp_client(Worker& worker);
 std::unique_ptr<Client> make_http_client(Worker& worker);
+std::unique_ptr<Client> make_ws_client(Worker& worker);
 
 }  // namespace protocol
 }  // namespace cb::loadgen

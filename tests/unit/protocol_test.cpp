@@ -38,7 +38,7 @@ TEST(ProtocolTable, EveryNamedProtocolHasOneRow) {
 TEST(ProtocolTable, AnotherProtocolsFlagIsRefusedByName) {
   LoadOptions options;
   options.protocol = Protocol::kTcp;
-  EXPECT_EQ(check(options, {"--path"}), "--path: applies to --protocol http only");
+  EXPECT_EQ(check(options, {"--path"}), "--path: applies to --protocol http and ws only");
   options.protocol = Protocol::kUdp;
   EXPECT_EQ(check(options, {"--method", "--path"}), "--method: applies to --protocol http only");
   options.protocol = Protocol::kHttp;
@@ -51,11 +51,12 @@ TEST(ProtocolTable, ADatagramProtocolHasNoConnectionsToHoldOrReopen) {
   options.protocol = Protocol::kUdp;
   options.slow_clients = 1;
   EXPECT_EQ(check(options, {}),
-            "--slow-clients: udp has no connections to hold open (slow clients are tcp and "
-            "http only)");
+            "--slow-clients: udp has no connections to hold open (slow clients are tcp, http "
+            "and ws only)");
   options.slow_clients = 0;
   EXPECT_EQ(check(options, {"--requests-per-connection"}),
-            "--requests-per-connection: udp has no connections to reopen (tcp and http only)");
+            "--requests-per-connection: udp has no connections to reopen (tcp, http and ws "
+            "only)");
   options.protocol = Protocol::kTcp;
   options.slow_clients = 1;
   EXPECT_EQ(check(options, {"--requests-per-connection"}), "");
@@ -82,6 +83,35 @@ TEST(ProtocolTable, EachRowSettlesItsPayload) {
   LoadOptions tcp;
   EXPECT_EQ(check(tcp, {}), "");
   EXPECT_EQ(tcp.payload_bytes, 64u);
+}
+
+TEST(ProtocolTable, WsTakesEchoOrChatAndRoomsThatFit) {
+  LoadOptions ws;
+  ws.protocol = Protocol::kWs;
+  EXPECT_EQ(check(ws, {}), "");
+  EXPECT_EQ(ws.path, "/echo") << "no --path: /echo";
+  ws.path = "/";
+  EXPECT_EQ(check(ws, {"--path"}),
+            "--path: ws serves /echo and /chat (the chat room comes from --rooms), not '/'");
+  ws.path = "/echo";
+  EXPECT_EQ(check(ws, {"--path", "--rooms"}), "--rooms: applies to --path /chat only");
+  ws.path = "/chat";
+  ws.connections = 3;
+  ws.rooms = 4;
+  EXPECT_EQ(check(ws, {"--path", "--rooms"}),
+            "--rooms: 4 rooms for 3 fast clients would leave a room empty (give at most "
+            "--connections)");
+  ws.rooms = 3;
+  EXPECT_EQ(check(ws, {"--path", "--rooms"}), "");
+  ws.payload_bytes = 31;
+  EXPECT_EQ(check(ws, {"--path", "--rooms", "--payload"}),
+            "--payload: a chat message starts with a 32-byte stamp (sender, number, send "
+            "times); give at least 32");
+  // http keeps --path; --rooms is ws's alone.
+  LoadOptions http;
+  http.protocol = Protocol::kHttp;
+  EXPECT_EQ(check(http, {"--path"}), "");
+  EXPECT_EQ(check(http, {"--rooms"}), "--rooms: applies to --protocol ws only");
 }
 
 }  // namespace

@@ -87,7 +87,7 @@ std::string missing(const std::vector<std::string>& a, const std::vector<std::st
 }
 
 /// A report in which every field applies: an http run in open loop, measured with
-/// --server-pid, as one step of a capacity search. (The udp fields, and those of a
+/// --server-pid, as one step of a capacity search. (The udp and ws fields, and those of a
 /// rank's own row under mpirun, are set by hand.)
 Report full_report() {
   Report r;
@@ -115,6 +115,11 @@ Report full_report() {
   r.search = SearchInfo{1, "probe", "p99<=1ms", true, "none", 1000.0};
   r.rank = 2;
   r.start_skew_us = 12.5;
+  r.ws_path = "/chat";
+  r.rooms = r.deliveries_expected = r.deliveries = r.deliveries_lost = r.deliveries_late =
+      r.deliveries_duplicated = r.deliveries_out_of_order = r.slow_closed = 1;
+  r.deliveries_per_s = 1;
+  r.ws_close_codes = {{1008, 2}};
   return r;
 }
 

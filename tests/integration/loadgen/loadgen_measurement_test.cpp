@@ -19,41 +19,12 @@
 #include <vector>
 
 #include "tests/integration/loadgen/harness.hpp"
+#include "tests/integration/loadgen/json_report.hpp"
 
 namespace cb::test::loadgen {
 namespace {
 
 using nlohmann::json;
-
-// loadgen's --json output, or a failed assertion.
-std::optional<json> parse_report(const RunResult& run) {
-  json report = json::parse(run.out, nullptr, /*allow_exceptions=*/false);
-  if (report.is_discarded() || !report.is_object()) {
-    ADD_FAILURE() << "--json did not print one JSON object\n" << run.describe();
-    return std::nullopt;
-  }
-  return report;
-}
-
-// The number under `key`; NaN (which fails every comparison) with a failure if absent.
-double number(const json& report, const std::string& key) {
-  auto found = report.find(key);
-  if (found == report.end() || !found->is_number()) {
-    ADD_FAILURE() << "no number '" << key << "' in " << report.dump();
-    return std::nan("");
-  }
-  return found->get<double>();
-}
-
-// The text under `key` ("" with a failure if it is absent or not text).
-std::string text(const json& report, const std::string& key) {
-  auto found = report.find(key);
-  if (found == report.end() || !found->is_string()) {
-    ADD_FAILURE() << "no text '" << key << "' in " << report.dump();
-    return "";
-  }
-  return found->get<std::string>();
-}
 
 std::vector<std::string> target(const StartedServer& server) {
   return {"--host", "127.0.0.1", "--port", std::to_string(server.listening.port)};
@@ -88,11 +59,7 @@ void expect_fixed_delay_measured(const json& report) {
 // Runs loadgen with `args` against `server`, stops the server, and returns the --json
 // report (nullopt, with failures recorded, when either went wrong).
 std::optional<json> measure(StartedServer& server, const std::vector<std::string>& args) {
-  RunResult run = run_loadgen(target(server) + args + std::vector<std::string>{"--json"});
-  EXPECT_EQ(stop_server(server), "");
-  EXPECT_EQ(run.code(), 0) << run.describe();
-  if (run.code() != 0) return std::nullopt;
-  return parse_report(run);
+  return run_and_report(server, target(server) + args);
 }
 
 // Closed loop, 4 connections, a server that answers exactly 5 ms after it reads: every
