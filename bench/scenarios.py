@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import accept_modes
 import generator as generator_scenario
 import latency
 
@@ -34,6 +35,7 @@ class Scenario:
     pinned: bool = True  # False: server and loadgen may use every CPU (the cores scenario)
     protocol: str = "tcp"
     extra: list[str] = field(default_factory=list)
+    server_flags: list[str] = field(default_factory=list)  # echo-server's, for this case
 
     def describe(self) -> str:
         parts = [] if self.protocol == "tcp" else [self.protocol]
@@ -49,6 +51,8 @@ class Scenario:
             parts.append(f"{self.requests_per_connection} req/conn")
         if self.extra:
             parts.append(" ".join(self.extra))
+        if self.server_flags:
+            parts.append("server " + " ".join(self.server_flags))
         return " ".join(parts)
 
     def loadgen_flags(self) -> list[str]:
@@ -61,8 +65,19 @@ class Scenario:
         return flags + self.extra
 
 
-def matrix(kind: str) -> list[Scenario]:
-    """The scenarios of one matrix kind: quick, default, c10k, cores, udp or http."""
+def accept_scenario(case: accept_modes.Case) -> Scenario:
+    """One case of the accept scenario: its load, and the server's workers and mode."""
+    flags = ["--workers", str(case.workers), "--accept", case.mode]
+    if case.load == "churn":
+        return Scenario(accept_modes.scenario_name(case), server_flags=flags,
+                        connections=accept_modes.CHURN_CONNECTIONS, requests_per_connection=1)
+    return Scenario(accept_modes.scenario_name(case), server_flags=flags,
+                    connections=accept_modes.STEADY_CONNECTIONS)
+
+
+def matrix(kind: str, accept_mode_names: list[str] | None = None) -> list[Scenario]:
+    """The scenarios of one matrix kind: quick, default, c10k, cores, udp, http,
+    generator, latency or accept (with the --accept modes echo-server offers)."""
     if kind == "quick":
         return [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 1000)]
     if kind == "c10k":
@@ -94,6 +109,8 @@ def matrix(kind: str) -> list[Scenario]:
     if kind == "latency":
         # Run by latency.run: steps at fractions of each model's own capacity.
         return [Scenario("latency", connections=latency.CONNECTIONS)]
+    if kind == "accept":
+        return [accept_scenario(case) for case in accept_modes.cases(accept_mode_names or [])]
     if kind == "default":
         cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
         cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
@@ -102,7 +119,7 @@ def matrix(kind: str) -> list[Scenario]:
         cases.append(Scenario("churn", requests_per_connection=1))
         return cases
     raise UsageError(f"--scenario: unknown scenario '{kind}' "
-                     "(quick, default, c10k, cores, udp, http, generator, latency)")
+                     "(quick, default, c10k, cores, udp, http, generator, latency, accept)")
 
 
 def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[str]:
