@@ -15,6 +15,7 @@ or /proc in this run. This file is only the entry point; the parts, one concern 
   targets.py        the performance targets
   http_scenario.py  nginx and wrk beside our server and loadgen (with peers.py)
   latency.py, generator.py   the scenarios with loops of their own
+  accept_modes.py   the accept scenario's cases, server columns and summary table
   cgroups.py, report.py      a cgroup per server; the run folder's index.html"""
 
 import sys
