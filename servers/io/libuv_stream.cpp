@@ -176,8 +176,11 @@ class Server {
   uv_timer_t backoff_{};  ///< re-arms listener_ after an accept back-off
   uv_timer_t sweep_{};    ///< with session deadlines on: closes connections past theirs
   uv_poll_t stop_poll_{};
-  /// The listener is in the loop's epoll by our own EPOLLEXCLUSIVE registration.
+  /// --accept exclusive: the listener's entry in the loop's epoll is ours (made
+  /// EPOLLEXCLUSIVE once make_listener_exclusive has swapped libuv's), and the back-off
+  /// takes it out and puts it back itself; `paused_` while it is out.
   bool exclusive_ = false;
+  bool paused_ = false;
   std::string stop_error_;
   BufferPool buffers_;  ///< read buffers, recycled
 };
@@ -450,6 +453,7 @@ void Server::pause_listener() {
     // libuv still counts the watcher as registered, so it neither adds it back nor
     // minds: its own deletion at close ignores an entry that is gone.
     ::epoll_ctl(uv_backend_fd(&loop_), EPOLL_CTL_DEL, ctx_.listener.get(), nullptr);
+    paused_ = true;
     return;
   }
 #endif
@@ -467,6 +471,7 @@ int Server::resume_listener(std::string& error) {
               std::strerror(errno) + (errno == EINVAL ? " (it needs Linux 4.5 or later)" : "");
       return 1;
     }
+    paused_ = false;
     return 0;
   }
 #endif
@@ -485,14 +490,15 @@ int Server::make_listener_exclusive(std::string& error) {
   // iteration that cannot block makes libuv add the listener's watcher to it; that
   // entry is then swapped for an exclusive one of the same descriptor. libuv finds the
   // watcher of a reported event by its descriptor, so listener_cb still runs, and it
-  // touches the entry again only when the watcher's wanted events change (they do not
-  // until pause_listener or the close, which deletes it whatever its flags).
+  // touches the entry again only when the watcher's wanted events change, which they
+  // do only at the close (its deletion then takes the entry whatever its flags): the
+  // accept back-off takes the entry out and puts it back itself (pause_listener).
+  exclusive_ = true;  // from here the back-off keeps libuv's watcher and moves the entry
   uv_run(&loop_, UV_RUN_NOWAIT);
-  const auto* handle = reinterpret_cast<const uv_handle_t*>(&listener_);
-  if (uv_is_closing(handle)) return 0;  // stopped meanwhile
-  exclusive_ = true;
-  // Out of descriptors already: the back-off timer registers it, exclusively.
-  if (!uv_is_active(handle)) return 0;
+  if (uv_is_closing(reinterpret_cast<const uv_handle_t*>(&listener_))) return 0;  // stopping
+  // Out of descriptors already: the back-off took libuv's entry out, and puts back an
+  // exclusive one.
+  if (paused_) return 0;
   if (::epoll_ctl(uv_backend_fd(&loop_), EPOLL_CTL_DEL, ctx_.listener.get(), nullptr) != 0) {
     error = std::string("--accept exclusive: libuv's epoll does not hold the listener: ") +
             std::strerror(errno);
