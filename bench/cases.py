@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import accept_modes
 import chat_scenario
 import generator as generator_scenario
 import http_scenario
@@ -69,7 +70,7 @@ class Bench:
         cap = 0 if scenario.protocol == "udp" else \
             max_connections_guard(model, scenario.slow_clients + scenario.connections + 64)
         server_cpu = self.server_cpu if scenario.pinned else None
-        server = Server(model, server_cpu, cap, scenario.protocol)
+        server = Server(model, server_cpu, cap, scenario.protocol, scenario.server_flags)
         error = server.wait_ready()
         if error is None:
             outcome, row = self.measure_case(server, model, scenario, duration_s, label)
@@ -113,6 +114,9 @@ class Bench:
         drops_after = udp_rcvbuf_errors()
         server.note_children()
         stop_error, summary = server.stop()
+        if row is not None:
+            # How the connections spread over the workers, for a model that has them.
+            row.update(accept_modes.server_columns(summary))
         if scenario.protocol == "udp" and row is not None:
             # Who lost the datagrams loadgen counts as lost: the server's own count
             # of echoes it dropped, and the kernel's full-buffer drops (any socket).
@@ -320,6 +324,7 @@ def run_matrix(bench: Bench) -> list[str]:
     lines = matrix_table(bench.results, models, scenarios, args.repeat)
     lines += scale_out_lines(bench.results, models, scenarios)
     lines += udp_lines(bench.results) + unpinned_lines(bench.results, models, scenarios)
+    lines += accept_modes.summary_lines(bench.results.rows)
     if target_lines:
         lines += ["", "performance targets (ratios measured in this run):"]
         lines += ["  " + t for t in target_lines]

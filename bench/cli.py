@@ -47,14 +47,18 @@ def define_options() -> argparse.ArgumentParser:
                              "and 1,000 members and one with 100 idle members, against the Node "
                              "peer bench/ws-peer and every model with a ws form) or scale-out "
                              "(epoll under 1, 2 and 4 loadgen ranks under mpirun: its capacity by "
-                             "load ranks)")
+                             "load ranks) or accept (prefork and reactors in each --accept "
+                             "mode with 2 and 4 workers, under connection churn and a steady "
+                             "64 connections: each worker's share, Jain's index, connect "
+                             "latency, throughput; about 2 minutes a repeat)")
     parser.add_argument("--models", default="",
                         help="comma-separated models to run (default: every registered model)")
     parser.add_argument("--duration", default=None,
-                        help="measured seconds per case, e.g. 5s (default 5s; 3s with --quick)")
+                        help="measured seconds per case, e.g. 5s (default 5s; 3s with --quick; "
+                             "2s for latency and accept)")
     parser.add_argument("--warmup", default=None,
-                        help="warm-up per case, excluded (default 1s; latency: 500ms; the http "
-                             "scenario has none, as wrk has none)")
+                        help="warm-up per case, excluded (default 1s; latency and accept: "
+                             "500ms; the http scenario has none, as wrk has none)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default results/<UTC date-time>/)")
     parser.add_argument("--list", action="store_true", help="print the matrix and exit")
@@ -96,6 +100,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     known = registered_models()
     if not known:
         raise UsageError(f"cannot list models from {ECHO_SERVER}; was the build successful?")
+    if kind == "accept":
+        check_accept(args)
     choose_models(args, kind, known)
     args.server_args = parse_server_args(args.server_args, known)
     # The chat scenario always has the Node peer; models with a ws form join it.
@@ -125,8 +131,9 @@ def check_matrix(args: argparse.Namespace) -> str:
     if args.repeat > 1 and kind in ("http", "generator"):
         raise UsageError(f"--repeat: the {kind} scenario runs its own alternating rounds")
     args.duration_s = parse_duration_s(args.duration or ("3s" if kind == "quick" else
-                                                         "2s" if kind == "latency" else "5s"))
-    args.warmup = args.warmup or ("500ms" if kind == "latency" else "1s")
+                                                         "2s" if kind in ("latency", "accept")
+                                                         else "5s"))
+    args.warmup = args.warmup or ("500ms" if kind in ("latency", "accept") else "1s")
     parse_duration_s(args.warmup, "--warmup")
     return kind
 
@@ -152,6 +159,22 @@ def check_mpi(args: argparse.Namespace, kind: str) -> None:
                              f"{problem}")
     if args.target:
         servers.TARGET.update(listen="0.0.0.0", host=args.target)
+
+
+def check_accept(args: argparse.Namespace) -> None:
+    """The accept scenario: its cases in the modes echo-server offers, and its models
+    those that take --accept (all of them unless --models names some)."""
+    models, modes = servers.accept_flag()
+    if not models:
+        raise UsageError(f"--scenario accept: {ECHO_SERVER.name} has no --accept flag")
+    args.scenarios = matrix("accept", modes)
+    if not args.models:
+        args.models = ",".join(models)
+    named = [m.strip() for m in args.models.split(",") if m.strip()]
+    refused = [m for m in named if m not in models]
+    if refused:
+        raise UsageError(f"--models: not a model with --accept: {', '.join(refused)} (the "
+                         f"accept scenario runs {', '.join(models)})")
 
 
 def choose_models(args: argparse.Namespace, kind: str, known: dict[str, set[str]]) -> None:

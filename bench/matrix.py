@@ -18,6 +18,7 @@ or /proc in this run. This file is only the entry point; the parts, one concern 
   chat_scenario.py  loadgen's fan-out workload against the Node ws peer (ws-peer/) and
                     every model with a ws form
   latency.py, generator.py   the scenarios with loops of their own
+  accept_modes.py   the accept scenario's cases, server columns and summary table
   cgroups.py, report.py      a cgroup per server; the run folder's index.html"""
 
 import sys

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import accept_modes
 import chat_scenario
 import generator as generator_scenario
 import latency
@@ -38,6 +39,7 @@ class Scenario:
     protocol: str = "tcp"
     extra: list[str] = field(default_factory=list)
     ranks: int = 0  # load ranks under mpirun (the scale-out scenario); 0: --mpi-np's
+    server_flags: list[str] = field(default_factory=list)  # echo-server's, for this case
 
     def describe(self) -> str:
         parts = [] if self.protocol == "tcp" else [self.protocol]
@@ -55,6 +57,8 @@ class Scenario:
             parts.append(" ".join(self.extra))
         if self.ranks:
             parts.append(f"{self.ranks} loadgen rank(s) under mpirun")
+        if self.server_flags:
+            parts.append("server " + " ".join(self.server_flags))
         return " ".join(parts)
 
     def loadgen_flags(self) -> list[str]:
@@ -67,8 +71,19 @@ class Scenario:
         return flags + self.extra
 
 
-def matrix(kind: str) -> list[Scenario]:
-    """The scenarios of one matrix kind: quick, default, c10k, cores, udp or http."""
+def accept_scenario(case: accept_modes.Case) -> Scenario:
+    """One case of the accept scenario: its load, and the server's workers and mode."""
+    flags = ["--workers", str(case.workers), "--accept", case.mode]
+    if case.load == "churn":
+        return Scenario(accept_modes.scenario_name(case), server_flags=flags,
+                        connections=accept_modes.CHURN_CONNECTIONS, requests_per_connection=1)
+    return Scenario(accept_modes.scenario_name(case), server_flags=flags,
+                    connections=accept_modes.STEADY_CONNECTIONS)
+
+
+def matrix(kind: str, accept_mode_names: list[str] | None = None) -> list[Scenario]:
+    """The scenarios of one matrix kind: quick, default, c10k, cores, udp, http,
+    generator, latency or accept (with the --accept modes echo-server offers)."""
     if kind == "quick":
         return [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 1000)]
     if kind == "c10k":
@@ -110,6 +125,8 @@ def matrix(kind: str) -> list[Scenario]:
         # limit? On one machine the ranks share the CPUs the server does not use.
         return [Scenario(f"ranks-{k}", connections=SCALE_OUT_CONNECTIONS, ranks=k,
                          extra=["--threads", "1"]) for k in SCALE_OUT_RANKS]
+    if kind == "accept":
+        return [accept_scenario(case) for case in accept_modes.cases(accept_mode_names or [])]
     if kind == "default":
         cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
         cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
@@ -119,7 +136,7 @@ def matrix(kind: str) -> list[Scenario]:
         return cases
     raise UsageError(f"--scenario: unknown scenario '{kind}' "
                      "(quick, default, c10k, cores, udp, http, generator, latency, chat, "
-                     "scale-out)")
+                     "scale-out, accept)")
 
 
 def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[str]:

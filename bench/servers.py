@@ -93,6 +93,20 @@ def registered_models() -> dict[str, set[str]]:
     return {words[0]: set(words[1].split(",")) for words in list_models()}
 
 
+@cache
+def accept_flag() -> tuple[list[str], list[str]]:
+    """The models that take --accept and its modes, as echo-server --help says them
+    (its line "--accept TEXT:{shared,...}" and the models its help text begins with);
+    ([], []) when it has no such flag."""
+    lines = run_text([str(ECHO_SERVER), "--help"]).splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"\s*--accept\s+\S*\{([\w,]+)\}", line)
+        if match and i + 1 < len(lines):
+            models = lines[i + 1].strip().split(":", 1)[0]
+            return ([m.strip() for m in models.split(",")], match.group(1).split(","))
+    return [], []
+
+
 def model_traits() -> dict[str, set[str]]:
     """Every model's traits, as the registry states them (task-per-client, event-loop...)."""
     return {words[0]: set(words[2].split(",")) for words in list_models()}
@@ -195,13 +209,14 @@ class Server:
     """One echo-server process we started, in a cgroup of its own where the machine
     allows it: readiness, port, clean stop."""
 
-    def __init__(self, model: str, cpu: int | None, max_connections: int, protocol: str = "tcp"):
+    def __init__(self, model: str, cpu: int | None, max_connections: int, protocol: str = "tcp",
+                 flags: list[str] | None = None):
         global CGROUP_PROBLEM
         cmd = [str(ECHO_SERVER), "--model", model, "--host", TARGET["listen"], "--port", "0",
                "--protocol", protocol]
         if max_connections:
             cmd += ["--max-connections", str(max_connections)]
-        cmd += SERVER_ARGS.get(model, [])
+        cmd += (flags or []) + SERVER_ARGS.get(model, [])
         self.cgroup = None
         if not CGROUP_PROBLEM:
             self.cgroup, CGROUP_PROBLEM = Cgroup.create(unique_name(model))

@@ -23,6 +23,25 @@
 
 namespace cb::servers {
 
+/// How the workers of a model with workers share its listening address (--accept).
+enum class AcceptMode {
+  kShared,     ///< one socket, in every worker's wait; a connection wakes them all
+  kReusePort,  ///< one SO_REUSEPORT socket per worker; the kernel picks one by hash
+  kExclusive,  ///< one socket, in every worker's epoll with EPOLLEXCLUSIVE (Linux)
+};
+
+/// --accept's names, in AcceptMode's order; the first is the default. exclusive only
+/// where EPOLLEXCLUSIVE exists (Linux): elsewhere --accept does not offer it.
+#ifdef __linux__
+inline constexpr std::string_view kAcceptModeNames[] = {"shared", "reuseport", "exclusive"};
+#else
+inline constexpr std::string_view kAcceptModeNames[] = {"shared", "reuseport"};
+#endif
+
+constexpr std::string_view accept_mode_name(AcceptMode mode) {
+  return kAcceptModeNames[static_cast<size_t>(mode)];
+}
+
 struct ServerOptions {
   /// A row of the protocol table: a stream protocol is served by serve(), a datagram
   /// one by serve_datagrams(); engines only ever make its sessions.
@@ -35,7 +54,7 @@ struct ServerOptions {
   /// The workers a model with workers runs; echo-server puts in worker_count() (the
   /// model's default) when --workers is not given.
   int workers = 0;
-  bool reuse_port = false;   ///< one SO_REUSEPORT socket per worker
+  AcceptMode accept = AcceptMode::kShared;  ///< how workers share the listener (stream only)
   bool epoll_level = false;  ///< level-triggered instead of edge-triggered
   size_t queue_length = 64;  ///< accepted connections waiting for a pool's worker
   // The session options, for the protocols whose row honours them (SessionLimits).
@@ -114,7 +133,7 @@ inline constexpr uint64_t kDeadlineSweepMs = 50;
 enum ModelFlag : unsigned {
   kNoFlags = 0,
   kWorkersFlag = 1,      ///< --workers
-  kReusePortFlag = 2,    ///< --reuseport
+  kAcceptFlag = 2,       ///< --accept
   kEpollLevelFlag = 4,   ///< --epoll-level
   kQueueLengthFlag = 8,  ///< --queue-length
 };
@@ -125,8 +144,10 @@ struct FlagSpec {
   ModelFlag flag;
   std::string_view name;  ///< the option, "--workers"
   std::string_view help;  ///< what it does; --help puts the models that take it first
-  /// The option it sets: a switch, or a number in [min, max].
-  std::variant<bool ServerOptions::*, int ServerOptions::*, size_t ServerOptions::*> target;
+  /// The option it sets: a switch, a number in [min, max], or one of named modes.
+  std::variant<bool ServerOptions::*, int ServerOptions::*, size_t ServerOptions::*,
+               AcceptMode ServerOptions::*>
+      target;
   int64_t min = 0;
   int64_t max = 0;
   /// A mode rather than a size: the integration suites run every model that takes it
@@ -134,6 +155,12 @@ struct FlagSpec {
   std::string_view variant_suffix = {};
   /// The mode changes the model's datagram form too, so the datagram suite runs it.
   bool datagram_variant = false;
+  /// For a flag of named modes (an enum target): their names in the enum's order, the
+  /// first the default. The suites run every other one as a variant, suffixed
+  /// "_NAME" ("prefork_exclusive").
+  std::span<const std::string_view> choices = {};
+  /// It concerns connections: refused with a datagram protocol, where it would do nothing.
+  bool stream_only = false;
 };
 
 /// Every model-specific flag, in the order --help lists them.

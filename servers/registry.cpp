@@ -72,20 +72,20 @@ constexpr std::array kModels{
 #endif
     Model{.name = "prefork",
           .summary = "--workers processes, each with its own libuv loop on the one listening "
-                     "socket (--reuseport: a socket each)",
+                     "socket (--accept: how they share it)",
           .serve = serve_prefork,
-          .flags = kWorkersFlag | kReusePortFlag,
+          .flags = kWorkersFlag | kAcceptFlag,
           .workers = WorkerKind::kProcesses},
     Model{.name = "reactors",
           .summary = "--workers threads, each with its own libuv loop; connections spread over "
-                     "them (--reuseport: a socket each)",
+                     "them (--accept: how they share the listener)",
           .serve = serve_reactors,
           .serve_datagrams = serve_reactors_udp,
-          .flags = kWorkersFlag | kReusePortFlag,
+          .flags = kWorkersFlag | kAcceptFlag,
           .workers = WorkerKind::kThreads,
           // What a loop opens before any client (measured: libuv's epoll and wakeup
           // descriptors, and the spare for shedding), and a socket of its own over udp
-          // or with --reuseport (which check_up_front_cost adds).
+          // or with --accept reuseport (which check_up_front_cost adds).
           .cost = {.descriptors_per_worker = 5}},
     Model{.name = "threadpool",
           .summary = "--workers threads (default 8) doing blocking I/O on a bounded queue of "
@@ -116,12 +116,20 @@ constexpr std::array kModelFlags{
              .target = &ServerOptions::workers,
              .min = 1,
              .max = 4096},
-    FlagSpec{.flag = kReusePortFlag,
-             .name = "--reuseport",
-             .help = "each worker listens on its own SO_REUSEPORT socket and the kernel "
-                     "spreads connections over them (udp: always so)",
-             .target = &ServerOptions::reuse_port,
-             .variant_suffix = "_reuseport"},
+    FlagSpec{.flag = kAcceptFlag,
+             .name = "--accept",
+             .help = "how the workers share the listening address. shared: one socket in "
+                     "every worker's wait, a new connection wakes them all and the first to "
+                     "accept takes it; reuseport: one SO_REUSEPORT socket per worker, the "
+                     "kernel picks one by hashing the client's address and port"
+#ifdef __linux__
+                     "; exclusive: one socket, put in each worker's own epoll (libuv's) with "
+                     "EPOLLEXCLUSIVE, so a connection wakes one waiting worker, not all"
+#endif
+                     ". tcp and http only (udp: a socket per worker always)",
+             .target = &ServerOptions::accept,
+             .choices = kAcceptModeNames,
+             .stream_only = true},
     FlagSpec{.flag = kEpollLevelFlag,
              .name = "--epoll-level",
              .help = "level-triggered instead of edge-triggered",
@@ -196,10 +204,11 @@ bool check_up_front_cost(const Model& model, const ServerOptions& options,
             "this machine's memory (" + gib(memory_bytes) + ")";
     return false;
   }
-  // With --reuseport (and over udp) every worker has a socket of its own, which
+  // With --accept reuseport (and over udp) every worker has a socket of its own, which
   // prefork's master holds too.
   const bool datagrams = options.protocol->transport == Transport::kDatagram;
-  const bool own_sockets = options.reuse_port || (datagrams && model.workers != WorkerKind::kNone);
+  const bool own_sockets = (!datagrams && options.accept == AcceptMode::kReusePort) ||
+                           (datagrams && model.workers != WorkerKind::kNone);
   const uint64_t per_worker = model.cost.descriptors_per_worker + (own_sockets ? 1u : 0u);
   const uint64_t descriptors = workers * per_worker;
   if (descriptors > 0 && descriptors + kDescriptorsForClients > descriptor_limit) {

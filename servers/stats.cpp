@@ -51,6 +51,7 @@ std::string ServerStats::per_worker_summary() const {
     if (i > 0) text += ',';
     text += std::to_string(worker_accepted[i].load());
   }
+  if (counts_empty_wakeups.load()) text += " empty_wakeups=" + std::to_string(empty_wakeups.load());
   return text;
 }
 

@@ -42,6 +42,14 @@ struct ServerStats {
   std::atomic<uint64_t> restarts{0};
   std::atomic<bool> counts_restarts{false};
   std::atomic<uint64_t> worker_accepted[kMaxWorkers]{};
+  /// The libuv engine's workers (prefork, reactors over tcp and http): times a worker
+  /// was woken for the listener and found nothing to accept, another worker having
+  /// taken the connection first (the thundering herd --accept exclusive and reuseport
+  /// avoid). A wake-up whose loser sees the listener empty before epoll reports it is
+  /// not seen, so this is a lower bound. `counts_empty_wakeups` makes the summary show
+  /// it (" empty_wakeups=N").
+  std::atomic<uint64_t> empty_wakeups{0};
+  std::atomic<bool> counts_empty_wakeups{false};
   /// The connections each worker has open now (worker i in worker_active[i]), so that
   /// a worker process that dies can be taken out of `active` by whoever reaps it:
   /// prefork, whose --max-connections would otherwise keep a dead worker's slots.
@@ -63,7 +71,7 @@ struct ServerStats {
   uint64_t forget_worker(int worker);
 
   /// "accepted=.. refused=.. peak_concurrent=.. bytes_echoed=.. errors=.." and, for a
-  /// model with workers, " per_worker=12,9,11". After errors come what `protocol`'s row
+  /// model with workers, " per_worker=12,9,11" (then " empty_wakeups=N" where counted). After errors come what `protocol`'s row
   /// asks for: its messages_key (http: " responses=.."), " overloaded=.." when it
   /// honours the held-bytes budget and " timed_out=.." when it honours deadlines. A
   /// datagram protocol has no connections: "datagrams=.. bytes_echoed=.. dropped=..

@@ -53,14 +53,15 @@ int run(const servers::Model& model, const servers::ServerOptions& options) {
     servers::StopSignal stop;
     stop.install_handlers();
     const bool datagrams = protocol.transport == servers::Transport::kDatagram;
-    // With --reuseport the first socket must allow SO_REUSEPORT too, or the workers'
-    // own sockets on the same port could not be bound. A datagram model with workers
+    // With --accept reuseport the first socket must allow SO_REUSEPORT too, or the
+    // workers' own sockets on the same port could not be bound. A datagram model with workers
     // always gives each its own socket, so its first socket always allows it.
     net::Fd listener =
         datagrams
             ? net::bind_udp(*address, /*nonblocking=*/true, error,
                             model.workers != servers::WorkerKind::kNone)
-            : net::listen_tcp(*address, kBacklog, /*nonblocking=*/true, error, options.reuse_port);
+            : net::listen_tcp(*address, kBacklog, /*nonblocking=*/true, error,
+                              options.accept == servers::AcceptMode::kReusePort);
     if (!listener) return fail(kUsageError, "cannot listen on " + error);
     auto bound = net::local_address(listener.get());
     if (!bound) return fail(1, "getsockname failed on the listening socket");
@@ -69,12 +70,17 @@ int run(const servers::Model& model, const servers::ServerOptions& options) {
     const std::string protocol_tag = &protocol == &servers::default_protocol()
                                          ? ""
                                          : " protocol=" + std::string(protocol.name);
+    // Which --accept mode runs, for every model that takes it, given or not.
+    const std::string accept_tag =
+        model.takes(servers::kAcceptFlag) && !datagrams
+            ? " accept=" + std::string(servers::accept_mode_name(options.accept))
+            : "";
     servers::ServerStats& stats = servers::make_shared_stats();
     servers::ServeContext ctx{listener, *bound, options, stop, stats};
     // Announced only once the model holds everything it serves with.
     ctx.on_ready = [&] {
       std::cout << "listening on " << bound->to_string() << " model=" << model.name
-                << protocol_tag << std::endl;
+                << protocol_tag << accept_tag << std::endl;
     };
     const int rc = datagrams ? model.serve_datagrams(ctx, error) : model.serve(ctx, error);
     listener.reset();

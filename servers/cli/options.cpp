@@ -1,5 +1,6 @@
 #include "servers/cli/options.hpp"
 
+#include <algorithm>
 #include <map>
 #include <type_traits>
 #include <variant>
@@ -55,8 +56,22 @@ CLI::Option* add_model_flag(CLI::App& app, ServerOptions& options, const FlagSpe
   return std::visit(
       [&](auto field) -> CLI::Option* {
         auto& value = options.*field;
-        if constexpr (std::is_same_v<std::remove_reference_t<decltype(value)>, bool>) {
+        using Value = std::remove_reference_t<decltype(value)>;
+        if constexpr (std::is_same_v<Value, bool>) {
           return app.add_flag(name, value, help);
+        } else if constexpr (std::is_enum_v<Value>) {
+          // One of the row's names, the enum's values in their order: a bad one reads
+          // "--accept: bogus not in {shared,reuseport,exclusive}".
+          std::vector<std::string> names(spec.choices.begin(), spec.choices.end());
+          return app
+              .add_option_function<std::string>(
+                  name,
+                  [&value, names](const std::string& text) {
+                    const auto at = std::find(names.begin(), names.end(), text);
+                    value = static_cast<Value>(at - names.begin());
+                  },
+                  help + " (default: " + names.front() + ")")
+              ->check(CLI::IsMember(names));
         } else {
           CLI::Option* option = app.add_option(name, value, help)->check(
               CLI::Range(spec.min, spec.max));
@@ -181,7 +196,7 @@ void define_options(CLI::App& app, CommandLine& command) {
           ->check(CLI::NonNegativeNumber)
           ->capture_default_str();
   for (const FlagSpec& spec : model_flags())
-    command.model_flags.emplace_back(add_model_flag(app, options, spec), spec.flag);
+    command.model_flags.emplace_back(add_model_flag(app, options, spec), &spec);
   add_session_options(app, command);
 }
 
@@ -196,14 +211,20 @@ const Model* check_options(CommandLine& command, std::string& error) {
     error = "unknown model '" + command.model_name + "'";
     return nullptr;
   }
-  for (const auto& [option, flag] : command.model_flags) {
-    if (option->count() > 0 && !model->takes(flag)) {
+  const Protocol& protocol = *options.protocol;
+  for (const auto& [option, spec] : command.model_flags) {
+    if (option->count() == 0) continue;
+    if (!model->takes(spec->flag)) {
       error = option->get_name() + ": does not apply to model " + std::string(model->name) +
               " (see --list-models)";
       return nullptr;
     }
+    if (spec->stream_only && protocol.transport == Transport::kDatagram) {
+      error = option->get_name() + ": does not apply to --protocol " + std::string(protocol.name) +
+              ", which has no connections (each worker has a socket of its own)";
+      return nullptr;
+    }
   }
-  const Protocol& protocol = *options.protocol;
   if (!model->serves(protocol)) {
     error = "model " + std::string(model->name) + " does not serve " +
             std::string(protocol.name) + " (see --list-models)";

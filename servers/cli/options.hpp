@@ -25,7 +25,7 @@ struct CommandLine {
   bool list_models = false;
 
   CLI::Option* max_connections = nullptr;
-  std::vector<std::pair<CLI::Option*, ModelFlag>> model_flags;
+  std::vector<std::pair<CLI::Option*, const FlagSpec*>> model_flags;
   std::vector<std::pair<CLI::Option*, SessionOption>> session_flags;
 };
 

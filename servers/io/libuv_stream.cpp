@@ -5,7 +5,13 @@
 // read goes to the connection's session: bytes it sends back leave by uv_write straight
 // from the buffer they were read into, and its own answers leave in one write per batch.
 // The libuv model is one of these loops; prefork and reactors run one in every worker.
+// How a worker's loop waits for the listener follows --accept: shared and reuseport
+// through libuv's own watcher, exclusive with an EPOLLEXCLUSIVE registration in the
+// loop's epoll that libuv has no call for (see make_listener_exclusive).
 #include <uv.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include <algorithm>
 #include <cassert>
@@ -152,6 +158,12 @@ class Server {
   static void close_walk_cb(uv_handle_t* handle, void* arg);
 
   int setup(std::string& error);
+  /// --accept exclusive: replaces the listener's registration in the loop's epoll with
+  /// an EPOLLEXCLUSIVE one. 0, or 1 with `error`.
+  int make_listener_exclusive(std::string& error);
+  /// Stops and restarts watching the listener, for the accept back-off.
+  void pause_listener();
+  int resume_listener(std::string& error);
   void close_everything();
   /// Closes what setup opened and runs the loop until the close callbacks ran.
   int shut_down(int rc, std::string& error);
@@ -164,6 +176,11 @@ class Server {
   uv_timer_t backoff_{};  ///< re-arms listener_ after an accept back-off
   uv_timer_t sweep_{};    ///< with session deadlines on: closes connections past theirs
   uv_poll_t stop_poll_{};
+  /// --accept exclusive: the listener's entry in the loop's epoll is ours (made
+  /// EPOLLEXCLUSIVE once make_listener_exclusive has swapped libuv's), and the back-off
+  /// takes it out and puts it back itself; `paused_` while it is out.
+  bool exclusive_ = false;
+  bool paused_ = false;
   std::string stop_error_;
   BufferPool buffers_;  ///< read buffers, recycled
 };
@@ -397,7 +414,7 @@ void Server::listener_cb(uv_poll_t* poll, int status, int) {
     return;
   }
   // Everything pending, as libuv's own accept path does: a burst waits for nothing.
-  for (;;) {
+  for (bool first = true;; first = false) {
     net::AcceptResult result = self->acceptor_.accept(self->ctx_.listener.get());
     switch (result.status) {
       case net::AcceptStatus::kAccepted:
@@ -407,12 +424,14 @@ void Server::listener_cb(uv_poll_t* poll, int status, int) {
         stats.refused.fetch_add(1, std::memory_order_relaxed);
         continue;
       case net::AcceptStatus::kRetry:
-        if (result.wait_for_next_report()) return;
-        continue;
+        if (!result.wait_for_next_report()) continue;
+        // Woken for a connection another worker took first.
+        if (first) stats.empty_wakeups.fetch_add(1, std::memory_order_relaxed);
+        return;
       case net::AcceptStatus::kExhausted:
         // The listener would be reported ready at once, again and again: stop watching
         // it for a while, and accept again when the timer says so.
-        uv_poll_stop(&self->listener_);
+        self->pause_listener();
         uv_timer_start(&self->backoff_, backoff_cb, net::kAcceptBackoffMs, 0);
         return;
       case net::AcceptStatus::kFatal:
@@ -425,11 +444,71 @@ void Server::listener_cb(uv_poll_t* poll, int status, int) {
 
 void Server::backoff_cb(uv_timer_t* timer) {
   auto* self = static_cast<Server*>(timer->data);
-  const int rc = uv_poll_start(&self->listener_, UV_READABLE, listener_cb);
-  if (rc < 0) {
-    self->stop_error_ = uv_failure("uv_poll_start", rc);
-    self->close_everything();
+  if (self->resume_listener(self->stop_error_) != 0) self->close_everything();
+}
+
+void Server::pause_listener() {
+#ifdef __linux__
+  if (exclusive_) {
+    // libuv still counts the watcher as registered, so it neither adds it back nor
+    // minds: its own deletion at close ignores an entry that is gone.
+    ::epoll_ctl(uv_backend_fd(&loop_), EPOLL_CTL_DEL, ctx_.listener.get(), nullptr);
+    paused_ = true;
+    return;
   }
+#endif
+  uv_poll_stop(&listener_);
+}
+
+int Server::resume_listener(std::string& error) {
+#ifdef __linux__
+  if (exclusive_) {
+    epoll_event event{};
+    event.events = EPOLLIN | EPOLLEXCLUSIVE;
+    event.data.fd = ctx_.listener.get();
+    if (::epoll_ctl(uv_backend_fd(&loop_), EPOLL_CTL_ADD, ctx_.listener.get(), &event) != 0) {
+      error = std::string("--accept exclusive: epoll_ctl(EPOLLEXCLUSIVE): ") +
+              std::strerror(errno) + (errno == EINVAL ? " (it needs Linux 4.5 or later)" : "");
+      return 1;
+    }
+    paused_ = false;
+    return 0;
+  }
+#endif
+  const int rc = uv_poll_start(&listener_, UV_READABLE, listener_cb);
+  if (rc < 0) {
+    error = uv_failure("uv_poll_start", rc);
+    return 1;
+  }
+  return 0;
+}
+
+int Server::make_listener_exclusive(std::string& error) {
+#ifdef __linux__
+  // libuv has no way to ask for EPOLLEXCLUSIVE (its newest versions neither), but its
+  // loop on Linux is one epoll instance, uv_backend_fd(), that it waits in. One
+  // iteration that cannot block makes libuv add the listener's watcher to it; that
+  // entry is then swapped for an exclusive one of the same descriptor. libuv finds the
+  // watcher of a reported event by its descriptor, so listener_cb still runs, and it
+  // touches the entry again only when the watcher's wanted events change, which they
+  // do only at the close (its deletion then takes the entry whatever its flags): the
+  // accept back-off takes the entry out and puts it back itself (pause_listener).
+  exclusive_ = true;  // from here the back-off keeps libuv's watcher and moves the entry
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  if (uv_is_closing(reinterpret_cast<const uv_handle_t*>(&listener_))) return 0;  // stopping
+  // Out of descriptors already: the back-off took libuv's entry out, and puts back an
+  // exclusive one.
+  if (paused_) return 0;
+  if (::epoll_ctl(uv_backend_fd(&loop_), EPOLL_CTL_DEL, ctx_.listener.get(), nullptr) != 0) {
+    error = std::string("--accept exclusive: libuv's epoll does not hold the listener: ") +
+            std::strerror(errno);
+    return 1;
+  }
+  return resume_listener(error);
+#else
+  error = "--accept exclusive: EPOLLEXCLUSIVE is Linux's";
+  return 1;
+#endif
 }
 
 void Server::sweep_cb(uv_timer_t* timer) {
@@ -551,6 +630,9 @@ int Server::run(std::string& error) {
     return 1;
   }
   if (setup(error) != 0) return shut_down(1, error);
+  if (ctx_.options.accept == AcceptMode::kExclusive && make_listener_exclusive(error) != 0)
+    return shut_down(1, error);
+  if (ctx_.worker_index >= 0) ctx_.stats.counts_empty_wakeups.store(true);
   ctx_.ready();
 
   // Returns once the stop callback has closed every handle and their close callbacks

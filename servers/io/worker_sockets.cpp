@@ -13,7 +13,7 @@ int WorkerSockets::open(const ServeContext& ctx, size_t count, std::string_view 
                         std::string& error) {
   shared_ = &ctx.listener;
   const bool udp = ctx.options.protocol->transport == Transport::kDatagram;
-  if (!udp && !ctx.options.reuse_port) return 0;
+  if (!udp && ctx.options.accept != AcceptMode::kReusePort) return 0;
   for (size_t i = 1; i < count; ++i) {
     std::string socket_error;
     net::Fd socket =

@@ -1,8 +1,8 @@
 // prefork: a master process forks --workers processes (default: one per usable CPU)
 // and each worker runs the libuv model's event loop: it accepts, reads and writes its
 // own connections and blocks only in its loop's wait. The workers share the one
-// listening socket, or with --reuseport each has its own SO_REUSEPORT socket and the
-// kernel spreads connections over them. The master never accepts and never reads: it
+// listening socket (--accept shared or exclusive), or with --accept reuseport each has
+// its own SO_REUSEPORT socket and the kernel spreads connections over them. The master never accepts and never reads: it
 // replaces a worker that dies and, on stop, reaps them all. This is Workerman's
 // `count = 4` and nginx's master and worker processes.
 #include <fcntl.h>

@@ -1,9 +1,9 @@
 // reactors: --workers threads (default: one per usable CPU) in one process, each
 // running its own libuv event loop that accepts, reads and writes its own
 // connections; a thread blocks only in its loop's wait. The loops share the one
-// listening socket (the kernel wakes them all and whichever accepts first takes the
-// connection), or with --reuseport each has its own SO_REUSEPORT socket and the kernel
-// spreads connections over them. This is muduo's one loop per thread and Swoole's
+// listening socket (--accept shared: the kernel wakes them all and whichever accepts
+// first takes the connection; exclusive: it wakes one), or with --accept reuseport each
+// has its own SO_REUSEPORT socket and the kernel spreads connections over them. This is muduo's one loop per thread and Swoole's
 // reactor threads, except that there one loop accepts and hands connections out,
 // while here every loop accepts for itself, as nginx's workers do. Over UDP each loop
 // always has its own SO_REUSEPORT socket, and the kernel spreads senders over them.
@@ -106,7 +106,7 @@ void Reactors::fail(size_t index, const std::string& error) {
       first_error_ = "reactors: loop " + std::to_string(index) + ": " + error;
   }
   // One loop gone would leave its share of the connections unserved (with
-  // --reuseport, its socket's backlog hanging); a server that is half down should
+  // --accept reuseport, its socket's backlog hanging); a server that is half down should
   // say so rather than limp on. The stop pipe ends every loop, like SIGTERM.
   ctx_.stop.request();
 }

@@ -75,6 +75,21 @@ std::string model_with_up_front(Predicate wanted) {
   return names.empty() ? "no such model" : names.front();
 }
 
+// A model whose row takes `flag`, or does not.
+std::string model_taking(servers::ModelFlag flag, bool takes = true) {
+  const std::vector<std::string> names = models_where(
+      [&](const servers::Model& model) { return model.takes(flag) == takes; });
+  return names.empty() ? "no such model" : names.front();
+}
+
+// A model whose row takes --accept and serves a datagram protocol too.
+std::string accept_model_with_datagrams() {
+  const std::vector<std::string> names = models_where([](const servers::Model& model) {
+    return model.takes(servers::kAcceptFlag) && model.serve_datagrams != nullptr;
+  });
+  return names.empty() ? "no such model" : names.front();
+}
+
 struct BadInput {
   const char* name;
   std::vector<std::string> args;
@@ -119,6 +134,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"IdleTimeoutUnknownUnit",
                  {"--protocol", "http", "--idle-timeout", "5x", "--port", "0"},
                  "--idle-timeout"},
+        BadInput{"AcceptUnknownMode",
+                 {"--model", model_taking(servers::kAcceptFlag), "--accept", "bogus",
+                  "--port", "0"},
+                 "--accept: bogus not in {shared,reuseport"},
+        BadInput{"AcceptEmpty",
+                 {"--model", model_taking(servers::kAcceptFlag), "--accept", "", "--port", "0"},
+                 "--accept"},
+        BadInput{"AcceptOnAModelWithoutWorkers",
+                 {"--model", model_taking(servers::kAcceptFlag, false), "--accept", "shared",
+                  "--port", "0"},
+                 "--accept: does not apply to model"},
+        BadInput{"AcceptOverUdp",
+                 {"--model", accept_model_with_datagrams(), "--protocol", "udp", "--accept",
+                  "reuseport", "--port", "0"},
+                 "--accept: does not apply to --protocol udp"},
         BadInput{"MaxRequestMemoryZero",
                  {"--protocol", "http", "--max-request-memory", "0", "--port", "0"},
                  "--max-request-memory"}),
@@ -243,7 +273,11 @@ TEST(Cli, HelpExitsZeroAndMentionsEveryFlag) {
   const std::string help = joined(run.out);
   for (const char* flag : {"--model", "--host", "--port", "--list-models", "--buffer-size",
                            "--max-connections", "--max-request-memory", "--header-timeout",
-                           "--idle-timeout", "--version", "--help"})
+                           "--idle-timeout", "--workers", "--accept", "shared", "reuseport",
+#ifdef __linux__
+                           "exclusive", "EPOLLEXCLUSIVE",
+#endif
+                           "--version", "--help"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag << " missing from:\n" << help;
 }
 

@@ -269,7 +269,7 @@ TEST_P(Conformance, ClientsClosingMidEchoDoNotKillTheServer) {
   Summary summary;
   ASSERT_NO_FATAL_FAILURE(StopServer(summary));
   // Every good client was served (EchoAndClose checked it). A quitter may still sit
-  // unaccepted in a backlog when SIGTERM comes: with --reuseport each worker has its
+  // unaccepted in a backlog when SIGTERM comes: with --accept reuseport each worker has its
   // own, and the good client that followed may have gone to another worker.
   const uint64_t accepted = number_value(summary, "accepted").value_or(0);
   EXPECT_GE(accepted, 5u);

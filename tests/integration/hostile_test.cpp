@@ -94,7 +94,7 @@ TEST_P(DescriptorExhaustion, FullTableCostsNoCpuRefusesAndCountsAndRecovers) {
   } while (!echoed.ok() && !resumed.expired());
   EXPECT_TRUE(echoed.ok()) << "after the clients left, " << attempts
                            << " attempts: " << echoed.describe();
-  // With --reuseport, closed clients hashed to another socket may still wait there
+  // With --accept reuseport, closed clients hashed to another socket may still wait there
   // for a loop whose accepts are backing off.
   std::this_thread::sleep_for(2 * std::chrono::milliseconds(net::kAcceptBackoffMs) + 300ms);
 

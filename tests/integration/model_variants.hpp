@@ -1,8 +1,10 @@
 // The models as the integration suites run them: every model in the registry, and
-// those that take a mode flag (a flag row with a variant suffix: --epoll-level,
-// --reuseport) once more in that mode, so the other mode is held to the same rules. A
-// variant's test name gets the flag row's suffix. What a test expects of a model it
-// reads from the model's traits in its registry row, never from its name.
+// those that take a mode flag (a switch row with a variant suffix: --epoll-level) once
+// more in that mode, and those that take a flag of named modes (--accept) once more in
+// each mode but the default, so every mode is held to the same rules. A variant's test
+// name gets the switch row's suffix, or "_" and the mode's name ("prefork_exclusive").
+// What a test expects of a model it reads from the model's traits in its registry row,
+// never from its name.
 #pragma once
 
 #include <string>
@@ -20,6 +22,18 @@ struct Variant {
   std::vector<std::string> flags;
 };
 
+/// The mode variants one flag row makes: (suffix, the flags that select it).
+inline std::vector<std::pair<std::string, std::vector<std::string>>> flag_variants(
+    const servers::FlagSpec& spec) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> variants;
+  if (!spec.variant_suffix.empty())
+    variants.push_back({std::string(spec.variant_suffix), {std::string(spec.name)}});
+  for (size_t i = 1; i < spec.choices.size(); ++i)
+    variants.push_back({"_" + std::string(spec.choices[i]),
+                        {std::string(spec.name), std::string(spec.choices[i])}});
+  return variants;
+}
+
 /// Every variant's name: the model's, with a mode suffix for a mode variant. With
 /// `datagrams`, the models that have a datagram form, and only the modes that change it.
 inline std::vector<std::string> model_names(bool datagrams = false) {
@@ -28,9 +42,10 @@ inline std::vector<std::string> model_names(bool datagrams = false) {
     if (datagrams && model.serve_datagrams == nullptr) continue;
     names.emplace_back(model.name);
     for (const auto& spec : servers::model_flags()) {
-      if (spec.variant_suffix.empty() || !model.takes(spec.flag)) continue;
+      if (!model.takes(spec.flag)) continue;
       if (datagrams && !spec.datagram_variant) continue;
-      names.push_back(std::string(model.name) + std::string(spec.variant_suffix));
+      for (const auto& [suffix, flags] : flag_variants(spec))
+        names.push_back(std::string(model.name) + suffix);
     }
   }
   return names;
@@ -39,9 +54,11 @@ inline std::vector<std::string> model_names(bool datagrams = false) {
 /// The model and flags a name from model_names() stands for.
 inline Variant variant_of(const std::string& name) {
   for (const auto& spec : servers::model_flags()) {
-    const std::string_view suffix = spec.variant_suffix;
-    if (!suffix.empty() && name.size() > suffix.size() && name.ends_with(suffix))
-      return {name.substr(0, name.size() - suffix.size()), {std::string(spec.name)}};
+    for (const auto& [suffix, flags] : flag_variants(spec)) {
+      if (name.size() <= suffix.size() || !name.ends_with(suffix)) continue;
+      std::string model = name.substr(0, name.size() - suffix.size());
+      if (servers::find_model(model) != nullptr) return {std::move(model), flags};
+    }
   }
   return {name, {}};
 }

@@ -1,10 +1,11 @@
 // The models with workers hold to their story, each chosen by its registry row: those
-// whose workers each accept (they take --reuseport: prefork, reactors) spread
+// whose workers each accept (they take --accept: prefork, reactors) spread
 // connections over more than one worker (each worker counts what it accepted, and the
-// summary's per_worker field shows the spread), with one shared listening socket and
-// with --reuseport; those with workers and a datagram form (reactors) spread UDP
-// senders over their workers' sockets; and those whose workers are processes (prefork)
-// replace a worker killed with SIGKILL, and give its --max-connections slots back.
+// summary's per_worker field shows the spread) in every --accept mode, open one
+// listening socket per worker exactly with --accept reuseport and say the mode on their
+// start line; those with workers and a datagram form (reactors) spread UDP senders over
+// their workers' sockets; and those whose workers are processes (prefork) replace a
+// worker killed with SIGKILL, and give its --max-connections slots back.
 #include <gtest/gtest.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -12,7 +13,10 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdint>
+#include <fstream>
 #include <map>
+#include <set>
+#include <sstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -30,23 +34,54 @@ namespace {
 using namespace std::chrono_literals;
 using Summary = std::map<std::string, std::string>;
 
+// A model with workers, and its --accept mode when it takes one ("" otherwise).
 struct Setup {
   std::string model;
-  bool reuse_port;
+  std::string accept;
 };
 
 std::string setup_name(const Setup& setup) {
-  return setup.model + (setup.reuse_port ? "_reuseport" : "_shared_socket");
+  return setup.model + (setup.accept.empty() ? "" : "_" + setup.accept);
 }
 
 void PrintTo(const Setup& setup, std::ostream* os) { *os << setup_name(setup); }
 
-std::vector<std::string> server_argv(const std::string& model, bool reuse_port, int workers) {
+std::vector<std::string> server_argv(const std::string& model, const std::string& accept,
+                                     int workers) {
   std::vector<std::string> argv{
       CB_ECHO_SERVER_PATH,    "--model", model, "--host", "127.0.0.1", "--port", "0", "--workers",
       std::to_string(workers)};
-  if (reuse_port) argv.emplace_back("--reuseport");
+  if (!accept.empty()) argv.insert(argv.end(), {"--accept", accept});
   return argv;
+}
+
+// --accept's modes, as its flag row names them.
+std::vector<std::string> accept_modes() {
+  for (const auto& spec : servers::model_flags())
+    if (spec.flag == servers::kAcceptFlag) return {spec.choices.begin(), spec.choices.end()};
+  return {};
+}
+
+// The listening TCP sockets (IPv4 and IPv6) bound to `port`, machine-wide, by inode:
+// one per socket however many descriptors or processes hold it.
+std::set<std::string> listening_sockets(uint16_t port) {
+  std::set<std::string> inodes;
+  char wanted[8];
+  std::snprintf(wanted, sizeof wanted, ":%04X", port);
+  for (const char* path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream table(path);
+    std::string line;
+    std::getline(table, line);  // the header
+    while (std::getline(table, line)) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+          timeout >> inode;
+      if (state == "0A" && local.ends_with(wanted)) inodes.insert(inode);  // 0A: LISTEN
+    }
+  }
+  return inodes;
 }
 
 // "12,9,11" as numbers; nullopt if any part is not a number.
@@ -90,14 +125,17 @@ void ExpectPerWorkerAddsUp(const Summary& summary, size_t workers, uint64_t acce
   EXPECT_EQ(sum, accepted) << "per_worker=" << summary.at("per_worker");
 }
 
-// Every model that takes `flag`, once with one shared socket and, when it also takes
-// --reuseport, once with a socket per worker.
+// Every model that takes `flag`, once in each --accept mode when it takes --accept,
+// else once.
 std::vector<Setup> setups_of(servers::ModelFlag flag) {
   std::vector<Setup> setups;
   for (const auto& model : servers::all_models()) {
     if (!model.takes(flag)) continue;
-    setups.push_back({std::string(model.name), false});
-    if (model.takes(servers::kReusePortFlag)) setups.push_back({std::string(model.name), true});
+    if (!model.takes(servers::kAcceptFlag)) {
+      setups.push_back({std::string(model.name), ""});
+      continue;
+    }
+    for (const std::string& mode : accept_modes()) setups.push_back({std::string(model.name), mode});
   }
   return setups;
 }
@@ -124,7 +162,7 @@ TEST_P(WorkersSpread, ConnectionsAreSpreadOverMoreThanOneWorker) {
   const std::vector<char> payload = random_bytes(4096, 9000);
 
   std::string error;
-  auto server = start_server(server_argv(GetParam().model, GetParam().reuse_port, kWorkers),
+  auto server = start_server(server_argv(GetParam().model, GetParam().accept, kWorkers),
                              Deadline(10s), error);
   ASSERT_TRUE(server) << error;
   const uint16_t port = server->listening.port;
@@ -158,9 +196,52 @@ TEST_P(WorkersSpread, ConnectionsAreSpreadOverMoreThanOneWorker) {
 }
 
 // Workers that each accept are those that can each have a socket: the models that
-// take --reuseport.
+// take --accept.
 INSTANTIATE_TEST_SUITE_P(Models, WorkersSpread,
-                         ::testing::ValuesIn(setups_of(servers::kReusePortFlag)),
+                         ::testing::ValuesIn(setups_of(servers::kAcceptFlag)),
+                         [](const auto& p) { return setup_name(p.param); });
+
+// --accept does what it says where it can be seen from outside: the start line names
+// the mode; reuseport opens one listening socket per worker and the others one in all;
+// each mode serves sequential connections, counted once each in per_worker; and with a
+// socket each no worker is ever woken for a connection another one took
+// (empty_wakeups=0), which the shared socket cannot promise.
+class AcceptModes : public ::testing::TestWithParam<Setup> {};
+
+TEST_P(AcceptModes, SocketsStartLineAndCountsFollowTheMode) {
+  constexpr int kWorkers = 3;
+  constexpr uint64_t kConnections = 12;
+  const bool reuseport = GetParam().accept == "reuseport";
+  std::string error;
+  auto server = start_server(server_argv(GetParam().model, GetParam().accept, kWorkers),
+                             Deadline(10s), error);
+  ASSERT_TRUE(server) << error;
+  EXPECT_EQ(server->listening.tags["accept"], GetParam().accept);
+  const uint16_t port = server->listening.port;
+  EXPECT_EQ(listening_sockets(port).size(), reuseport ? size_t{kWorkers} : size_t{1})
+      << "listening sockets on port " << port;
+
+  const std::vector<char> payload = random_bytes(700, 9300);
+  for (uint64_t i = 0; i < kConnections; ++i) {
+    const std::string failure = echo_one_connection(port, payload);
+    ASSERT_TRUE(failure.empty()) << "connection " << i << ": " << failure;
+  }
+  auto summary = stop_and_read_summary(*server->process, Deadline(5s), error);
+  ASSERT_TRUE(summary) << error;
+  EXPECT_EQ(number_value(*summary, "accepted"), kConnections);
+  EXPECT_EQ(number_value(*summary, "errors"), 0u);
+  ASSERT_NO_FATAL_FAILURE(ExpectPerWorkerAddsUp(*summary, kWorkers, kConnections));
+  ASSERT_TRUE(summary->contains("empty_wakeups")) << "no empty_wakeups in the summary";
+  RecordProperty("empty_wakeups", summary->at("empty_wakeups"));
+  if (reuseport) {
+    EXPECT_EQ(number_value(*summary, "empty_wakeups"), 0u);
+  }
+  // Every socket is closed with the server, the workers' own ones too.
+  EXPECT_TRUE(listening_sockets(port).empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, AcceptModes,
+                         ::testing::ValuesIn(setups_of(servers::kAcceptFlag)),
                          [](const auto& p) { return setup_name(p.param); });
 
 // Over UDP every worker has its own SO_REUSEPORT socket and the kernel picks one by
@@ -173,7 +254,7 @@ TEST_P(UdpWorkers, SendersAreSpreadOverTheWorkers) {
   constexpr int kWorkers = 2;
   constexpr uint64_t kSenders = 32;
   constexpr uint64_t kDatagramsEach = 3;
-  std::vector<std::string> argv = server_argv(GetParam(), false, kWorkers);
+  std::vector<std::string> argv = server_argv(GetParam(), "", kWorkers);
   argv.insert(argv.end(), {"--protocol", "udp"});
   std::string error;
   auto server = start_server(argv, Deadline(10s), error);
@@ -232,7 +313,7 @@ TEST_P(ProcessWorkerRestart, AWorkerKilledWithSigkillIsReplaced) {
   const std::vector<char> payload = random_bytes(1000, 9100);
 
   std::string error;
-  auto server = start_server(server_argv(GetParam().model, GetParam().reuse_port, kWorkers),
+  auto server = start_server(server_argv(GetParam().model, GetParam().accept, kWorkers),
                              Deadline(10s), error);
   ASSERT_TRUE(server) << error;
   const uint16_t port = server->listening.port;
@@ -249,7 +330,7 @@ TEST_P(ProcessWorkerRestart, AWorkerKilledWithSigkillIsReplaced) {
   const std::vector<pid_t> second = wait_for_workers(master, kWorkers, victim, Deadline(5s));
   ASSERT_EQ(second.size(), size_t{kWorkers}) << "worker " << victim << " was not replaced";
 
-  // Still serving on every socket: with --reuseport a quarter of the connections or
+  // Still serving on every socket: with --accept reuseport about half the connections or
   // so hash to the replaced worker's socket.
   constexpr uint64_t kAfter = 16;
   for (uint64_t i = 0; i < kAfter; ++i) {
@@ -319,7 +400,7 @@ TEST_P(ProcessWorkerKill, ADeadWorkersSlotsComeBack) {
   EXPECT_EQ(number_value(summary, "restarts"), 1u);
 }
 
-// Every variant (shared socket, --reuseport) of the models whose workers are processes.
+// Every variant (each --accept mode) of the models whose workers are processes.
 std::vector<std::string> process_worker_variants() {
   std::vector<std::string> names;
   for (const std::string& name : model_names())

@@ -278,8 +278,9 @@ std::optional<ListeningLine> parse_listening_line(std::string_view line) {
   ListeningLine result;
   result.host = std::string(endpoint.substr(0, colon));
   result.port = static_cast<uint16_t>(port);
-  auto values = parse_key_values(line);
-  if (auto model = values.find("model"); model != values.end()) result.model = model->second;
+  result.tags = parse_key_values(line);
+  if (auto model = result.tags.find("model"); model != result.tags.end())
+    result.model = model->second;
   return result;
 }
 

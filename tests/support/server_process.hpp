@@ -98,6 +98,8 @@ struct ListeningLine {
   std::string host;  ///< as printed, e.g. "127.0.0.1" or "[::1]"
   uint16_t port = 0;
   std::string model;
+  /// Every key=value word after the address: model, protocol, accept.
+  std::map<std::string, std::string> tags;
 };
 
 /// Parses a "listening on HOST:PORT model=NAME" line (model= optional); nullopt otherwise.
