@@ -31,6 +31,8 @@ struct ServerStats {
   std::atomic<uint64_t> overloaded{0};
   /// Connections closed because their session's deadline passed.
   std::atomic<uint64_t> timed_out{0};
+  /// Members of a room evicted for letting more than --max-backlog wait for them.
+  std::atomic<uint64_t> evicted{0};
 
   /// Models with workers (prefork, reactors, threadpool) count each worker's accepted
   /// connections here, worker i in worker_accepted[i], and set `workers`; the summary

@@ -85,6 +85,26 @@ void add_session_options(CLI::App& app, CommandLine& command) {
           ->capture_default_str(),
       kHeldBytesOption);
 
+  command.session_flags.emplace_back(
+      app.add_option("--max-message", command.options.max_message_bytes,
+                     prefix(kMessageSizeOption) +
+                         "largest message taken, whole or in fragments; a larger one closes "
+                         "its connection (ws: 1009) (units: b, k, KiB, m, g)")
+          ->transform(CLI::AsSizeValue(false))
+          ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32))
+          ->capture_default_str(),
+      kMessageSizeOption);
+  command.session_flags.emplace_back(
+      app.add_option("--max-backlog", command.options.max_backlog_bytes,
+                     prefix(kBacklogOption) +
+                         "most output that may wait for one member of a room (/chat); a "
+                         "member past it is closed (ws: 1008) and counted as evicted=, and "
+                         "the others are not held up by it (units: b, k, KiB, m, g)")
+          ->transform(CLI::AsSizeValue(false))
+          ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40))
+          ->capture_default_str(),
+      kBacklogOption);
+
   // Durations in milliseconds, with a unit or without (then milliseconds); 0 is off.
   const std::map<std::string, uint64_t> duration_units{{"ms", 1}, {"s", 1000}, {"m", 60'000}};
   auto add_timeout = [&](const std::string& name, uint64_t& target_ms, const std::string& what) {

@@ -1,0 +1,215 @@
+#include "servers/io/rooms.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace cb::servers {
+
+LoopRooms::LoopRooms(uint64_t max_backlog_bytes, std::atomic<uint64_t>& evicted,
+                     bool track_touched)
+    : max_backlog_bytes_(max_backlog_bytes), evicted_(evicted), track_touched_(track_touched) {}
+
+bool LoopRooms::join(Session& member, std::string_view room) {
+  leave(member);
+  auto [entry, _] = rooms_.try_emplace(std::string(room));
+  entry->second.push_back(&member);
+  room_of_.emplace(&member, entry->first);
+  return true;
+}
+
+void LoopRooms::leave(Session& member) {
+  const auto found = room_of_.find(&member);
+  if (found == room_of_.end()) return;
+  const auto room = rooms_.find(found->second);
+  std::vector<Session*>& members = room->second;
+  // Order among members does not matter: each gets every message in publish order.
+  const auto at = std::find(members.begin(), members.end(), &member);
+  *at = members.back();
+  members.pop_back();
+  if (members.empty()) rooms_.erase(room);
+  room_of_.erase(found);
+  if (touched_set_.erase(&member) > 0) std::erase(touched_, &member);
+}
+
+void LoopRooms::touch(Session& member) {
+  if (track_touched_ && touched_set_.insert(&member).second) touched_.push_back(&member);
+}
+
+void LoopRooms::publish(Session& from, std::span<const char> bytes) {
+  const auto found = room_of_.find(&from);
+  if (found == room_of_.end()) return;
+  // The room's name outlives the walk, which may take `from` out of the room.
+  const std::string room = found->second;
+  walk(rooms_.find(room)->second, bytes);
+  if (forward_) forward_(room, bytes);
+}
+
+void LoopRooms::deliver(std::string_view room, std::span<const char> bytes) {
+  const auto found = rooms_.find(std::string(room));
+  if (found != rooms_.end()) walk(found->second, bytes);
+}
+
+void LoopRooms::walk(std::vector<Session*>& members, std::span<const char> bytes) {
+  evictees_.clear();
+  for (Session* member : members) {
+    if (member->closing()) continue;
+    if (member->output().size() + bytes.size() > max_backlog_bytes_) {
+      evictees_.push_back(member);
+      continue;
+    }
+    member->output().append(bytes.data(), bytes.size());
+    touch(*member);
+  }
+  // Taken out after the walk, which leave() would disturb.
+  for (Session* member : evictees_) {
+    leave(*member);
+    member->evict();
+    evicted_.fetch_add(1, std::memory_order_relaxed);
+    touch(*member);  // its close goes out after what it has
+  }
+}
+
+void LoopRooms::take_touched(std::vector<Session*>& out) {
+  out.clear();
+  out.swap(touched_);
+  touched_set_.clear();
+}
+
+// ---- LoopHub ----
+
+LoopHub::LoopHub(size_t loops) : loops_(loops), inboxes_(new Inbox[loops]) {}
+
+void LoopHub::attach(size_t index, std::function<void()> wake) {
+  const std::lock_guard lock(inboxes_[index].mutex);
+  inboxes_[index].wake = std::move(wake);
+}
+
+void LoopHub::detach(size_t index) {
+  const std::lock_guard lock(inboxes_[index].mutex);
+  inboxes_[index].wake = nullptr;
+  inboxes_[index].posted.clear();
+}
+
+void LoopHub::post(size_t from, std::string_view room, std::span<const char> bytes) {
+  for (size_t i = 0; i < loops_; ++i) {
+    if (i == from) continue;
+    Inbox& inbox = inboxes_[i];
+    const std::lock_guard lock(inbox.mutex);
+    if (!inbox.wake) continue;
+    inbox.posted.push_back({std::string(room), std::string(bytes.data(), bytes.size())});
+    if (inbox.posted.size() == 1) inbox.wake();
+  }
+}
+
+void LoopHub::take(size_t index, std::vector<Posted>& out) {
+  out.clear();
+  const std::lock_guard lock(inboxes_[index].mutex);
+  out.swap(inboxes_[index].posted);
+}
+
+// ---- SharedRooms ----
+
+bool SharedRooms::Mailbox::open() {
+  int ends[2];
+  if (::pipe(ends) != 0) return false;
+  wake_read_.reset(ends[0]);
+  wake_write_.reset(ends[1]);
+  for (int end : ends) {
+    ::fcntl(end, F_SETFL, ::fcntl(end, F_GETFL) | O_NONBLOCK);
+    ::fcntl(end, F_SETFD, FD_CLOEXEC);
+  }
+  return true;
+}
+
+SharedRooms::SharedRooms(uint64_t max_backlog_bytes, std::atomic<uint64_t>& evicted)
+    : max_backlog_bytes_(max_backlog_bytes), evicted_(evicted) {}
+
+void SharedRooms::attach(const Session& session, Mailbox& mailbox) {
+  const std::lock_guard lock(mutex_);
+  mailboxes_[&session] = &mailbox;
+}
+
+void SharedRooms::detach(const Session& session) {
+  const std::lock_guard lock(mutex_);
+  const auto found = mailboxes_.find(&session);
+  if (found == mailboxes_.end()) return;
+  leave_locked(*found->second);
+  mailboxes_.erase(found);
+}
+
+bool SharedRooms::join(Session& member, std::string_view room) {
+  const std::lock_guard lock(mutex_);
+  const auto found = mailboxes_.find(&member);
+  if (found == mailboxes_.end()) return false;
+  Mailbox& mailbox = *found->second;
+  leave_locked(mailbox);
+  mailbox.room_ = room;
+  rooms_[mailbox.room_].push_back(&mailbox);
+  return true;
+}
+
+void SharedRooms::leave(Session& member) {
+  const std::lock_guard lock(mutex_);
+  const auto found = mailboxes_.find(&member);
+  if (found != mailboxes_.end()) leave_locked(*found->second);
+}
+
+void SharedRooms::leave_locked(Mailbox& mailbox) {
+  if (mailbox.room_.empty()) return;
+  const auto room = rooms_.find(mailbox.room_);
+  std::vector<Mailbox*>& members = room->second;
+  *std::find(members.begin(), members.end(), &mailbox) = members.back();
+  members.pop_back();
+  if (members.empty()) rooms_.erase(room);
+  mailbox.room_.clear();
+}
+
+void SharedRooms::publish(Session& from, std::span<const char> bytes) {
+  const std::lock_guard lock(mutex_);
+  const auto found = mailboxes_.find(&from);
+  if (found == mailboxes_.end() || found->second->room_.empty()) return;
+  std::vector<Mailbox*>& members = rooms_.find(found->second->room_)->second;
+  for (size_t i = 0; i < members.size();) {
+    Mailbox& member = *members[i];
+    const bool was_empty = member.queued_.empty();
+    if (member.queued_.size() + bytes.size() > max_backlog_bytes_) {
+      member.evicted_ = true;
+      evicted_.fetch_add(1, std::memory_order_relaxed);
+      leave_locked(member);  // moves the last member into slot i
+    } else {
+      member.queued_.append(bytes.data(), bytes.size());
+      ++i;
+    }
+    // One byte in the pipe while anything waits: the member's thread wakes and takes it.
+    if (was_empty || member.evicted_) {
+      const char wake = 1;
+      [[maybe_unused]] const ssize_t n = ::write(member.wake_write_.get(), &wake, 1);
+    }
+  }
+}
+
+bool SharedRooms::drain_wakeup(Mailbox& mailbox) {
+  const std::lock_guard lock(mutex_);
+  char drained[64];
+  while (::read(mailbox.wake_read_.get(), drained, sizeof(drained)) > 0) {
+  }
+  return mailbox.evicted_;
+}
+
+bool SharedRooms::take(Mailbox& mailbox, std::string& out) {
+  const std::lock_guard lock(mutex_);
+  char drained[64];
+  while (::read(mailbox.wake_read_.get(), drained, sizeof(drained)) > 0) {
+  }
+  if (out.empty()) {
+    out.swap(mailbox.queued_);
+  } else {
+    out.append(mailbox.queued_);
+  }
+  mailbox.queued_.clear();
+  return mailbox.evicted_;
+}
+
+}  // namespace cb::servers
