@@ -94,6 +94,7 @@ std::string accept_value(std::string_view key) {
 constexpr std::string_view kChatPage = R"html(<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>chat</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
 body{font:15px system-ui,sans-serif;max-width:40em;margin:1em auto;padding:0 1em;color:#222}
 h1{font-size:1.3em}input,button{font:inherit;padding:.3em}

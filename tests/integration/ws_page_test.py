@@ -66,7 +66,7 @@ class ChatPage(unittest.TestCase):
                     self.assertTrue(browser.wait_for(alice, log_has("bob: hi alice")))
                     if SCREENSHOT and model == models[0]:
                         browser.send("Emulation.setDeviceMetricsOverride", {
-                            "width": 560, "height": 420, "deviceScaleFactor": 1,
+                            "width": 600, "height": 480, "deviceScaleFactor": 1,
                             "mobile": False}, session=alice)
                         shot = browser.send("Page.captureScreenshot", {"format": "png"},
                                             session=alice)
