@@ -129,8 +129,8 @@ void add_session_options(CLI::App& app, CommandLine& command) {
 
 std::string model_list(bool traits) {
   constexpr size_t kNameWidth = 12;
-  constexpr size_t kProtocolsWidth = 14;
-  constexpr size_t kTraitsWidth = 34;
+  constexpr size_t kProtocolsWidth = 17;
+  constexpr size_t kTraitsWidth = 48;
   std::string text = "  " + pad("MODEL", kNameWidth) + pad("PROTOCOLS", kProtocolsWidth) +
                      (traits ? pad("TRAITS", kTraitsWidth) : "") + "HOW\n";
   for (const Model& model : all_models()) {
