@@ -23,7 +23,7 @@
 
 namespace cb::servers {
 
-class LoopHub;
+class RoomsLink;
 
 struct ServerOptions {
   /// A row of the protocol table: a stream protocol is served by serve(), a datagram
@@ -76,10 +76,10 @@ struct ServeContext {
   /// between its connections on the copy of the context it hands its engine; nullptr:
   /// the model relays nothing (Model::rooms).
   Rooms* rooms = nullptr;
-  /// Set by a model whose loops share rooms (reactors), on each loop's context when its
-  /// protocol relays: the libuv engine then keeps rooms and joins them to the other
-  /// loops' through it.
-  LoopHub* hub = nullptr;
+  /// Set by a model whose loops share rooms (reactors' threads, prefork's processes), on
+  /// each loop's context when its protocol relays: the libuv engine then keeps rooms
+  /// and joins them to the other loops' through it.
+  RoomsLink* hub = nullptr;
 
   /// Every serve function calls this once, on any thread, when it holds everything it
   /// needs to serve (its loops, buffers, workers, threads) and before it serves

@@ -81,7 +81,8 @@ constexpr std::array kModels{
                      "socket (--reuseport: a socket each)",
           .serve = serve_prefork,
           .flags = kWorkersFlag | kReusePortFlag,
-          .workers = WorkerKind::kProcesses},
+          .workers = WorkerKind::kProcesses,
+          .rooms = RoomKind::kHub},
     Model{.name = "reactors",
           .summary = "--workers threads, each with its own libuv loop; connections spread over "
                      "them (--reuseport: a socket each)",

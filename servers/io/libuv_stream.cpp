@@ -165,6 +165,9 @@ class Server {
   static void sweep_cb(uv_timer_t* timer);
   /// Another loop posted to this one's inbox in the hub: deliver it to the members here.
   static void hub_cb(uv_async_t* async);
+  static void hub_poll_cb(uv_poll_t* poll, int status, int events);
+  /// Delivers what the other loops posted to the members here.
+  void take_posts();
   static void stop_cb(uv_poll_t* poll, int status, int events);
   /// Takes one accepted connection: starts serving it, or closes it as refused.
   void adopt(net::Fd fd);
@@ -187,7 +190,8 @@ class Server {
   uv_timer_t sweep_{};    ///< with session deadlines on: closes connections past theirs
   uv_poll_t stop_poll_{};
   uv_async_t hub_wake_{};  ///< with ctx_.hub: woken when another loop posts
-  std::vector<LoopHub::Posted> posted_;  ///< hub_cb's, kept for its memory
+  uv_poll_t hub_poll_{};   ///< with ctx_.hub's watch_fd(): readable when posts wait
+  std::vector<RoomsLink::Posted> posted_;  ///< hub_cb's, kept for its memory
   std::string stop_error_;
   BufferPool buffers_;  ///< read buffers, recycled
 };
@@ -522,12 +526,16 @@ void Server::close_walk_cb(uv_handle_t* handle, void*) {
   }
 }
 
-void Server::hub_cb(uv_async_t* async) {
-  auto* self = static_cast<Server*>(async->data);
-  self->ctx_.hub->take(static_cast<size_t>(self->ctx_.worker_index), self->posted_);
-  for (const LoopHub::Posted& posted : self->posted_)
-    self->rooms_.deliver(posted.room, posted.bytes);
-  self->deliver();
+void Server::hub_cb(uv_async_t* async) { static_cast<Server*>(async->data)->take_posts(); }
+
+void Server::hub_poll_cb(uv_poll_t* poll, int, int) {
+  static_cast<Server*>(poll->data)->take_posts();
+}
+
+void Server::take_posts() {
+  ctx_.hub->take(static_cast<size_t>(ctx_.worker_index), posted_);
+  for (const RoomsLink::Posted& posted : posted_) rooms_.deliver(posted.room, posted.bytes);
+  deliver();
 }
 
 void Server::close_everything() {
@@ -566,13 +574,26 @@ int Server::setup(std::string& error) {
     }
   }
 
-  if (ctx_.hub != nullptr) {
+  if (ctx_.hub != nullptr && ctx_.hub->watch_fd() >= 0) {
+    // Posts come on a descriptor (another process's): watched like a socket.
+    rc = uv_poll_init(&loop_, &hub_poll_, ctx_.hub->watch_fd());
+    if (rc == 0) {
+      hub_poll_.data = this;
+      rc = uv_poll_start(&hub_poll_, UV_READABLE, hub_poll_cb);
+    }
+    if (rc < 0) {
+      error = uv_failure("uv_poll_start", rc);
+      return 1;
+    }
+  } else if (ctx_.hub != nullptr) {
     rc = uv_async_init(&loop_, &hub_wake_, hub_cb);
     if (rc < 0) {
       error = uv_failure("uv_async_init", rc);
       return 1;
     }
     hub_wake_.data = this;
+  }
+  if (ctx_.hub != nullptr) {
     const auto index = static_cast<size_t>(ctx_.worker_index);
     ctx_.hub->attach(index, [this] { uv_async_send(&hub_wake_); });
     rooms_.set_forward([this, index](std::string_view room, std::span<const char> bytes) {

@@ -1,7 +1,11 @@
 #include "servers/io/rooms.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 
@@ -107,6 +111,139 @@ void LoopHub::take(size_t index, std::vector<Posted>& out) {
   out.clear();
   const std::lock_guard lock(inboxes_[index].mutex);
   out.swap(inboxes_[index].posted);
+}
+
+// ---- ProcessLink and Relay ----
+
+void relay_frame(std::string& out, std::string_view room, std::span<const char> bytes) {
+  const size_t length = 1 + room.size() + bytes.size();
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>(length >> shift);
+  out += static_cast<char>(room.size());
+  out.append(room);
+  out.append(bytes.data(), bytes.size());
+}
+
+size_t relay_frame_size(std::string_view in) {
+  if (in.size() < 4) return 0;
+  size_t length = 0;
+  for (size_t i = 0; i < 4; ++i) length = (length << 8) | static_cast<uint8_t>(in[i]);
+  return in.size() >= 4 + length ? 4 + length : 0;
+}
+
+void ProcessLink::post(size_t, std::string_view room, std::span<const char> bytes) {
+  std::string frame;
+  relay_frame(frame, room, bytes);
+  std::string_view rest = frame;
+  while (!rest.empty()) {
+    const ssize_t n = ::send(socket_, rest.data(), rest.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      rest.remove_prefix(static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd writable{socket_, POLLOUT, 0};
+      ::poll(&writable, 1, 100);  // the relay always reads: wait for it
+    } else {
+      return;  // the master is gone: the server is stopping
+    }
+  }
+}
+
+void ProcessLink::take(size_t, std::vector<Posted>& out) {
+  out.clear();
+  char chunk[64 * 1024];
+  for (;;) {
+    const ssize_t n = ::recv(socket_, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n > 0) {
+      in_.append(chunk, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EAGAIN, or the master gone (the server is stopping)
+  }
+  size_t at = 0;
+  while (const size_t size = relay_frame_size(std::string_view(in_).substr(at))) {
+    const auto room_size = static_cast<uint8_t>(in_[at + 4]);
+    out.push_back(
+        {in_.substr(at + 5, room_size), in_.substr(at + 5 + room_size, size - 5 - room_size)});
+    at += size;
+  }
+  in_.erase(0, at);
+}
+
+void Relay::set(size_t index, net::Fd socket) {
+  if (ends_.size() <= index) ends_.resize(index + 1);
+  ends_[index] = End{std::move(socket), {}, {}};
+}
+
+void Relay::drop(size_t index) {
+  if (index < ends_.size()) ends_[index] = End{};
+}
+
+size_t Relay::add_pollfds(std::vector<pollfd>& fds) const {
+  const size_t first = fds.size();
+  for (const End& end : ends_) {
+    const short events = end.out.empty() ? POLLIN : static_cast<short>(POLLIN | POLLOUT);
+    fds.push_back({end.socket.get(), events, 0});  // -1 (no worker): poll skips it
+  }
+  return first;
+}
+
+void Relay::close_in_child() const {
+  for (const End& end : ends_)
+    if (end.socket.valid()) ::close(end.socket.get());
+}
+
+void Relay::flush(End& end) {
+  while (!end.out.empty()) {
+    const ssize_t n =
+        ::send(end.socket.get(), end.out.data(), end.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      end.out.erase(0, static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return;  // EAGAIN: POLLOUT says when; an error: the worker is gone, drop() follows
+    }
+  }
+}
+
+void Relay::serve(const std::vector<pollfd>& fds, size_t first) {
+  char chunk[64 * 1024];
+  for (size_t i = 0; i < ends_.size(); ++i) {
+    End& from = ends_[i];
+    if (!from.socket.valid() || (fds[first + i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+      continue;
+    bool gone = false;
+    for (;;) {
+      const ssize_t n = ::recv(from.socket.get(), chunk, sizeof chunk, MSG_DONTWAIT);
+      if (n > 0) {
+        from.in.append(chunk, static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);  // the worker died
+      break;
+    }
+    // Whole frames go to every other worker, in the order this one sent them.
+    size_t at = 0;
+    while (const size_t size = relay_frame_size(std::string_view(from.in).substr(at))) {
+      for (size_t j = 0; j < ends_.size(); ++j) {
+        End& to = ends_[j];
+        if (j == i || !to.socket.valid()) continue;
+        if (to.out.size() + size > kMaxQueuedBytes) {
+          ++dropped_;
+          continue;
+        }
+        to.out.append(from.in, at, size);
+      }
+      at += size;
+    }
+    from.in.erase(0, at);
+    if (gone) from = End{};
+  }
+  for (End& end : ends_)
+    if (end.socket.valid()) flush(end);
 }
 
 // ---- SharedRooms ----

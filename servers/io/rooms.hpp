@@ -7,6 +7,8 @@
 // members (thread, threadpool): a lock and a bounded mailbox per member.
 #pragma once
 
+#include <poll.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -67,29 +69,43 @@ class LoopRooms final : public Rooms {
   Forward forward_;
 };
 
-/// The rooms of several loops in one process (reactors): each loop keeps its own
-/// members in a LoopRooms and hands what they publish to every other loop through an
-/// inbox per loop, guarded by its lock, and a wakeup (uv_async). Each loop delivers
-/// its members' own messages at once and the others' when it wakes, so each sender's
-/// messages reach every member in the order sent, but members of different loops may
-/// see two senders' messages in different orders. Thread-safe.
-class LoopHub {
+/// Where the rooms of several loops meet (reactors' threads, prefork's processes):
+/// each loop keeps its own members in a LoopRooms, posts here what they publish, and
+/// takes what the other loops posted, which it delivers to its members. Each loop
+/// delivers its members' own messages at once and the others' when they come, so each
+/// sender's messages reach every member in the order sent, but members of two loops
+/// may see two senders' messages in different orders.
+class RoomsLink {
  public:
   struct Posted {
     std::string room;
     std::string bytes;
   };
 
+  virtual ~RoomsLink() = default;
+  /// Loop `index` takes posts from now on, until detach(). A link with a watch_fd()
+  /// has posts waiting when it is readable; the others call `wake` (from any thread)
+  /// when the loop's inbox stops being empty.
+  virtual void attach(size_t index, std::function<void()> wake) = 0;
+  virtual void detach(size_t index) = 0;
+  /// Hands `bytes` for `room`, published on loop `from`, to every other loop.
+  virtual void post(size_t from, std::string_view room, std::span<const char> bytes) = 0;
+  /// Swaps into `out` what the other loops posted to loop `index`.
+  virtual void take(size_t index, std::vector<Posted>& out) = 0;
+  /// The descriptor a loop watches for posts instead of being woken; -1: none.
+  virtual int watch_fd() const { return -1; }
+};
+
+/// The link between the loops of one process (reactors): an inbox per loop, guarded by
+/// its lock, and a wakeup (uv_async). Thread-safe.
+class LoopHub final : public RoomsLink {
+ public:
   explicit LoopHub(size_t loops);
 
-  /// Loop `index` takes posts from now on, and `wake` (thread-safe) is called when its
-  /// inbox stops being empty; until detach().
-  void attach(size_t index, std::function<void()> wake);
-  void detach(size_t index);
-  /// Queues `bytes` for `room` in every other attached loop's inbox.
-  void post(size_t from, std::string_view room, std::span<const char> bytes);
-  /// Swaps into `out` what was posted to loop `index`.
-  void take(size_t index, std::vector<Posted>& out);
+  void attach(size_t index, std::function<void()> wake) override;
+  void detach(size_t index) override;
+  void post(size_t from, std::string_view room, std::span<const char> bytes) override;
+  void take(size_t index, std::vector<Posted>& out) override;
 
  private:
   struct Inbox {
@@ -110,6 +126,67 @@ class SoloRooms final : public Rooms {
   void publish(Session& from, std::span<const char> bytes) override {
     from.output().append(bytes.data(), bytes.size());
   }
+};
+
+/// The link of one worker process to the relay in its master (prefork): a Unix stream
+/// socket on which each post travels as one frame (relay_frame()); the master hands
+/// every frame to every other worker. Posts are written whole, waiting if the socket
+/// is full (the relay always reads); posts from the others are read when watch_fd() is
+/// readable. For one loop's thread.
+class ProcessLink final : public RoomsLink {
+ public:
+  explicit ProcessLink(int socket) : socket_(socket) {}
+
+  void attach(size_t, std::function<void()>) override {}
+  void detach(size_t) override {}
+  void post(size_t from, std::string_view room, std::span<const char> bytes) override;
+  void take(size_t index, std::vector<Posted>& out) override;
+  int watch_fd() const override { return socket_; }
+
+ private:
+  const int socket_;
+  std::string in_;  ///< bytes read and not yet a whole frame
+};
+
+/// Appends to `out` one frame of the relay's wire format: a 4-byte big-endian length of
+/// what follows, the room's length (1 byte), the room, the bytes.
+void relay_frame(std::string& out, std::string_view room, std::span<const char> bytes);
+/// The length of the whole first frame in `in` (its 4 bytes included) once all of it is
+/// there; 0 until then.
+size_t relay_frame_size(std::string_view in);
+
+/// The relay a master process runs between its workers' ProcessLinks: every frame a
+/// worker sends is queued for every other worker, and written without ever blocking.
+/// What waits for one worker is bounded by kMaxQueuedBytes: past it, frames for that
+/// worker are dropped and counted in dropped(). For the master's one thread.
+class Relay {
+ public:
+  static constexpr size_t kMaxQueuedBytes = size_t{64} << 20;
+
+  /// Worker `index`'s end (non-blocking), replacing any former one.
+  void set(size_t index, net::Fd socket);
+  /// Forgets worker `index`'s end and what waits for it.
+  void drop(size_t index);
+  /// Adds to `fds` the ends to watch (POLLIN, and POLLOUT when output waits), one per
+  /// worker in order, and returns where they start.
+  size_t add_pollfds(std::vector<pollfd>& fds) const;
+  /// Reads and writes what poll() reported in fds[first...].
+  void serve(const std::vector<pollfd>& fds, size_t first);
+  uint64_t dropped() const { return dropped_; }
+  /// In a worker just forked: closes this process's copies of every end, which are
+  /// the master's (the worker keeps only its own link).
+  void close_in_child() const;
+
+ private:
+  struct End {
+    net::Fd socket;
+    std::string in;   ///< read, not yet a whole frame
+    std::string out;  ///< to write
+  };
+  void flush(End& end);
+
+  std::vector<End> ends_;
+  uint64_t dropped_ = 0;
 };
 
 /// The rooms of threads that each serve their own connections. A member has a Mailbox,

@@ -47,7 +47,7 @@ class ChatPage(unittest.TestCase):
         if binary is None:
             self.skipTest("Debian's chromium is not installed (tests/run installs it)")
         models = [m for m in ws_test.ws_models()
-                  if {"loop-rooms", "shared-rooms"} & set(ws_test.MODELS[m][1])]
+                  if {"loop-rooms", "shared-rooms", "hub-rooms"} & set(ws_test.MODELS[m][1])]
         self.assertIn("epoll", models)
         profile = Path(tempfile.mkdtemp(prefix="cb-chat-page-"))
         browser = Browser(binary, profile)

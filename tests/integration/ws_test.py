@@ -167,14 +167,16 @@ def ws_models() -> list[str]:
 
 
 def variants() -> list[tuple[str, list[str]]]:
-    """Every model serving ws, epoll once more level-triggered, reactors once more with
-    a socket per loop."""
+    """Every model serving ws, epoll once more level-triggered, reactors and prefork once
+    more with three loops, a socket each."""
     found = [(m, []) for m in ws_models()]
     if "epoll" in ws_models():
         found.append(("epoll", ["--epoll-level"]))
     if "reactors" in ws_models():
         # Connections spread over three loops by the kernel, so rooms span loops.
         found.append(("reactors", ["--workers", "3", "--reuseport"]))
+    if "prefork" in ws_models():
+        found.append(("prefork", ["--workers", "3", "--reuseport"]))
     return found
 
 
