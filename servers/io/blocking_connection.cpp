@@ -37,10 +37,11 @@ bool wait_for(int fd, short events, const StopSignal& stop, uint64_t deadline_ms
 
 namespace {
 
-// A member's mailbox in SharedRooms, for a connection of a model that relays.
+// A member's mailbox in its model's rooms, for a connection of a model that relays.
 struct Mail {
-  SharedRooms* rooms = nullptr;
-  SharedRooms::Mailbox* mailbox = nullptr;
+  Mailroom* mailroom = nullptr;
+  const Session* session = nullptr;
+  int wake_fd = -1;
   bool evicted_seen = false;
 };
 
@@ -61,14 +62,13 @@ bool write_all(int fd, const char* data, size_t size, const StopSignal& stop, Se
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       bool timed_out = false;
       bool woken = false;
-      const int wake_fd =
-          mail != nullptr && !mail->evicted_seen ? mail->mailbox->wake_fd() : -1;
+      const int wake_fd = mail != nullptr && !mail->evicted_seen ? mail->wake_fd : -1;
       if (!wait_for(fd, POLLOUT, stop, deadline_ms, &timed_out, wake_fd, &woken)) {
         end = timed_out ? ConnectionEnd::kTimedOut : ConnectionEnd::kStopped;
         if (timed_out) stats.timed_out.fetch_add(1, std::memory_order_relaxed);
         return false;
       }
-      if (woken && mail->rooms->drain_wakeup(*mail->mailbox)) {
+      if (woken && mail->mailroom->drain_wakeup(*mail->session)) {
         mail->evicted_seen = true;
         deadline_ms = std::min(deadline_ms, steady_now_ms() + Session::kEvictGraceMs);
       }
@@ -109,53 +109,49 @@ size_t read_some(int fd, std::span<char> buffer, const StopSignal& stop, ServerS
   }
 }
 
-// Takes the session's mailbox off `rooms` when the connection ends, before its session goes.
+// Closes the session's mailbox when the connection ends, before its session goes.
 struct Attached {
-  SharedRooms* rooms;
+  Mailroom* mailroom;
   const Session& session;
   ~Attached() {
-    if (rooms != nullptr) rooms->detach(session);
+    if (mailroom != nullptr) mailroom->close(session);
   }
 };
 
 }  // namespace
 
 ConnectionEnd serve_connection(int fd, std::span<char> buffer, const ServeContext& ctx,
-                               SharedRooms* rooms) {
+                               Mailroom* mailroom) {
   ServerStats& stats = ctx.stats;
   const std::unique_ptr<Session> session = open_session(ctx);
   if (!session) {
     stats.errors.fetch_add(1, std::memory_order_relaxed);  // out of memory: this one only
     return ConnectionEnd::kError;
   }
-  SharedRooms::Mailbox mailbox;
-  if (rooms != nullptr) {
-    if (!mailbox.open()) {
-      stats.errors.fetch_add(1, std::memory_order_relaxed);  // out of descriptors
-      return ConnectionEnd::kError;
-    }
-    rooms->attach(*session, mailbox);
+  if (mailroom != nullptr && !mailroom->open(*session)) {
+    stats.errors.fetch_add(1, std::memory_order_relaxed);  // out of descriptors
+    return ConnectionEnd::kError;
   }
-  const Attached attached{rooms, *session};
-  Mail mail{rooms, &mailbox};
-  Mail* const mail_if_any = rooms != nullptr ? &mail : nullptr;
-  const int wake_fd = rooms != nullptr ? mailbox.wake_fd() : -1;
+  const Attached attached{mailroom, *session};
+  const int wake_fd = mailroom != nullptr ? mailroom->wake_fd(*session) : -1;
+  Mail mail{mailroom, session.get(), wake_fd};
+  Mail* const mail_if_any = mailroom != nullptr ? &mail : nullptr;
   const size_t output_limit = output_limit_bytes(buffer.size());
   ConnectionEnd end{};
   // Writes what the session owes, all of it, before anything else is read. Only an
   // evicted member has a deadline for its writes: the peer gets that long.
   auto write_owed = [&](std::span<const char> owed) {
     if (write_all(fd, owed.data(), owed.size(), ctx.stop, stats, end,
-                  rooms != nullptr ? session->deadline_ms() : kNoDeadline, mail_if_any))
+                  mailroom != nullptr ? session->deadline_ms() : kNoDeadline, mail_if_any))
       return true;
     if (end == ConnectionEnd::kError) stats.errors.fetch_add(1, std::memory_order_relaxed);
     return false;
   };
   for (;;) {
-    if (rooms != nullptr) {
+    if (mailroom != nullptr) {
       // What the room published to this member, written before it reads again; its
       // session's output is empty here, since all of it is written before each wait.
-      const bool evicted = rooms->take(mailbox, session->output());
+      const bool evicted = mailroom->take(*session, session->output());
       if (evicted && !session->closing()) session->evict();
       if (!session->output().empty()) {
         if (!write_owed(session->output())) return end;

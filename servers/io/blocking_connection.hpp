@@ -32,11 +32,11 @@ enum class ConnectionEnd {
 /// one read's answers) are held per connection. Counts written bytes in
 /// stats.bytes_echoed and answered messages in stats.messages. Does not close `fd`.
 /// Safe to call from many threads at once, one fd each.
-/// With `rooms` (ctx.rooms must then be the same), the connection has a mailbox there:
-/// it waits for its mail as for input, and writes what was published to it (and an
-/// eviction's close) before it reads again.
+/// With `mailroom` (the model's rooms, which ctx.rooms must then be), the connection has
+/// a mailbox there: it waits for its mail as for input, and writes what was published
+/// to it (and an eviction's close) before it reads again.
 ConnectionEnd serve_connection(int fd, std::span<char> buffer, const ServeContext& ctx,
-                               SharedRooms* rooms = nullptr);
+                               Mailroom* mailroom = nullptr);
 
 /// Blocks until `fd` has any of `events` (POLLIN/POLLOUT) or stop fires, or until
 /// `deadline_ms` (steady_now_ms()) passes. Returns false when stop fired or the

@@ -176,6 +176,12 @@ void Relay::set(size_t index, net::Fd socket) {
   ends_[index] = End{std::move(socket), {}, {}};
 }
 
+void Relay::add(net::Fd socket) {
+  for (size_t i = 0; i < ends_.size(); ++i)
+    if (!ends_[i].socket.valid()) return set(i, std::move(socket));
+  set(ends_.size(), std::move(socket));
+}
+
 void Relay::drop(size_t index) {
   if (index < ends_.size()) ends_[index] = End{};
 }
@@ -248,27 +254,36 @@ void Relay::serve(const std::vector<pollfd>& fds, size_t first) {
 
 // ---- SharedRooms ----
 
-bool SharedRooms::Mailbox::open() {
+SharedRooms::SharedRooms(uint64_t max_backlog_bytes, std::atomic<uint64_t>& evicted)
+    : max_backlog_bytes_(max_backlog_bytes), evicted_(evicted) {}
+
+namespace {
+
+// Reads a wakeup pipe empty.
+void drain(int fd) {
+  char drained[64];
+  while (::read(fd, drained, sizeof(drained)) > 0) {
+  }
+}
+
+}  // namespace
+
+bool SharedRooms::open(const Session& session) {
+  auto mailbox = std::make_unique<Mailbox>();
   int ends[2];
   if (::pipe(ends) != 0) return false;
-  wake_read_.reset(ends[0]);
-  wake_write_.reset(ends[1]);
+  mailbox->wake_read.reset(ends[0]);
+  mailbox->wake_write.reset(ends[1]);
   for (int end : ends) {
     ::fcntl(end, F_SETFL, ::fcntl(end, F_GETFL) | O_NONBLOCK);
     ::fcntl(end, F_SETFD, FD_CLOEXEC);
   }
+  const std::lock_guard lock(mutex_);
+  mailboxes_[&session] = std::move(mailbox);
   return true;
 }
 
-SharedRooms::SharedRooms(uint64_t max_backlog_bytes, std::atomic<uint64_t>& evicted)
-    : max_backlog_bytes_(max_backlog_bytes), evicted_(evicted) {}
-
-void SharedRooms::attach(const Session& session, Mailbox& mailbox) {
-  const std::lock_guard lock(mutex_);
-  mailboxes_[&session] = &mailbox;
-}
-
-void SharedRooms::detach(const Session& session) {
+void SharedRooms::close(const Session& session) {
   const std::lock_guard lock(mutex_);
   const auto found = mailboxes_.find(&session);
   if (found == mailboxes_.end()) return;
@@ -276,77 +291,128 @@ void SharedRooms::detach(const Session& session) {
   mailboxes_.erase(found);
 }
 
+SharedRooms::Mailbox* SharedRooms::find_locked(const Session& session) {
+  const auto found = mailboxes_.find(&session);
+  return found == mailboxes_.end() ? nullptr : found->second.get();
+}
+
+int SharedRooms::wake_fd(const Session& session) {
+  const std::lock_guard lock(mutex_);
+  const Mailbox* mailbox = find_locked(session);
+  return mailbox != nullptr ? mailbox->wake_read.get() : -1;
+}
+
 bool SharedRooms::join(Session& member, std::string_view room) {
   const std::lock_guard lock(mutex_);
-  const auto found = mailboxes_.find(&member);
-  if (found == mailboxes_.end()) return false;
-  Mailbox& mailbox = *found->second;
-  leave_locked(mailbox);
-  mailbox.room_ = room;
-  rooms_[mailbox.room_].push_back(&mailbox);
+  Mailbox* mailbox = find_locked(member);
+  if (mailbox == nullptr) return false;
+  leave_locked(*mailbox);
+  mailbox->room = room;
+  rooms_[mailbox->room].push_back(mailbox);
   return true;
 }
 
 void SharedRooms::leave(Session& member) {
   const std::lock_guard lock(mutex_);
-  const auto found = mailboxes_.find(&member);
-  if (found != mailboxes_.end()) leave_locked(*found->second);
+  if (Mailbox* mailbox = find_locked(member)) leave_locked(*mailbox);
 }
 
 void SharedRooms::leave_locked(Mailbox& mailbox) {
-  if (mailbox.room_.empty()) return;
-  const auto room = rooms_.find(mailbox.room_);
+  if (mailbox.room.empty()) return;
+  const auto room = rooms_.find(mailbox.room);
   std::vector<Mailbox*>& members = room->second;
   *std::find(members.begin(), members.end(), &mailbox) = members.back();
   members.pop_back();
   if (members.empty()) rooms_.erase(room);
-  mailbox.room_.clear();
+  mailbox.room.clear();
 }
 
 void SharedRooms::publish(Session& from, std::span<const char> bytes) {
   const std::lock_guard lock(mutex_);
-  const auto found = mailboxes_.find(&from);
-  if (found == mailboxes_.end() || found->second->room_.empty()) return;
-  std::vector<Mailbox*>& members = rooms_.find(found->second->room_)->second;
+  const Mailbox* sender = find_locked(from);
+  if (sender == nullptr || sender->room.empty()) return;
+  std::vector<Mailbox*>& members = rooms_.find(sender->room)->second;
   for (size_t i = 0; i < members.size();) {
     Mailbox& member = *members[i];
-    const bool was_empty = member.queued_.empty();
-    if (member.queued_.size() + bytes.size() > max_backlog_bytes_) {
-      member.evicted_ = true;
+    const bool was_empty = member.queued.empty();
+    if (member.queued.size() + bytes.size() > max_backlog_bytes_) {
+      member.evicted = true;
       evicted_.fetch_add(1, std::memory_order_relaxed);
       leave_locked(member);  // moves the last member into slot i
     } else {
-      member.queued_.append(bytes.data(), bytes.size());
+      member.queued.append(bytes.data(), bytes.size());
       ++i;
     }
     // One byte in the pipe while anything waits: the member's thread wakes and takes it.
-    if (was_empty || member.evicted_) {
+    if (was_empty || member.evicted) {
       const char wake = 1;
-      [[maybe_unused]] const ssize_t n = ::write(member.wake_write_.get(), &wake, 1);
+      [[maybe_unused]] const ssize_t n = ::write(member.wake_write.get(), &wake, 1);
     }
   }
 }
 
-bool SharedRooms::drain_wakeup(Mailbox& mailbox) {
+bool SharedRooms::drain_wakeup(const Session& session) {
   const std::lock_guard lock(mutex_);
-  char drained[64];
-  while (::read(mailbox.wake_read_.get(), drained, sizeof(drained)) > 0) {
-  }
-  return mailbox.evicted_;
+  Mailbox* mailbox = find_locked(session);
+  if (mailbox == nullptr) return false;
+  drain(mailbox->wake_read.get());
+  return mailbox->evicted;
 }
 
-bool SharedRooms::take(Mailbox& mailbox, std::string& out) {
+bool SharedRooms::take(const Session& session, std::string& out) {
   const std::lock_guard lock(mutex_);
-  char drained[64];
-  while (::read(mailbox.wake_read_.get(), drained, sizeof(drained)) > 0) {
-  }
+  Mailbox* mailbox = find_locked(session);
+  if (mailbox == nullptr) return false;
+  drain(mailbox->wake_read.get());
   if (out.empty()) {
-    out.swap(mailbox.queued_);
+    out.swap(mailbox->queued);
   } else {
-    out.append(mailbox.queued_);
+    out.append(mailbox->queued);
   }
-  mailbox.queued_.clear();
-  return mailbox.evicted_;
+  mailbox->queued.clear();
+  return mailbox->evicted;
+}
+
+// ---- ChildRooms ----
+
+bool ChildRooms::join(Session&, std::string_view room) {
+  room_ = room;
+  return true;
+}
+
+void ChildRooms::publish(Session&, std::span<const char> bytes) {
+  if (room_.empty()) return;
+  link_.post(0, room_, bytes);
+  keep(bytes);  // the sender is a member too
+}
+
+void ChildRooms::keep(std::span<const char> bytes) {
+  if (evicted_now_) return;
+  if (queued_.size() + bytes.size() > max_backlog_bytes_) {
+    evicted_now_ = true;
+    evicted_.fetch_add(1, std::memory_order_relaxed);
+    room_.clear();
+    return;
+  }
+  queued_.append(bytes.data(), bytes.size());
+}
+
+void ChildRooms::read_link() {
+  link_.take(0, posted_);
+  for (const RoomsLink::Posted& posted : posted_)
+    if (!room_.empty() && posted.room == room_) keep(posted.bytes);
+}
+
+bool ChildRooms::drain_wakeup(const Session&) {
+  read_link();
+  return evicted_now_;
+}
+
+bool ChildRooms::take(const Session&, std::string& out) {
+  read_link();
+  out.append(queued_);
+  queued_.clear();
+  return evicted_now_;
 }
 
 }  // namespace cb::servers

@@ -155,7 +155,8 @@ void relay_frame(std::string& out, std::string_view room, std::span<const char> 
 /// there; 0 until then.
 size_t relay_frame_size(std::string_view in);
 
-/// The relay a master process runs between its workers' ProcessLinks: every frame a
+/// The relay a master process runs between its workers' ProcessLinks (prefork's
+/// workers, fork's children): every frame a
 /// worker sends is queued for every other worker, and written without ever blocking.
 /// What waits for one worker is bounded by kMaxQueuedBytes: past it, frames for that
 /// worker are dropped and counted in dropped(). For the master's one thread.
@@ -165,6 +166,9 @@ class Relay {
 
   /// Worker `index`'s end (non-blocking), replacing any former one.
   void set(size_t index, net::Fd socket);
+  /// A new worker's end (non-blocking), in the first free slot (fork's children, which
+  /// come and go; an end is freed when its worker goes).
+  void add(net::Fd socket);
   /// Forgets worker `index`'s end and what waits for it.
   void drop(size_t index);
   /// Adds to `fds` the ends to watch (POLLIN, and POLLOUT when output waits), one per
@@ -189,59 +193,102 @@ class Relay {
   uint64_t dropped_ = 0;
 };
 
-/// The rooms of threads that each serve their own connections. A member has a Mailbox,
-/// which the thread serving it attach()es before its session can join; publish() takes
+/// What the blocking connection asks of its model's rooms (the models with a thread or
+/// a process per connection): a mailbox for its session, which it waits on beside its
+/// socket and empties before it reads again.
+class Mailroom {
+ public:
+  virtual ~Mailroom() = default;
+  /// Opens `session`'s mailbox, before the session may join a room; false when out of
+  /// descriptors.
+  virtual bool open(const Session& session) = 0;
+  /// Takes `session` out of its room and closes its mailbox.
+  virtual void close(const Session& session) = 0;
+  /// Readable while mail waits for `session` (or it has been evicted).
+  virtual int wake_fd(const Session& session) = 0;
+  /// Appends to `out` what waits for `session`, and empties the wakeup. True when the
+  /// member has been evicted (past --max-backlog; counted).
+  virtual bool take(const Session& session, std::string& out) = 0;
+  /// Empties the wakeup, leaving the mail where it is; true when the member has been
+  /// evicted. For a connection busy writing, which new mail wakes again only once it
+  /// has taken what waits.
+  virtual bool drain_wakeup(const Session& session) = 0;
+};
+
+/// The rooms of threads that each serve their own connections. A member has a mailbox,
+/// which the thread serving it open()s before its session can join; publish() takes
 /// one lock, appends the bytes to the mailbox of every member of the room and wakes the
 /// ones that were empty, and never touches a socket: each member's own thread takes
 /// its mail and writes it. The lock orders every publish, so every member sees one
 /// total order. A mailbox past `max_backlog_bytes` takes nothing more: its member is
 /// taken out of its room, marked evicted and counted in `evicted`, and its thread
 /// evicts its session (Session::evict()). Thread-safe.
-class SharedRooms final : public Rooms {
+class SharedRooms final : public Rooms, public Mailroom {
  public:
-  /// What was published to one member and not yet taken; wake_fd() is readable while
-  /// some waits (or the member is evicted). Owned by the member's thread.
-  class Mailbox {
-   public:
-    /// Opens the wakeup pipe; false when out of descriptors.
-    bool open();
-    int wake_fd() const { return wake_read_.get(); }
-
-   private:
-    friend class SharedRooms;
-    net::Fd wake_read_;
-    net::Fd wake_write_;
-    std::string queued_;   ///< guarded by the rooms' lock
-    bool evicted_ = false;  ///< guarded by the rooms' lock
-    std::string room_;      ///< guarded by the rooms' lock; empty: in no room
-  };
-
   SharedRooms(uint64_t max_backlog_bytes, std::atomic<uint64_t>& evicted);
 
-  /// `session`'s mail goes to `mailbox` from now on, until detach().
-  void attach(const Session& session, Mailbox& mailbox);
-  /// Takes `session` out of its room and forgets its mailbox.
-  void detach(const Session& session);
-  /// Appends to `out` what waits in `mailbox`, and empties its wakeup pipe. True when
-  /// its member has been evicted.
-  bool take(Mailbox& mailbox, std::string& out);
-  /// Empties `mailbox`'s wakeup pipe, leaving its mail where it is; true when its member
-  /// has been evicted. For a thread busy writing, which is woken by new mail only when
-  /// its mailbox was empty, so it is not woken again until it has taken the mail.
-  bool drain_wakeup(Mailbox& mailbox);
+  bool open(const Session& session) override;
+  void close(const Session& session) override;
+  int wake_fd(const Session& session) override;
+  bool take(const Session& session, std::string& out) override;
+  bool drain_wakeup(const Session& session) override;
 
   bool join(Session& member, std::string_view room) override;
   void leave(Session& member) override;
   void publish(Session& from, std::span<const char> bytes) override;
 
  private:
+  /// What was published to one member and not yet taken; its pipe is readable while
+  /// some waits (or the member is evicted).
+  struct Mailbox {
+    net::Fd wake_read;
+    net::Fd wake_write;
+    std::string queued;
+    bool evicted = false;
+    std::string room;  ///< empty: in no room
+  };
+  Mailbox* find_locked(const Session& session);
   void leave_locked(Mailbox& mailbox);
 
   const uint64_t max_backlog_bytes_;
   std::atomic<uint64_t>& evicted_;
-  std::mutex mutex_;
-  std::unordered_map<const Session*, Mailbox*> mailboxes_;
+  std::mutex mutex_;  ///< guards everything below, and every Mailbox
+  std::unordered_map<const Session*, std::unique_ptr<Mailbox>> mailboxes_;
   std::unordered_map<std::string, std::vector<Mailbox*>> rooms_;
+};
+
+/// The rooms of a process that serves one connection (fork's child): its one member
+/// joins a room; what it publishes goes to the master's relay (a ProcessLink) and into
+/// its own mailbox, and what the other children publish comes from the relay, kept
+/// when it is for its room. Its mailbox is bounded as SharedRooms' are. For the child's
+/// one thread.
+class ChildRooms final : public Rooms, public Mailroom {
+ public:
+  ChildRooms(int link, uint64_t max_backlog_bytes, std::atomic<uint64_t>& evicted)
+      : link_(link), max_backlog_bytes_(max_backlog_bytes), evicted_(evicted) {}
+
+  bool open(const Session&) override { return true; }
+  void close(const Session&) override { room_.clear(); }
+  int wake_fd(const Session&) override { return link_.watch_fd(); }
+  bool take(const Session& session, std::string& out) override;
+  bool drain_wakeup(const Session& session) override;
+
+  bool join(Session&, std::string_view room) override;
+  void leave(Session&) override { room_.clear(); }
+  void publish(Session& from, std::span<const char> bytes) override;
+
+ private:
+  /// Reads what the relay sent and keeps what is for this member's room.
+  void read_link();
+  void keep(std::span<const char> bytes);
+
+  ProcessLink link_;
+  const uint64_t max_backlog_bytes_;
+  std::atomic<uint64_t>& evicted_;
+  std::string room_;
+  std::string queued_;
+  bool evicted_now_ = false;
+  std::vector<RoomsLink::Posted> posted_;  ///< read_link()'s, kept for its memory
 };
 
 }  // namespace cb::servers

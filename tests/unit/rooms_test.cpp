@@ -1,8 +1,9 @@
 // The rooms engines keep for a relaying protocol (servers/io/rooms.hpp), apart from any
 // protocol: LoopRooms (one loop walks its members, evicts one past the backlog, hands
 // on to other loops), SharedRooms (a mailbox per member, woken through a pipe, under
-// one lock), LoopHub (posts between the loops of a process) and the relay between
-// processes (ProcessLink frames through a Relay, to every worker but the sender).
+// one lock), ChildRooms (a fork child's one member, its mail from the relay), LoopHub
+// (posts between the loops of a process) and the relay between processes
+// (ProcessLink frames through a Relay, to every worker but the sender).
 #include "servers/io/rooms.hpp"
 
 #include <gtest/gtest.h>
@@ -79,34 +80,69 @@ TEST(SharedRooms, MailboxesAreWokenTakenAndBounded) {
   std::atomic<uint64_t> evicted{0};
   SharedRooms rooms(/*max_backlog_bytes=*/10, evicted);
   Member a, b;
-  SharedRooms::Mailbox mail_a, mail_b;
-  ASSERT_TRUE(mail_a.open());
-  ASSERT_TRUE(mail_b.open());
   EXPECT_FALSE(rooms.join(a, "r")) << "no mailbox yet";
-  rooms.attach(a, mail_a);
-  rooms.attach(b, mail_b);
+  ASSERT_TRUE(rooms.open(a));
+  ASSERT_TRUE(rooms.open(b));
   ASSERT_TRUE(rooms.join(a, "r"));
   ASSERT_TRUE(rooms.join(b, "r"));
   rooms.publish(a, bytes("hi"));
   rooms.publish(b, bytes("yo"));
-  EXPECT_TRUE(readable(mail_b.wake_fd()));
+  EXPECT_TRUE(readable(rooms.wake_fd(b)));
   std::string out;
-  EXPECT_FALSE(rooms.take(mail_b, out));
+  EXPECT_FALSE(rooms.take(b, out));
   EXPECT_EQ(out, "hiyo");
-  EXPECT_FALSE(readable(mail_b.wake_fd()));
+  EXPECT_FALSE(readable(rooms.wake_fd(b)));
   // a never takes: past 10 bytes it is evicted, woken, and takes what it had.
   rooms.publish(b, bytes("12345"));
   rooms.publish(b, bytes("67890"));
   EXPECT_EQ(evicted.load(), 1u);
-  EXPECT_TRUE(readable(mail_a.wake_fd()));
+  EXPECT_TRUE(readable(rooms.wake_fd(a)));
+  EXPECT_TRUE(rooms.drain_wakeup(a));
+  EXPECT_FALSE(readable(rooms.wake_fd(a)));
   out.clear();
-  EXPECT_TRUE(rooms.take(mail_a, out));
+  EXPECT_TRUE(rooms.take(a, out));
   EXPECT_EQ(out, "hiyo12345");
   out.clear();
-  EXPECT_FALSE(rooms.take(mail_b, out));
+  EXPECT_FALSE(rooms.take(b, out));
   EXPECT_EQ(out, "1234567890");
-  rooms.detach(a);
-  rooms.detach(b);
+  rooms.close(a);
+  rooms.close(b);
+  EXPECT_EQ(rooms.wake_fd(a), -1);
+}
+
+TEST(ChildRooms, KeepsItsRoomsMailFromTheLinkAndItsOwn) {
+  std::atomic<uint64_t> evicted{0};
+  int ends[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, ends), 0);
+  const net::Fd relay_end(ends[0]);
+  ChildRooms rooms(ends[1], /*max_backlog_bytes=*/10, evicted);
+  Member me;
+  ASSERT_TRUE(rooms.open(me));
+  ASSERT_TRUE(rooms.join(me, "r"));
+  rooms.publish(me, bytes("mine"));
+  // What the relay sends: one frame for another room, one for this one.
+  std::string frames;
+  relay_frame(frames, "other", bytes("no"));
+  relay_frame(frames, "r", bytes("yes"));
+  ASSERT_EQ(::send(relay_end.get(), frames.data(), frames.size(), 0),
+            static_cast<ssize_t>(frames.size()));
+  EXPECT_TRUE(readable(rooms.wake_fd(me)));
+  std::string out;
+  EXPECT_FALSE(rooms.take(me, out));
+  EXPECT_EQ(out, "mineyes");
+  // What it published went to the relay.
+  char sent[64];
+  const ssize_t n = ::recv(relay_end.get(), sent, sizeof sent, 0);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(relay_frame_size(std::string_view(sent, static_cast<size_t>(n))),
+            static_cast<size_t>(n));
+  // Past the backlog: evicted, counted, and nothing more kept.
+  rooms.publish(me, bytes("123456"));
+  rooms.publish(me, bytes("789012"));
+  out.clear();
+  EXPECT_TRUE(rooms.take(me, out));
+  EXPECT_EQ(out, "123456");
+  EXPECT_EQ(evicted.load(), 1u);
 }
 
 TEST(LoopHub, PostsReachEveryOtherLoopAndWakeItOnce) {
