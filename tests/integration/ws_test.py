@@ -54,13 +54,17 @@ class Server:
         self.port = int(match.group(1))
 
     def stop(self) -> str:
+        """Stops the server; its summary line. A server that does not exit 0 with nothing
+        on stderr (a sanitizer's report, say) fails the test."""
         self.proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.proc.communicate(timeout=10)
+            out, err = self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
             raise
+        if self.proc.returncode != 0 or err:
+            raise AssertionError(f"exit {self.proc.returncode}: {err}")
         return out
 
     def __enter__(self):
