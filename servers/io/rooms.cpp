@@ -238,7 +238,7 @@ void Relay::serve(const std::vector<pollfd>& fds, size_t first) {
         End& to = ends_[j];
         if (j == i || !to.socket.valid()) continue;
         if (to.out.size() + size > kMaxQueuedBytes) {
-          ++dropped_;
+          dropped_.fetch_add(1, std::memory_order_relaxed);
           continue;
         }
         to.out.append(from.in, at, size);

@@ -159,10 +159,13 @@ size_t relay_frame_size(std::string_view in);
 /// workers, fork's children): every frame a
 /// worker sends is queued for every other worker, and written without ever blocking.
 /// What waits for one worker is bounded by kMaxQueuedBytes: past it, frames for that
-/// worker are dropped and counted in dropped(). For the master's one thread.
+/// worker are dropped and counted in `dropped` (one per frame and worker). For the
+/// master's one thread.
 class Relay {
  public:
   static constexpr size_t kMaxQueuedBytes = size_t{64} << 20;
+
+  explicit Relay(std::atomic<uint64_t>& dropped) : dropped_(dropped) {}
 
   /// Worker `index`'s end (non-blocking), replacing any former one.
   void set(size_t index, net::Fd socket);
@@ -176,7 +179,6 @@ class Relay {
   size_t add_pollfds(std::vector<pollfd>& fds) const;
   /// Reads and writes what poll() reported in fds[first...].
   void serve(const std::vector<pollfd>& fds, size_t first);
-  uint64_t dropped() const { return dropped_; }
   /// In a worker just forked: closes this process's copies of every end, which are
   /// the master's (the worker keeps only its own link).
   void close_in_child() const;
@@ -190,7 +192,7 @@ class Relay {
   void flush(End& end);
 
   std::vector<End> ends_;
-  uint64_t dropped_ = 0;
+  std::atomic<uint64_t>& dropped_;
 };
 
 /// What the blocking connection asks of its model's rooms (the models with a thread or

@@ -34,7 +34,8 @@ constexpr auto kReapInterval = std::chrono::milliseconds(5);
 // Destroying it ends and reaps every child, however serving ended.
 class Children {
  public:
-  explicit Children(const ServeContext& ctx) : ctx_(ctx), buffer_(ctx.options.buffer_bytes) {}
+  explicit Children(const ServeContext& ctx)
+      : ctx_(ctx), buffer_(ctx.options.buffer_bytes), relay_(ctx.stats.dropped) {}
   Children(const Children&) = delete;
   Children& operator=(const Children&) = delete;
   ~Children() { stop_all(); }

@@ -205,7 +205,7 @@ class WsEcho(unittest.TestCase):
                 self.check_echo(server.port)
                 self.check_http(server.port)
                 summary = server.stop()
-                self.assertRegex(summary, r" messages=\d+ evicted=0")
+                self.assertRegex(summary, r" messages=\d+ evicted=0 dropped=0")
 
     def check_echo(self, port: int) -> None:
         client = Client(port, "/echo")
