@@ -6,11 +6,9 @@ error, no script and nothing fetched from elsewhere. CTest runs it."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
