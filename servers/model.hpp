@@ -41,6 +41,7 @@ inline constexpr std::string_view kAcceptModeNames[] = {"shared", "reuseport"};
 constexpr std::string_view accept_mode_name(AcceptMode mode) {
   return kAcceptModeNames[static_cast<size_t>(mode)];
 }
+class RoomsLink;
 
 struct ServerOptions {
   /// A row of the protocol table: a stream protocol is served by serve(), a datagram
@@ -63,7 +64,14 @@ struct ServerOptions {
   uint64_t max_held_bytes = kDefaultMaxHeldBytes;
   uint64_t message_timeout_ms = 0;  ///< --header-timeout; 0: no limit
   uint64_t idle_timeout_ms = 0;     ///< --idle-timeout; 0: no limit
+  /// The largest message a session takes (--max-message; ws closes with 1009 beyond it).
+  uint64_t max_message_bytes = kDefaultMaxMessageBytes;
+  /// The most output that may wait for one member of a room (--max-backlog); past it the
+  /// member is evicted (ws: closed with 1008) and counted in stats.evicted.
+  uint64_t max_backlog_bytes = kDefaultMaxBacklogBytes;
 
+  static constexpr uint64_t kDefaultMaxMessageBytes = uint64_t{1} << 20;
+  static constexpr uint64_t kDefaultMaxBacklogBytes = uint64_t{1} << 20;
   /// 1 GiB: 10,000 connections each stalled in an upload would otherwise hold 10 GiB.
   static constexpr uint64_t kDefaultMaxHeldBytes = uint64_t{1} << 30;
 };
@@ -82,6 +90,14 @@ struct ServeContext {
   int worker_index = -1;
   /// Called by ready(); echo-server announces "listening on" from it. May be empty.
   std::function<void()> on_ready = {};
+  /// The rooms this engine's sessions join (ws's /chat), set by a model that relays
+  /// between its connections on the copy of the context it hands its engine; nullptr:
+  /// the model relays nothing (Model::rooms).
+  Rooms* rooms = nullptr;
+  /// Set by a model whose loops share rooms (reactors' threads, prefork's processes), on
+  /// each loop's context when its protocol relays: the libuv engine then keeps rooms
+  /// and joins them to the other loops' through it.
+  RoomsLink* hub = nullptr;
 
   /// Every serve function calls this once, on any thread, when it holds everything it
   /// needs to serve (its loops, buffers, workers, threads) and before it serves
@@ -106,10 +122,14 @@ inline bool refuse_over_limit(const ServeContext& ctx) {
 /// What every session of the server may hold and take: the budget they share is
 /// counted in ctx.stats. The timeouts only for a protocol that honours them.
 inline SessionLimits session_limits(const ServeContext& ctx) {
-  const bool timed = (ctx.options.protocol->session_options & kDeadlineOptions) != 0;
+  const unsigned honoured = ctx.options.protocol->session_options;
+  const bool timed = (honoured & kDeadlineOptions) != 0;
   return {.budget = {&ctx.stats.held_bytes, &ctx.stats.overloaded, ctx.options.max_held_bytes},
           .message_timeout_ms = timed ? ctx.options.message_timeout_ms : 0,
-          .idle_timeout_ms = timed ? ctx.options.idle_timeout_ms : 0};
+          .idle_timeout_ms = timed ? ctx.options.idle_timeout_ms : 0,
+          .max_message_bytes =
+              (honoured & kMessageSizeOption) != 0 ? ctx.options.max_message_bytes : UINT64_MAX,
+          .rooms = ctx.rooms};
 }
 
 /// A session of ctx.options.protocol for one new connection (or one datagram socket);
@@ -118,10 +138,26 @@ inline std::unique_ptr<Session> open_session(const ServeContext& ctx) {
   return ctx.options.protocol->make_session(session_limits(ctx));
 }
 
+/// The protocol served relays between connections (its row honours --max-backlog), so
+/// a model that has rooms hands them to its engine.
+inline bool relays(const ServeContext& ctx) {
+  return (ctx.options.protocol->session_options & kBacklogOption) != 0;
+}
+
+/// `ctx` with `rooms` as its Rooms when its protocol relays between connections (its row
+/// honours --max-backlog), else `ctx` as it is: a model that relays hands its engine this
+/// copy, so that its sessions join `rooms`.
+inline ServeContext relaying_context(const ServeContext& ctx, Rooms& rooms) {
+  ServeContext copy = ctx;
+  if (relays(ctx)) copy.rooms = &rooms;
+  return copy;
+}
+
 /// Sessions may time out: an engine then looks every kDeadlineSweepMs for connections
 /// whose session's deadline_ms() has passed, and closes them, counted as timed_out.
 inline bool session_deadlines_on(const ServeContext& ctx) {
-  return session_limits(ctx).deadlines_on();
+  // An evicted member of a room gets a deadline of its own (Session::evict()).
+  return session_limits(ctx).deadlines_on() || ctx.rooms != nullptr;
 }
 
 /// How often an event loop looks for connections past their deadline, when
@@ -194,6 +230,15 @@ enum class WorkerKind {
   kProcesses,  ///< processes; one that dies is replaced, counted as restarts=
 };
 
+/// How a model relays a room of ws's /chat: the Rooms its engine makes (ServeContext::rooms).
+enum class RoomKind {
+  kNone,       ///< none: /chat is answered 501 (its /echo is served)
+  kOneMember,  ///< a room of one: the model serves one client at a time (iterative)
+  kOneLoop,    ///< one loop walks its members: every member sees one total order
+  kShared,     ///< threads share rooms under a lock, a mailbox per member; one total order
+  kHub,        ///< loops hand messages to each other: each sender's order, no total order
+};
+
 /// Where a model runs: every POSIX system, or Linux only (left out of the build elsewhere).
 enum class Platform { kPosix, kLinux };
 
@@ -218,6 +263,10 @@ struct Model {
   Clients clients = Clients::kEventLoop;
   WorkerKind workers = WorkerKind::kNone;  ///< not kNone exactly when it takes kWorkersFlag
   Platform platform = Platform::kPosix;
+  RoomKind rooms = RoomKind::kNone;
+  /// Stream protocols this model does not serve although it has a serve(), one word
+  /// each, separated by commas ("ws"): refused as for any protocol it does not serve.
+  std::string_view refuses = {};
   /// Optional, for models the kernel may refuse: checks that this machine can run the
   /// model, before echo-server binds or announces anything, so that nobody reads a
   /// "listening on" line from a server about to give up. Returns false with `error`
@@ -227,8 +276,20 @@ struct Model {
 
   constexpr bool takes(ModelFlag flag) const { return (flags & flag) != 0; }
   constexpr bool serves(const Protocol& protocol) const {
-    return protocol.transport == Transport::kStream ? serve != nullptr
+    return protocol.transport == Transport::kStream ? serve != nullptr && !refuses_(protocol.name)
                                                     : serve_datagrams != nullptr;
+  }
+
+ private:
+  constexpr bool refuses_(std::string_view protocol) const {
+    std::string_view rest = refuses;
+    while (!rest.empty()) {
+      const size_t comma = rest.find(',');
+      if (rest.substr(0, comma) == protocol) return true;
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+    return false;
   }
 };
 

@@ -43,39 +43,47 @@ constexpr std::array kModels{
           .summary = "one connection at a time: accept, echo until close, accept the next",
           .serve = serve_iterative,
           .serve_datagrams = serve_iterative_udp,
-          .clients = Clients::kOneAtATime},
+          .clients = Clients::kOneAtATime,
+          .rooms = RoomKind::kOneMember},
     Model{.name = "fork",
           .summary = "a child process per connection, blocking I/O in each",
           .serve = serve_fork,
-          .clients = Clients::kTaskPerClient},
+          .clients = Clients::kTaskPerClient,
+          .rooms = RoomKind::kHub},
     Model{.name = "thread",
           .summary = "a thread per connection, blocking I/O in each",
           .serve = serve_thread,
-          .clients = Clients::kTaskPerClient},
+          .clients = Clients::kTaskPerClient,
+          .rooms = RoomKind::kShared},
     Model{.name = "libuv",
           .summary = "one thread, one libuv event loop (epoll/kqueue), non-blocking I/O",
           .serve = serve_libuv,
-          .serve_datagrams = serve_libuv_udp},
+          .serve_datagrams = serve_libuv_udp,
+          .rooms = RoomKind::kOneLoop},
     Model{.name = "select",
           .summary = "one thread, select() over non-blocking sockets (at most FD_SETSIZE)",
-          .serve = serve_select},
+          .serve = serve_select,
+          .rooms = RoomKind::kOneLoop},
     Model{.name = "poll",
           .summary = "one thread, poll() over a growing array of non-blocking sockets",
-          .serve = serve_poll},
+          .serve = serve_poll,
+          .rooms = RoomKind::kOneLoop},
 #ifdef __linux__
     Model{.name = "epoll",
           .summary = "one thread, raw epoll, edge-triggered (--epoll-level: level-triggered)",
           .serve = serve_epoll,
           .serve_datagrams = serve_epoll_udp,
           .flags = kEpollLevelFlag,
-          .platform = Platform::kLinux},
+          .platform = Platform::kLinux,
+          .rooms = RoomKind::kOneLoop},
 #endif
     Model{.name = "prefork",
           .summary = "--workers processes, each with its own libuv loop on the one listening "
                      "socket (--accept: how they share it)",
           .serve = serve_prefork,
           .flags = kWorkersFlag | kAcceptFlag,
-          .workers = WorkerKind::kProcesses},
+          .workers = WorkerKind::kProcesses,
+          .rooms = RoomKind::kHub},
     Model{.name = "reactors",
           .summary = "--workers threads, each with its own libuv loop; connections spread over "
                      "them (--accept: how they share the listener)",
@@ -83,6 +91,7 @@ constexpr std::array kModels{
           .serve_datagrams = serve_reactors_udp,
           .flags = kWorkersFlag | kAcceptFlag,
           .workers = WorkerKind::kThreads,
+          .rooms = RoomKind::kHub,
           // What a loop opens before any client (measured: libuv's epoll and wakeup
           // descriptors, and the spare for shedding), and a socket of its own over udp
           // or with --accept reuseport (which check_up_front_cost adds).
@@ -94,12 +103,15 @@ constexpr std::array kModels{
           .flags = kWorkersFlag | kQueueLengthFlag,
           .clients = Clients::kBoundedPool,
           .workers = WorkerKind::kThreads,
+          .rooms = RoomKind::kShared,
           .cost = {.default_workers = 8, .buffers_per_worker = 1}},
 #ifdef __linux__
     Model{.name = "io_uring",
           .summary = "one thread, one io_uring (liburing): multishot accept, recv and send",
           .serve = serve_io_uring,
           .platform = Platform::kLinux,
+          // Its engine is its own and has no rooms yet; ws waits for them.
+          .refuses = "ws",
           .available = io_uring_available},
 #endif
 };
@@ -166,6 +178,10 @@ std::string traits_text(const Model& model) {
   if (model.workers == WorkerKind::kThreads) text += ",thread-workers";
   if (model.workers == WorkerKind::kProcesses) text += ",process-workers";
   text += model.platform == Platform::kLinux ? ",linux" : ",posix";
+  if (model.rooms == RoomKind::kOneMember) text += ",solo-rooms";
+  if (model.rooms == RoomKind::kOneLoop) text += ",loop-rooms";
+  if (model.rooms == RoomKind::kShared) text += ",shared-rooms";
+  if (model.rooms == RoomKind::kHub) text += ",hub-rooms";
   return text;
 }
 

@@ -71,6 +71,10 @@ std::string ServerStats::summary(const Protocol& protocol) const {
   if (!protocol.messages_key.empty()) add(protocol.messages_key, messages.load());
   if ((protocol.session_options & kHeldBytesOption) != 0) add("overloaded", overloaded.load());
   if ((protocol.session_options & kDeadlineOptions) != 0) add("timed_out", timed_out.load());
+  if ((protocol.session_options & kBacklogOption) != 0) {
+    add("evicted", evicted.load());
+    add("dropped", dropped.load());
+  }
   return "accepted=" + std::to_string(accepted.load()) +
          " refused=" + std::to_string(refused.load()) +
          " peak_concurrent=" + std::to_string(peak_active.load()) +

@@ -24,6 +24,8 @@ struct ServerStats {
   std::atomic<uint64_t> messages{0};
   /// udp: datagrams received whose echo was given up because the socket's send buffer
   /// (or the model's send queue) stayed full, or the server stopped before it went out.
+  /// ws: room messages the relay between processes (fork, prefork) gave up for a
+  /// process whose link stayed full (Relay::kMaxQueuedBytes), once per process.
   std::atomic<uint64_t> dropped{0};
   /// Bytes every session holds now for messages not yet complete (bounded by
   /// --max-request-memory: HeldBytesBudget), and messages refused because of that bound.
@@ -31,6 +33,8 @@ struct ServerStats {
   std::atomic<uint64_t> overloaded{0};
   /// Connections closed because their session's deadline passed.
   std::atomic<uint64_t> timed_out{0};
+  /// Members of a room evicted for letting more than --max-backlog wait for them.
+  std::atomic<uint64_t> evicted{0};
 
   /// Models with workers (prefork, reactors, threadpool) count each worker's accepted
   /// connections here, worker i in worker_accepted[i], and set `workers`; the summary
@@ -73,7 +77,8 @@ struct ServerStats {
   /// "accepted=.. refused=.. peak_concurrent=.. bytes_echoed=.. errors=.." and, for a
   /// model with workers, " per_worker=12,9,11" (then " empty_wakeups=N" where counted). After errors come what `protocol`'s row
   /// asks for: its messages_key (http: " responses=.."), " overloaded=.." when it
-  /// honours the held-bytes budget and " timed_out=.." when it honours deadlines. A
+  /// honours the held-bytes budget, " timed_out=.." when it honours deadlines, and
+  /// " evicted=.. dropped=.." when it relays between connections (ws). A
   /// datagram protocol has no connections: "datagrams=.. bytes_echoed=.. dropped=..
   /// errors=.." (errors: receive and send failures other than a full send buffer), and
   /// per_worker counts datagrams.

@@ -88,17 +88,30 @@ void add_session_options(CLI::App& app, CommandLine& command) {
   auto prefix = [](SessionOption option) {
     return joined(protocols_honouring(option), ", ") + ": ";
   };
-  command.session_flags.emplace_back(
-      app.add_option("--max-request-memory", command.max_held_bytes,
-                     prefix(kHeldBytesOption) +
-                         "most bytes all connections together hold for messages not yet "
-                         "complete (a stalled HTTP upload holds up to 1 MiB); past it a "
-                         "message that needs more is refused (HTTP: 503) and its connection "
-                         "closes, counted as overloaded= (units: b, k, KiB, m, g)")
-          ->transform(CLI::AsSizeValue(false))
-          ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 50))
-          ->capture_default_str(),
-      kHeldBytesOption);
+  // Sizes in bytes, with a unit or without.
+  auto add_size = [&](const std::string& name, uint64_t& target, SessionOption option,
+                      const std::string& what, uint64_t max) {
+    command.session_flags.emplace_back(
+        app.add_option(name, target, prefix(option) + what + " (units: b, k, KiB, m, g)")
+            ->transform(CLI::AsSizeValue(false))
+            ->check(CLI::Range(uint64_t{1}, max))
+            ->capture_default_str(),
+        option);
+  };
+  add_size("--max-request-memory", command.max_held_bytes, kHeldBytesOption,
+           "most bytes all connections together hold for messages not yet complete (a "
+           "stalled HTTP upload holds up to 1 MiB); past it a message that needs more is "
+           "refused (HTTP: 503) and its connection closes, counted as overloaded=",
+           uint64_t{1} << 50);
+  add_size("--max-message", command.options.max_message_bytes, kMessageSizeOption,
+           "largest message taken, whole or in fragments; a larger one closes its "
+           "connection (ws: 1009)",
+           uint64_t{1} << 32);
+  add_size("--max-backlog", command.options.max_backlog_bytes, kBacklogOption,
+           "most output that may wait for one member of a room (/chat); a member past it "
+           "is closed (ws: 1008) and counted as evicted=, and the others are not held up "
+           "by it",
+           uint64_t{1} << 40);
 
   // Durations in milliseconds, with a unit or without (then milliseconds); 0 is off.
   const std::map<std::string, uint64_t> duration_units{{"ms", 1}, {"s", 1000}, {"m", 60'000}};
@@ -124,8 +137,8 @@ void add_session_options(CLI::App& app, CommandLine& command) {
 
 std::string model_list(bool traits) {
   constexpr size_t kNameWidth = 12;
-  constexpr size_t kProtocolsWidth = 14;
-  constexpr size_t kTraitsWidth = 34;
+  constexpr size_t kProtocolsWidth = 17;
+  constexpr size_t kTraitsWidth = 48;
   std::string text = "  " + pad("MODEL", kNameWidth) + pad("PROTOCOLS", kProtocolsWidth) +
                      (traits ? pad("TRAITS", kTraitsWidth) : "") + "HOW\n";
   for (const Model& model : all_models()) {

@@ -4,20 +4,23 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 namespace cb::servers {
 
 int accept_loop(const ServeContext& ctx, const AcceptHooks& hooks, std::string& error) {
   net::Acceptor acceptor(/*nonblocking_connections=*/true);
-  // The stop pipe first: backing off, only it is watched, since the listener stays
-  // readable with a connection nobody can take and watching it would spin.
-  pollfd fds[2] = {{ctx.stop.fd(), POLLIN, 0}, {ctx.listener.get(), POLLIN, 0}};
+  // The stop pipe first: backing off, the listener is not watched, since it stays
+  // readable with a connection nobody can take and watching it would spin. Then the
+  // relay's links, if any.
+  std::vector<pollfd> fds;
   const int tick_ms = hooks.on_tick ? hooks.tick_ms : -1;
   ctx.ready();
   bool backing_off = false;
   for (;;) {
-    fds[1].revents = 0;
-    int n = ::poll(fds, backing_off ? 1 : 2, backing_off ? net::kAcceptBackoffMs : tick_ms);
+    fds.assign({{ctx.stop.fd(), POLLIN, 0}, {backing_off ? -1 : ctx.listener.get(), POLLIN, 0}});
+    const size_t links = hooks.relay != nullptr ? hooks.relay->add_pollfds(fds) : fds.size();
+    int n = ::poll(fds.data(), fds.size(), backing_off ? net::kAcceptBackoffMs : tick_ms);
     const int poll_errno = errno;  // the tick may reap children and overwrite errno
     if (hooks.on_tick) hooks.on_tick();
     if (n < 0 && poll_errno != EINTR) {
@@ -25,6 +28,7 @@ int accept_loop(const ServeContext& ctx, const AcceptHooks& hooks, std::string& 
       return 1;
     }
     if (n > 0 && fds[0].revents != 0) return 0;
+    if (n > 0 && hooks.relay != nullptr) hooks.relay->serve(fds, links);
     // After a back-off, try the listener again whether or not it was watched.
     const bool try_accept = backing_off || (n > 0 && fds[1].revents != 0);
     backing_off = false;

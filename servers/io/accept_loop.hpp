@@ -8,6 +8,7 @@
 #include <string>
 
 #include "net/fd.hpp"
+#include "servers/io/rooms.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
@@ -21,6 +22,9 @@ struct AcceptHooks {
   /// threads). Optional.
   std::function<void()> on_tick;
   int tick_ms = 100;
+  /// A relay between processes (fork's children's rooms), served while waiting, or
+  /// nullptr.
+  Relay* relay = nullptr;
 };
 
 /// Runs until ctx.stop fires. Returns 0 then; 1 with `error` filled if the

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 
+#include "servers/io/rooms.hpp"
 #include "servers/model.hpp"
 #include "servers/stats.hpp"
 #include "servers/stop_signal.hpp"
@@ -31,12 +32,17 @@ enum class ConnectionEnd {
 /// one read's answers) are held per connection. Counts written bytes in
 /// stats.bytes_echoed and answered messages in stats.messages. Does not close `fd`.
 /// Safe to call from many threads at once, one fd each.
-ConnectionEnd serve_connection(int fd, std::span<char> buffer, const ServeContext& ctx);
+/// With `mailroom` (the model's rooms, which ctx.rooms must then be), the connection has
+/// a mailbox there: it waits for its mail as for input, and writes what was published
+/// to it (and an eviction's close) before it reads again.
+ConnectionEnd serve_connection(int fd, std::span<char> buffer, const ServeContext& ctx,
+                               Mailroom* mailroom = nullptr);
 
 /// Blocks until `fd` has any of `events` (POLLIN/POLLOUT) or stop fires, or until
 /// `deadline_ms` (steady_now_ms()) passes. Returns false when stop fired or the
-/// deadline passed (`timed_out`, when given, says which).
+/// deadline passed (`timed_out`, when given, says which). With `wake_fd` (not -1), also
+/// returns true when it is readable, with `woken` set.
 bool wait_for(int fd, short events, const StopSignal& stop, uint64_t deadline_ms = kNoDeadline,
-              bool* timed_out = nullptr);
+              bool* timed_out = nullptr, int wake_fd = -1, bool* woken = nullptr);
 
 }  // namespace cb::servers

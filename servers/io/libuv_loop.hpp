@@ -14,6 +14,12 @@ namespace cb::servers {
 /// connection; otherwise 1 with `error` filled. Never exits the process.
 int serve_libuv_stream(const ServeContext& ctx, std::string& error);
 
+/// serve_libuv_stream, with rooms shared by the loop's connections (LoopRooms): what a
+/// session publishes is appended to every member's output and written at once, in the
+/// same callback. For a loop that serves every connection of the server (the libuv
+/// model); the loops of prefork and reactors would each see part of a room.
+int serve_libuv_stream_with_rooms(const ServeContext& ctx, std::string& error);
+
 /// Answers the datagrams of ctx.listener (a bound UDP socket), with the contract of
 /// serve_libuv_stream.
 int serve_libuv_datagrams(const ServeContext& ctx, std::string& error);

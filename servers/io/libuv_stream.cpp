@@ -20,12 +20,15 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "net/fd.hpp"
 #include "net/socket.hpp"
 #include "servers/io/buffer_pool.hpp"
 #include "servers/io/libuv_loop.hpp"
+#include "servers/io/rooms.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
@@ -68,6 +71,9 @@ class Connection {
   explicit Connection(Server& server) : server_(server) { handle_.data = this; }
 
   uv_tcp_t* handle() { return &handle_; }
+
+  /// Writes what a room gave the session since the last write.
+  void on_delivered();
 
   /// Makes the session of an accepted connection that counts in stats.active, and
   /// starts reading.
@@ -129,8 +135,9 @@ class Connection {
 /// Call only on the loop thread.
 class Server {
  public:
-  explicit Server(const ServeContext& ctx)
-      : ctx_(ctx),
+  Server(const ServeContext& ctx, bool with_rooms)
+      : rooms_(ctx.options.max_backlog_bytes, ctx.stats.evicted, /*track_touched=*/true),
+        ctx_(with_rooms || ctx.hub != nullptr ? relaying_context(ctx, rooms_) : ctx),
         acceptor_(/*nonblocking_connections=*/true),
         output_limit_bytes_(servers::output_limit_bytes(ctx.options.buffer_bytes)),
         buffers_(ctx.options.buffer_bytes) {}
@@ -148,10 +155,25 @@ class Server {
 
   BufferPool& buffers() { return buffers_; }
 
+  /// The connection of `session` is open (until forget()), for the rooms' deliveries.
+  void remember(const Session* session, Connection* connection) {
+    if (ctx_.rooms != nullptr) connection_of_[session] = connection;
+  }
+  void forget(const Session* session) {
+    if (ctx_.rooms != nullptr) connection_of_.erase(session);
+  }
+  /// Writes what the rooms gave their members since the last call.
+  void deliver();
+
  private:
   static void listener_cb(uv_poll_t* poll, int status, int events);
   static void backoff_cb(uv_timer_t* timer);
   static void sweep_cb(uv_timer_t* timer);
+  /// Another loop posted to this one's inbox in the hub: deliver it to the members here.
+  static void hub_cb(uv_async_t* async);
+  static void hub_poll_cb(uv_poll_t* poll, int status, int events);
+  /// Delivers what the other loops posted to the members here.
+  void take_posts();
   static void stop_cb(uv_poll_t* poll, int status, int events);
   /// Takes one accepted connection: starts serving it, or closes it as refused.
   void adopt(net::Fd fd);
@@ -168,8 +190,11 @@ class Server {
   /// Closes what setup opened and runs the loop until the close callbacks ran.
   int shut_down(int rc, std::string& error);
 
-  const ServeContext& ctx_;
+  LoopRooms rooms_;  ///< outlives the connections, whose sessions may be members
+  const ServeContext ctx_;
   net::Acceptor acceptor_;  // sheds a connection when out of descriptors
+  std::unordered_map<const Session*, Connection*> connection_of_;
+  std::vector<Session*> touched_;  ///< deliver()'s, kept for its memory
   const size_t output_limit_bytes_;
   uv_loop_t loop_{};
   uv_poll_t listener_{};
@@ -181,6 +206,9 @@ class Server {
   /// takes it out and puts it back itself; `paused_` while it is out.
   bool exclusive_ = false;
   bool paused_ = false;
+  uv_async_t hub_wake_{};  ///< with ctx_.hub: woken when another loop posts
+  uv_poll_t hub_poll_{};   ///< with ctx_.hub's watch_fd(): readable when posts wait
+  std::vector<RoomsLink::Posted> posted_;  ///< hub_cb's, kept for its memory
   std::string stop_error_;
   BufferPool buffers_;  ///< read buffers, recycled
 };
@@ -192,6 +220,7 @@ void Connection::start() {
   server_.ctx().stats.on_open(server_.ctx().worker_index);
   session_ = open_session(server_.ctx());
   if (!session_) return fail();  // out of memory: this connection only
+  server_.remember(session_.get(), this);
   // Answers are small and latency is what gets measured: do not let Nagle hold them
   // back. A failure only costs latency, so it is not worth ending the connection.
   uv_tcp_nodelay(&handle_, 1);
@@ -255,6 +284,8 @@ void Connection::on_read(std::unique_ptr<char[]> data, size_t length_bytes) {
   const Reply reply = session_->on_read({data.get(), length_bytes});
   if (reply.messages > 0)
     server_.ctx().stats.messages.fetch_add(reply.messages, std::memory_order_relaxed);
+  // What this read published goes to every member of its room now, this one included.
+  if (server_.ctx().rooms != nullptr) server_.deliver();
   if (reply.send_input) return send_input(std::move(data), length_bytes);
   server_.buffers().give_back(std::move(data));  // the session keeps what it needs
   // Whatever the peer sends after the message that ends the connection goes unread.
@@ -400,10 +431,26 @@ void Connection::close_cb(uv_handle_t* handle) {
   // shutdown before this, so nothing refers to the connection any more.
   std::unique_ptr<Connection> self(static_cast<Connection*>(handle->data));
   assert(self->held_bytes_ == 0);
+  if (self->session_) self->server_.forget(self->session_.get());
   if (self->counted_) self->server_.ctx().stats.on_close(self->server_.ctx().worker_index);
 }
 
+void Connection::on_delivered() {
+  send_output();
+  if (!uv_is_closing(as_handle(&handle_))) stop_reading_if_backlogged();
+}
+
 // ---- Server ----
+
+void Server::deliver() {
+  rooms_.take_touched(touched_);
+  for (Session* member : touched_) {
+    // The rooms forget a member whose session goes, and its connection is remembered
+    // until then.
+    const auto found = connection_of_.find(member);
+    if (found != connection_of_.end()) found->second->on_delivered();
+  }
+}
 
 void Server::listener_cb(uv_poll_t* poll, int status, int) {
   auto* self = static_cast<Server*>(poll->data);
@@ -554,11 +601,25 @@ void Server::close_walk_cb(uv_handle_t* handle, void*) {
   if (handle->type == UV_TCP) {
     static_cast<Connection*>(handle->data)->close();
   } else {
-    uv_close(handle, nullptr);  // the listener's and the stop's watchers live in Server
+    uv_close(handle, nullptr);  // the watchers, the timers and the wakeup live in Server
   }
 }
 
+void Server::hub_cb(uv_async_t* async) { static_cast<Server*>(async->data)->take_posts(); }
+
+void Server::hub_poll_cb(uv_poll_t* poll, int, int) {
+  static_cast<Server*>(poll->data)->take_posts();
+}
+
+void Server::take_posts() {
+  ctx_.hub->take(static_cast<size_t>(ctx_.worker_index), posted_);
+  for (const RoomsLink::Posted& posted : posted_) rooms_.deliver(posted.room, posted.bytes);
+  deliver();
+}
+
 void Server::close_everything() {
+  // No other loop may wake this one once its handles close.
+  if (ctx_.hub != nullptr) ctx_.hub->detach(static_cast<size_t>(ctx_.worker_index));
   // Closing the listener stops accepting; closing a client cancels its pending writes
   // (their callbacks free the buffers); with no handle left, uv_run returns.
   uv_walk(&loop_, close_walk_cb, this);
@@ -590,6 +651,33 @@ int Server::setup(std::string& error) {
       error = uv_failure("uv_timer_start", rc);
       return 1;
     }
+  }
+
+  if (ctx_.hub != nullptr && ctx_.hub->watch_fd() >= 0) {
+    // Posts come on a descriptor (another process's): watched like a socket.
+    rc = uv_poll_init(&loop_, &hub_poll_, ctx_.hub->watch_fd());
+    if (rc == 0) {
+      hub_poll_.data = this;
+      rc = uv_poll_start(&hub_poll_, UV_READABLE, hub_poll_cb);
+    }
+    if (rc < 0) {
+      error = uv_failure("uv_poll_start", rc);
+      return 1;
+    }
+  } else if (ctx_.hub != nullptr) {
+    rc = uv_async_init(&loop_, &hub_wake_, hub_cb);
+    if (rc < 0) {
+      error = uv_failure("uv_async_init", rc);
+      return 1;
+    }
+    hub_wake_.data = this;
+  }
+  if (ctx_.hub != nullptr) {
+    const auto index = static_cast<size_t>(ctx_.worker_index);
+    ctx_.hub->attach(index, [this] { uv_async_send(&hub_wake_); });
+    rooms_.set_forward([this, index](std::string_view room, std::span<const char> bytes) {
+      ctx_.hub->post(index, room, bytes);
+    });
   }
 
   rc = uv_poll_init(&loop_, &stop_poll_, ctx_.stop.fd());
@@ -652,7 +740,12 @@ int Server::run(std::string& error) {
 }  // namespace
 
 int serve_libuv_stream(const ServeContext& ctx, std::string& error) {
-  Server server(ctx);
+  Server server(ctx, /*with_rooms=*/false);
+  return server.run(error);
+}
+
+int serve_libuv_stream_with_rooms(const ServeContext& ctx, std::string& error) {
+  Server server(ctx, /*with_rooms=*/true);
   return server.run(error);
 }
 

@@ -108,6 +108,11 @@ void Connection::flush() {
       session_->clear_output(output_limit_);
       sent_ = 0;
     }
+  } else if (sent_ >= output_limit_) {
+    // Output that keeps coming (a room's messages) may never drain all at once: drop
+    // what is sent, so that output() holds only what is owed.
+    session_->output().erase(0, sent_);
+    sent_ = 0;
   }
 }
 

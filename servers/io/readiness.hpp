@@ -61,6 +61,8 @@ class Connection {
 
   /// The socket; -1 once done().
   int fd() const { return fd_.get(); }
+  /// Its session, which a room may have given output to write (LoopRooms::take_touched).
+  const Session* session() const { return session_.get(); }
 
   /// Reads into the free part of the buffer and writes what is pending, alternately,
   /// until the socket would block, the buffer is full with nothing writable, or the

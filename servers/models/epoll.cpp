@@ -5,6 +5,9 @@
 // reported only when its readiness changes, so the loop must remember what a
 // connection has not used up; --epoll-level reports readiness for as long as it
 // lasts, and the loop re-registers a socket (EPOLL_CTL_MOD) when what it wants changes.
+// Rooms (ws's /chat) are walked by the loop: a message read is appended to every
+// member's output, and every member given output is served at the end of the round,
+// so all members see one total order.
 // Over UDP the one thread waits on the socket and the stop pipe and answers what is
 // waiting without ever blocking; an answer that finds the send buffer full is dropped
 // and counted. Edge-triggered, the socket is reported only when new datagrams arrive,
@@ -15,11 +18,13 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "net/fd.hpp"
 #include "servers/io/datagrams.hpp"
 #include "servers/io/readiness.hpp"
+#include "servers/io/rooms.hpp"
 
 namespace cb::servers {
 namespace {
@@ -70,10 +75,11 @@ uint32_t level_events(Interest want) {
 class EpollServer {
  public:
   explicit EpollServer(const ServeContext& ctx)
-      : ctx_(ctx),
+      : rooms_(ctx.options.max_backlog_bytes, ctx.stats.evicted, /*track_touched=*/true),
+        ctx_(relaying_context(ctx, rooms_)),
         edge_(!ctx.options.epoll_level),
         buffers_(ctx.options.buffer_bytes),
-        acceptor_(ctx, buffers_) {}
+        acceptor_(ctx_, buffers_) {}
 
   /// Serves until the stop signal fires; 0 then, else 1 with `error`. Connections
   /// close when the server is destroyed.
@@ -89,8 +95,13 @@ class EpollServer {
   void add_connection(std::unique_ptr<Connection> connection);
   /// Hands one connection its readiness and does what its answer asks.
   void serve(int fd, Readiness ready);
+  /// Closes the connection in slot `fd` (closing its socket takes it off the watch list).
+  void drop(int fd);
+  /// Writes what the rooms gave the members since the last call.
+  void serve_touched();
 
-  const ServeContext& ctx_;
+  LoopRooms rooms_;  ///< outlives the connections, whose sessions may be members
+  const ServeContext ctx_;
   const bool edge_;
   net::Fd epoll_;
   BufferPool buffers_;
@@ -100,6 +111,8 @@ class EpollServer {
   // The kernel will not report that input again, so each gets another turn on the
   // next round, which then does not sleep.
   std::vector<int> turns_;
+  std::unordered_map<const Session*, int> fd_of_;  ///< each open connection's, by session
+  std::vector<Session*> touched_;                  ///< serve_touched()'s, kept for its memory
 };
 
 void EpollServer::add_connection(std::unique_ptr<Connection> connection) {
@@ -113,7 +126,23 @@ void EpollServer::add_connection(std::unique_ptr<Connection> connection) {
     return;
   }
   if (slots_.size() <= static_cast<size_t>(fd)) slots_.resize(static_cast<size_t>(fd) + 1);
+  if (ctx_.rooms != nullptr) fd_of_[connection->session()] = fd;
   slots_[fd] = Slot{std::move(connection), want, false};
+}
+
+void EpollServer::drop(int fd) {
+  Slot& slot = slots_[fd];
+  if (slot.connection && ctx_.rooms != nullptr) fd_of_.erase(slot.connection->session());
+  slot = Slot{};
+}
+
+void EpollServer::serve_touched() {
+  rooms_.take_touched(touched_);
+  for (Session* member : touched_) {
+    // A member is forgotten by the rooms when its session goes, so it is still open.
+    const auto found = fd_of_.find(member);
+    if (found != fd_of_.end()) serve(found->second, {});
+  }
 }
 
 void EpollServer::serve(int fd, Readiness ready) {
@@ -123,7 +152,7 @@ void EpollServer::serve(int fd, Readiness ready) {
   const Interest want = connection.on_ready(ready);
   if (connection.done()) {
     // Closing the socket took it off the watch list (nothing else holds it open).
-    slot = Slot{};
+    drop(fd);
     return;
   }
   if (edge_) {
@@ -139,7 +168,7 @@ void EpollServer::serve(int fd, Readiness ready) {
   event.data.fd = fd;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &event) != 0) {
     ctx_.stats.errors.fetch_add(1, std::memory_order_relaxed);
-    slot = Slot{};  // closes it
+    drop(fd);  // closes it
     return;
   }
   slot.registered = want;
@@ -174,7 +203,9 @@ int EpollServer::run(std::string& error) {
   std::vector<int> due;
   ctx_.ready();
   for (;;) {
-    const int wait_ms = !turns_.empty() ? 0 : sweeps ? static_cast<int>(kDeadlineSweepMs) : -1;
+    const int wait_ms = !turns_.empty() || rooms_.has_touched() ? 0
+                        : sweeps                                 ? static_cast<int>(kDeadlineSweepMs)
+                                                                 : -1;
     const int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, acceptor_.wait_ms(wait_ms));
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -208,13 +239,16 @@ int EpollServer::run(std::string& error) {
       if (slots_[fd].connection && slots_[fd].connection->yielded()) serve(fd, {});
     }
     due.clear();
+    // What this round published goes out now, to every member of each room.
+    if (ctx_.rooms != nullptr) serve_touched();
     if (sweeps && steady_now_ms() >= next_sweep_ms) {
       const uint64_t now_ms = steady_now_ms();
       next_sweep_ms = now_ms + kDeadlineSweepMs;
       // Closing a socket takes it off the watch list; a turn still queued for it
       // finds its slot empty.
-      for (Slot& slot : slots_)
-        if (slot.connection && slot.connection->expire_if_due(now_ms)) slot = Slot{};
+      for (size_t fd = 0; fd < slots_.size(); ++fd)
+        if (slots_[fd].connection && slots_[fd].connection->expire_if_due(now_ms))
+          drop(static_cast<int>(fd));
     }
     // Accepted last, so that no descriptor closed above is reused by a new connection
     // while this round's reports still describe the old one.

@@ -1,8 +1,15 @@
 // fork: the parent accepts each connection and forks a child that reads and echoes
 // it; a child blocks only in its own poll(), so a silent client stalls only its own
 // process. The parent never reads: it counts, reaps children and, on stop, waits for
-// them (killing any that linger) before it returns.
+// them (killing any that linger) before it returns. Rooms (ws's /chat) span the
+// children, which share no memory: each child sends what its member publishes to the
+// parent over a Unix socket, and the parent relays it to every other child while it
+// waits for connections; a child keeps what is for its room in a mailbox bounded by
+// --max-backlog. Each sender's messages reach every member in the order sent, but two
+// members may see two senders' messages in different orders: no total order.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,7 +34,8 @@ constexpr auto kReapInterval = std::chrono::milliseconds(5);
 // Destroying it ends and reaps every child, however serving ended.
 class Children {
  public:
-  explicit Children(const ServeContext& ctx) : ctx_(ctx), buffer_(ctx.options.buffer_bytes) {}
+  explicit Children(const ServeContext& ctx)
+      : ctx_(ctx), buffer_(ctx.options.buffer_bytes), relay_(ctx.stats.dropped) {}
   Children(const Children&) = delete;
   Children& operator=(const Children&) = delete;
   ~Children() { stop_all(); }
@@ -38,9 +46,11 @@ class Children {
   void reap();
   /// Waits up to kStopGrace for the children to leave, then kills and reaps the rest.
   void stop_all();
+  /// The children's rooms' relay, when the protocol relays (else nullptr).
+  Relay* relay() { return relays(ctx_) ? &relay_ : nullptr; }
 
  private:
-  [[noreturn]] void serve_child(int connection_fd);
+  [[noreturn]] void serve_child(int connection_fd, int link);
   void forget(pid_t pid);
 
   const ServeContext& ctx_;
@@ -51,6 +61,7 @@ class Children {
   // never holds malloc's locks, and glibc's fork takes them anyway.)
   std::vector<char> buffer_;
   std::vector<pid_t> pids_;
+  Relay relay_;  ///< the parent's end of each child's link, when the protocol relays
 };
 
 void Children::spawn(net::Fd connection) {
@@ -63,8 +74,25 @@ void Children::spawn(net::Fd connection) {
       return;
     }
   }
+  // The child's link to the relay, when the protocol relays.
+  net::Fd parent_end;
+  net::Fd child_end;
+  if (relays(ctx_)) {
+    int ends[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
+      ctx_.stats.refused.fetch_add(1, std::memory_order_relaxed);  // out of descriptors
+      return;
+    }
+    parent_end.reset(ends[0]);
+    child_end.reset(ends[1]);
+    ::fcntl(ends[0], F_SETFL, ::fcntl(ends[0], F_GETFL) | O_NONBLOCK);
+  }
   const pid_t pid = fork_with_default_stop_signals();
-  if (pid == 0) serve_child(connection.get());
+  if (pid == 0) {
+    ::close(parent_end.get());
+    serve_child(connection.get(), child_end.get());
+  }
+  if (pid > 0 && parent_end) relay_.add(std::move(parent_end));
 
   if (pid < 0) {
     // EAGAIN or ENOMEM: no process to spare. The connection closes on return, so
@@ -80,11 +108,18 @@ void Children::spawn(net::Fd connection) {
   // so the client sees EOF as soon as the child exits.
 }
 
-void Children::serve_child(int connection_fd) {
+void Children::serve_child(int connection_fd, int link) {
   ::close(ctx_.listener.get());
-  // bytes_echoed, errors and responses land in the parent's counters: ServerStats is
-  // MAP_SHARED.
-  serve_connection(connection_fd, buffer_, ctx_);
+  relay_.close_in_child();  // the parent's ends of the other children's links
+  // bytes_echoed, errors, responses and evicted land in the parent's counters:
+  // ServerStats is MAP_SHARED.
+  if (link >= 0) {
+    ChildRooms rooms(link, ctx_.options.max_backlog_bytes, ctx_.stats.evicted);
+    const ServeContext child_ctx = relaying_context(ctx_, rooms);
+    serve_connection(connection_fd, buffer_, child_ctx, &rooms);
+  } else {
+    serve_connection(connection_fd, buffer_, ctx_);
+  }
   // _exit, not return or exit(): the parent's stack, destructors, atexit handlers and
   // unflushed stdio belong to the parent and must not run twice.
   ::_exit(0);
@@ -139,6 +174,7 @@ int serve_fork(const ServeContext& ctx, std::string& error) {
   // accept_loop ticks after every wake-up, so children are also reaped just before
   // each accept and its --max-connections check.
   hooks.on_tick = [&] { children.reap(); };
+  hooks.relay = children.relay();
   return accept_loop(ctx, hooks, error);  // ~Children ends and reaps every child
 }
 

@@ -3,7 +3,8 @@
 // client, every other client waits unanswered in the listen backlog. Over UDP the one
 // thread blocks until a datagram is there, answers it and reads the next; while it
 // waits for room to send one answer (briefly, then the answer is dropped and counted)
-// nobody else is served.
+// nobody else is served. A room (ws's /chat) is a room of one: the client being
+// served is its only member, and gets back what it publishes.
 #include <poll.h>
 
 #include <vector>
@@ -11,6 +12,7 @@
 #include "servers/io/accept_loop.hpp"
 #include "servers/io/blocking_connection.hpp"
 #include "servers/io/datagrams.hpp"
+#include "servers/io/rooms.hpp"
 
 namespace cb::servers {
 namespace {
@@ -25,7 +27,10 @@ constexpr int kSendWaitMs = 100;
 
 }  // namespace
 
-int serve_iterative(const ServeContext& ctx, std::string& error) {
+int serve_iterative(const ServeContext& given, std::string& error) {
+  // A room has one member, the one client served: what it publishes comes back to it.
+  SoloRooms rooms;
+  const ServeContext ctx = relaying_context(given, rooms);
   std::vector<char> buffer(ctx.options.buffer_bytes);
   AcceptHooks hooks;
   hooks.on_connection = [&](net::Fd connection) {

@@ -3,13 +3,15 @@
 // but the loop's wait for readiness, so an idle or non-reading client costs a handle
 // and a little memory, never a thread, and never stalls anyone else. Over UDP the loop
 // holds a uv_udp_t on the bound socket. The loop itself is the shared libuv engine
-// (servers/io/libuv_loop.hpp), which prefork and reactors run in every worker.
+// (servers/io/libuv_loop.hpp), which prefork and reactors run in every worker. Its
+// rooms (ws's /chat) are walked by the loop: a message read is appended to every
+// member's output and written in the same callback, so all members see one order.
 #include "servers/io/libuv_loop.hpp"
 
 namespace cb::servers {
 
 int serve_libuv(const ServeContext& ctx, std::string& error) {
-  return serve_libuv_stream(ctx, error);
+  return serve_libuv_stream_with_rooms(ctx, error);
 }
 
 int serve_libuv_udp(const ServeContext& ctx, std::string& error) {

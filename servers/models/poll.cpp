@@ -2,7 +2,9 @@
 // socket and every connection, then accepts, reads and writes whatever is ready;
 // nothing blocks but that wait. Unlike select it has no descriptor ceiling, but like
 // select every call hands the kernel the whole array, so each wake costs time in
-// proportion to all the connections, idle or not.
+// proportion to all the connections, idle or not. Rooms (ws's /chat) are walked by the
+// loop: a message read is appended to every member's output, which goes out when poll()
+// next reports the member writable; all members see one total order.
 #include <poll.h>
 
 #include <cerrno>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "servers/io/readiness.hpp"
+#include "servers/io/rooms.hpp"
 
 namespace cb::servers {
 namespace {
@@ -28,7 +31,11 @@ short poll_events(Interest want) {
 
 }  // namespace
 
-int serve_poll(const ServeContext& ctx, std::string& error) {
+int serve_poll(const ServeContext& given, std::string& error) {
+  // A room's members are walked by this one thread; what it gives them is written when
+  // poll() next reports them writable.
+  LoopRooms rooms(given.options.max_backlog_bytes, given.stats.evicted, /*track_touched=*/false);
+  const ServeContext ctx = relaying_context(given, rooms);
   BufferPool buffers(ctx.options.buffer_bytes);
   ConnectionAcceptor acceptor(ctx, buffers);
   std::vector<pollfd> fds{{ctx.stop.fd(), POLLIN, 0}, {ctx.listener.get(), POLLIN, 0}};

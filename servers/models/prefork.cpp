@@ -4,10 +4,16 @@
 // listening socket (--accept shared or exclusive), or with --accept reuseport each has
 // its own SO_REUSEPORT socket and the kernel spreads connections over them. The master never accepts and never reads: it
 // replaces a worker that dies and, on stop, reaps them all. This is Workerman's
-// `count = 4` and nginx's master and worker processes.
+// `count = 4` and nginx's master and worker processes. Rooms (ws's /chat) span the
+// workers, which share no memory: each worker's loop walks its own members and sends
+// what they publish to the master over a Unix socket, and the master relays it to
+// every other worker (Workerman's gateway, here in the master); each sender's messages
+// reach every member in the order sent, but members of two workers may see two
+// senders' messages in different orders: no total order.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -25,6 +31,7 @@
 #include <vector>
 
 #include "servers/io/libuv_loop.hpp"
+#include "servers/io/rooms.hpp"
 #include "servers/io/worker_sockets.hpp"
 #include "servers/model.hpp"
 
@@ -67,7 +74,7 @@ std::string errno_text(const char* call, int err) {
 class Master {
  public:
   Master(const ServeContext& ctx, size_t worker_count)
-      : ctx_(ctx), workers_(worker_count), master_pid_(::getpid()) {}
+      : ctx_(ctx), workers_(worker_count), master_pid_(::getpid()), relay_(ctx.stats.dropped) {}
   Master(const Master&) = delete;
   Master& operator=(const Master&) = delete;
   ~Master() { stop_workers(); }
@@ -89,7 +96,7 @@ class Master {
   int wait_until_ready(std::string& error);
   /// Forks worker `index`; false with `error` if fork fails.
   bool spawn(size_t index, std::string& error);
-  [[noreturn]] void serve_worker(size_t index);
+  [[noreturn]] void serve_worker(size_t index, int link);
   /// Reaps dead workers and replaces them. 1 with `error` when a worker failed on
   /// its own, which a replacement would only repeat.
   int watch_workers(std::string& error);
@@ -111,6 +118,8 @@ class Master {
   net::Fd ready_read_;
   net::Fd ready_write_;
   const pid_t master_pid_;
+  // With a relaying protocol: the master's end of each worker's link to the rooms.
+  Relay relay_;
 };
 
 int Master::open_pipes(std::string& error) {
@@ -154,9 +163,28 @@ int Master::wait_until_ready(std::string& error) {
 }
 
 bool Master::spawn(size_t index, std::string& error) {
+  // The worker's link to the relay, when the protocol relays: a new pair per worker,
+  // so a replacement starts clean.
+  net::Fd master_end;
+  net::Fd worker_end;
+  if (relays(ctx_)) {
+    int ends[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
+      error = errno_text("socketpair", errno);
+      workers_[index].started_at = Clock::now();
+      return false;
+    }
+    master_end.reset(ends[0]);
+    worker_end.reset(ends[1]);
+    ::fcntl(ends[0], F_SETFL, ::fcntl(ends[0], F_GETFL) | O_NONBLOCK);
+  }
   const pid_t pid = fork_with_default_stop_signals();
-  if (pid == 0) serve_worker(index);
+  if (pid == 0) {
+    ::close(master_end.get());
+    serve_worker(index, worker_end.get());
+  }
   const int fork_errno = errno;
+  if (pid > 0 && master_end) relay_.set(index, std::move(master_end));
 
   workers_[index].started_at = Clock::now();
   if (pid < 0) {
@@ -167,7 +195,7 @@ bool Master::spawn(size_t index, std::string& error) {
   return true;
 }
 
-void Master::serve_worker(size_t index) {
+void Master::serve_worker(size_t index, int link) {
 #ifdef __linux__
   // A worker outliving a master killed by SIGKILL would serve on forever, unreaped
   // and holding the port. If the master died before this call, leave now.
@@ -186,6 +214,7 @@ void Master::serve_worker(size_t index) {
     if (&socket != &mine) ::close(socket.get());
   ::close(error_read_.get());
   ::close(ready_read_.get());
+  relay_.close_in_child();
 
   // stats is MAP_SHARED: accepts, bytes and the per-worker counts land in the
   // master's copy, which echo-server prints.
@@ -195,6 +224,8 @@ void Master::serve_worker(size_t index) {
                             char byte = 1;
                             [[maybe_unused]] ssize_t n = ::write(ready_write_.get(), &byte, 1);
                           }};
+  ProcessLink rooms_link(link);
+  if (link >= 0) worker_ctx.hub = &rooms_link;
   std::string error;
   int rc = 1;
   try {
@@ -234,6 +265,7 @@ int Master::watch_workers(std::string& error) {
     // 0: still running; -1: EINTR, which the next tick retries.
     if (::waitpid(worker.pid, &status, WNOHANG) != worker.pid) continue;
     worker.pid = -1;
+    relay_.drop(i);
     // Its connections died with it: their slots count for --max-connections no more.
     ctx_.stats.forget_worker(static_cast<int>(i));
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
@@ -311,10 +343,16 @@ int Master::run(std::string& error) {
   if (wait_until_ready(error) != 0) return 1;
 
   int rc = 0;
+  std::vector<pollfd> fds;
   for (;;) {
-    pollfd stop{ctx_.stop.fd(), POLLIN, 0};
+    // The stop pipe, and the workers' links when the master relays their rooms.
+    fds.assign(1, {ctx_.stop.fd(), POLLIN, 0});
+    const size_t links = relay_.add_pollfds(fds);
     // EINTR (our own SIGTERM handler ran) just ends the tick early.
-    if (::poll(&stop, 1, kTickMs) > 0 && (stop.revents & POLLIN) != 0) break;
+    if (::poll(fds.data(), fds.size(), kTickMs) > 0) {
+      if ((fds[0].revents & POLLIN) != 0) break;
+      relay_.serve(fds, links);
+    }
     if (watch_workers(error) != 0) {
       rc = 1;
       break;

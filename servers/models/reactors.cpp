@@ -7,6 +7,10 @@
 // reactor threads, except that there one loop accepts and hands connections out,
 // while here every loop accepts for itself, as nginx's workers do. Over UDP each loop
 // always has its own SO_REUSEPORT socket, and the kernel spreads senders over them.
+// Rooms (ws's /chat) span the loops: each loop walks its own members and hands what
+// they publish to every other loop (an inbox per loop and a uv_async wakeup), so each
+// sender's messages reach every member in the order sent, but members of two loops
+// may see two senders' messages in different orders: no total order.
 #include <algorithm>
 #include <condition_variable>
 #include <cstdint>
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "servers/io/libuv_loop.hpp"
+#include "servers/io/rooms.hpp"
 #include "servers/io/worker_sockets.hpp"
 #include "servers/model.hpp"
 
@@ -33,7 +38,7 @@ using LoopFunction = int (*)(const ServeContext& ctx, std::string& error);
 class Reactors {
  public:
   Reactors(const ServeContext& ctx, size_t count, LoopFunction loop)
-      : ctx_(ctx), count_(count), loop_(loop) {}
+      : ctx_(ctx), count_(count), loop_(loop), hub_(count) {}
 
   /// Runs every loop until the stop signal fires and joins their threads. 0 after a
   /// clean stop; 1 with `error` (the first failure) when a socket, a thread or a loop
@@ -54,6 +59,7 @@ class Reactors {
   const ServeContext& ctx_;
   const size_t count_;
   const LoopFunction loop_;
+  LoopHub hub_;  ///< the loops' shared rooms, when the protocol relays
   // They all stay open until every loop has stopped, and no loop stops alone (see
   // fail), so no socket is left open that nobody accepts from.
   WorkerSockets sockets_;
@@ -86,6 +92,7 @@ void Reactors::serve(size_t index) {
                           ready = true;
                           loop_ready(index);
                         }};
+  if (relays(ctx_)) loop_ctx.hub = &hub_;
   std::string error;
   int rc = 1;
   try {

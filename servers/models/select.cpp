@@ -2,6 +2,9 @@
 // every connection, then accepts, reads and writes whatever is ready; nothing blocks
 // but that wait. Each round rebuilds and hands the kernel bitmaps that hold only
 // descriptors below FD_SETSIZE (1024), so a connection landing past that is refused.
+// Rooms (ws's /chat) are walked by the loop: a message read is appended to every
+// member's output, which goes out when select() next reports the member writable; all
+// members see one total order.
 #include <sys/select.h>
 
 #include <algorithm>
@@ -12,10 +15,15 @@
 #include <vector>
 
 #include "servers/io/readiness.hpp"
+#include "servers/io/rooms.hpp"
 
 namespace cb::servers {
 
-int serve_select(const ServeContext& ctx, std::string& error) {
+int serve_select(const ServeContext& given, std::string& error) {
+  // A room's members are walked by this one thread; what it gives them is written when
+  // select() next reports them writable.
+  LoopRooms rooms(given.options.max_backlog_bytes, given.stats.evicted, /*track_touched=*/false);
+  const ServeContext ctx = relaying_context(given, rooms);
   const int stop_fd = ctx.stop.fd();
   const int listen_fd = ctx.listener.get();
   // Both are opened first and so are low, but FD_SET past FD_SETSIZE writes past the

@@ -1,7 +1,10 @@
 // thread: the main thread accepts each connection and starts a thread that reads and
 // echoes it; a thread blocks only in its own poll(), so a silent client stalls only
 // its own thread. The accepting thread joins threads as they finish, and all of them
-// on stop, before it returns.
+// on stop, before it returns. Rooms (ws's /chat) are shared by the threads under one
+// lock: a publish appends to a bounded mailbox per member and wakes it, and each
+// member's own thread writes its mail, so no thread writes to another's socket; the
+// lock orders every publish, so all members see one total order.
 #include <atomic>
 #include <list>
 #include <mutex>
@@ -22,7 +25,7 @@ namespace {
 // finished_ queue under its mutex. Destroying it ends and joins every thread.
 class Workers {
  public:
-  explicit Workers(const ServeContext& ctx) : ctx_(ctx) {}
+  Workers(const ServeContext& ctx, SharedRooms* rooms) : ctx_(ctx), rooms_(rooms) {}
   Workers(const Workers&) = delete;
   Workers& operator=(const Workers&) = delete;
   ~Workers() { join_all(); }
@@ -47,6 +50,7 @@ class Workers {
   void run(net::Fd connection, std::vector<char> buffer, WorkerList::iterator self);
 
   const ServeContext& ctx_;
+  SharedRooms* const rooms_;  ///< ctx_.rooms when the protocol relays, else nullptr
   WorkerList workers_;
   std::mutex finished_mutex_;
   std::vector<WorkerList::iterator> finished_;  // guarded by finished_mutex_
@@ -84,7 +88,7 @@ void Workers::start(net::Fd connection) {
 }
 
 void Workers::run(net::Fd connection, std::vector<char> buffer, WorkerList::iterator self) {
-  serve_connection(connection.get(), buffer, ctx_);
+  serve_connection(connection.get(), buffer, ctx_, rooms_);
   // Close now rather than when this thread is joined, up to a tick later: the
   // client is owed its EOF as soon as its echo is done.
   connection.reset();
@@ -120,8 +124,10 @@ void Workers::join_all() {
 
 }  // namespace
 
-int serve_thread(const ServeContext& ctx, std::string& error) {
-  Workers workers(ctx);
+int serve_thread(const ServeContext& given, std::string& error) {
+  SharedRooms rooms(given.options.max_backlog_bytes, given.stats.evicted);
+  const ServeContext ctx = relaying_context(given, rooms);
+  Workers workers(ctx, ctx.rooms != nullptr ? &rooms : nullptr);
   AcceptHooks hooks;
   hooks.on_connection = [&](net::Fd connection) { workers.start(std::move(connection)); };
   hooks.on_tick = [&] { workers.join_finished(); };

@@ -3,7 +3,9 @@
 // each with blocking I/O until it ends, so a worker blocks in its client's poll() for
 // as long as that client stays. It mirrors Apache's worker MPM and shows pool
 // exhaustion under slow clients: once every worker holds one, new clients wait in the
-// queue unanswered, and past the queue they are refused.
+// queue unanswered, and past the queue they are refused. Rooms (ws's /chat) are shared
+// by the workers under one lock, as the thread model shares them: a bounded mailbox
+// per member, written by the member's own worker; all members see one total order.
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -27,8 +29,9 @@ namespace {
 // under mutex_. Destroying the pool stops and joins every worker.
 class Pool {
  public:
-  explicit Pool(const ServeContext& ctx)
+  Pool(const ServeContext& ctx, SharedRooms* rooms)
       : ctx_(ctx),
+        rooms_(rooms),
         worker_count_(static_cast<size_t>(std::max(1, ctx.options.workers))),
         queue_length_(ctx.options.queue_length) {}
   Pool(const Pool&) = delete;
@@ -51,6 +54,7 @@ class Pool {
   void run(size_t index, std::span<char> buffer);
 
   const ServeContext& ctx_;
+  SharedRooms* const rooms_;  ///< ctx_.rooms when the protocol relays, else nullptr
   const size_t worker_count_;
   const size_t queue_length_;
   std::vector<std::vector<char>> buffers_;  // one per worker, allocated before it starts
@@ -124,7 +128,7 @@ void Pool::run(size_t index, std::span<char> buffer) {
     ctx_.stats.on_worker_accept(index);
     // Blocks for as long as the client stays, silent or not: this is the exhaustion
     // the model exists to show. It returns on EOF, an error or the stop signal.
-    const ConnectionEnd end = serve_connection(connection.get(), buffer, ctx_);
+    const ConnectionEnd end = serve_connection(connection.get(), buffer, ctx_, rooms_);
     connection.reset();
     ctx_.stats.on_close();
     // Stopped: leave now rather than take queued connections only to drop them (and
@@ -156,8 +160,10 @@ void Pool::stop() {
 
 }  // namespace
 
-int serve_threadpool(const ServeContext& ctx, std::string& error) {
-  Pool pool(ctx);
+int serve_threadpool(const ServeContext& given, std::string& error) {
+  SharedRooms rooms(given.options.max_backlog_bytes, given.stats.evicted);
+  const ServeContext ctx = relaying_context(given, rooms);
+  Pool pool(ctx, ctx.rooms != nullptr ? &rooms : nullptr);
   if (!pool.start(error)) return 1;
   AcceptHooks hooks;
   hooks.on_connection = [&](net::Fd connection) { pool.submit(std::move(connection)); };

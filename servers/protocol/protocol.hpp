@@ -25,6 +25,10 @@ enum SessionOption : unsigned {
   kNoSessionOptions = 0,
   kHeldBytesOption = 1,  ///< --max-request-memory: SessionLimits::budget
   kDeadlineOptions = 2,  ///< --header-timeout, --idle-timeout: SessionLimits' timeouts
+  kMessageSizeOption = 4,  ///< --max-message: SessionLimits::max_message_bytes
+  /// --max-backlog: the bound on what the engine's Rooms let wait for one member; the
+  /// summary shows evicted= for it.
+  kBacklogOption = 8,
 };
 
 struct Protocol {

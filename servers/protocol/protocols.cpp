@@ -9,6 +9,7 @@ namespace cb::servers {
 // One make_ function per protocol file.
 std::unique_ptr<Session> make_echo_session(const SessionLimits& limits);
 std::unique_ptr<Session> make_http_session(const SessionLimits& limits);
+std::unique_ptr<Session> make_ws_session(const SessionLimits& limits);
 
 namespace {
 
@@ -29,6 +30,14 @@ constexpr std::array kProtocols{
              .make_session = make_http_session,
              .session_options = kHeldBytesOption | kDeadlineOptions,
              .messages_key = "responses"},
+    Protocol{.name = "ws",
+             .summary = "WebSocket (RFC 6455): /echo sends each message back, "
+                        "/chat?room=NAME relays it to every member of the room, GET / is a "
+                        "chat page",
+             .transport = Transport::kStream,
+             .make_session = make_ws_session,
+             .session_options = kMessageSizeOption | kBacklogOption,
+             .messages_key = "messages"},
 };
 
 }  // namespace

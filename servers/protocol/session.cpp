@@ -18,6 +18,11 @@ void HeldBytesBudget::give_back(uint64_t bytes) const {
   if (held_bytes != nullptr) held_bytes->fetch_sub(bytes, std::memory_order_relaxed);
 }
 
+void Session::evict() {
+  closing_ = true;
+  deadline_ms_ = steady_now_ms() + kEvictGraceMs;
+}
+
 void Session::clear_output(size_t max_kept_bytes) { clear_buffer(output_, max_kept_bytes); }
 
 uint64_t steady_now_ms() {

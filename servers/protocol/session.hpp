@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace cb::servers {
 
@@ -29,6 +30,26 @@ struct HeldBytesBudget {
   void give_back(uint64_t bytes) const;
 };
 
+class Session;
+
+/// Rooms of connections, for a protocol that relays each message to every member of a
+/// room (ws's /chat). The session stays I/O-free: it joins a room, publishes bytes to
+/// it, and the engine that serves it (or the model's hub) delivers them to every
+/// member's output(), the publisher's own included, each publisher's bytes in the order
+/// it published them. Each engine implements it its own way (one loop walks its
+/// members; threads share a room under a lock); its members' waiting output is bounded
+/// (--max-backlog): a member past it is evicted (Session::evict()) and counted.
+class Rooms {
+ public:
+  virtual ~Rooms() = default;
+  /// Makes `member` a member of `room` (and of no other). False when it cannot be one.
+  virtual bool join(Session& member, std::string_view room) = 0;
+  /// Takes `member` out of its room, if it is in one. Sessions call it before they go.
+  virtual void leave(Session& member) = 0;
+  /// Delivers `bytes`, whole, to every member of `from`'s room, `from` included.
+  virtual void publish(Session& from, std::span<const char> bytes) = 0;
+};
+
 /// What a session may hold and how long it may take; 0 turns a timeout off. Which of
 /// these a protocol honours is said by its row (Protocol::session_options).
 struct SessionLimits {
@@ -38,6 +59,11 @@ struct SessionLimits {
   uint64_t message_timeout_ms = 0;
   /// A connection with no message in progress may stay idle this long (--idle-timeout).
   uint64_t idle_timeout_ms = 0;
+  /// The largest message a session takes (--max-message); a larger one ends the
+  /// connection as its protocol says (ws: close 1009).
+  uint64_t max_message_bytes = UINT64_MAX;
+  /// The engine's rooms, or nullptr when the model relays between no connections.
+  Rooms* rooms = nullptr;
 
   bool deadlines_on() const { return message_timeout_ms > 0 || idle_timeout_ms > 0; }
 };
@@ -85,6 +111,15 @@ class Session {
   /// kNoDeadline. Moves only in on_read(); the engine closes the connection once it
   /// passes, counted as timed out.
   uint64_t deadline_ms() const { return deadline_ms_; }
+
+  /// Called by the engine's Rooms when this session's waiting output has grown past
+  /// --max-backlog: it takes no more deliveries, ends its connection as its protocol
+  /// says (ws: a close frame with 1008 after what is queued), sets closing() and gives
+  /// the peer kEvictGraceMs to read that before its deadline closes the connection.
+  /// Not called on a session that is already closing().
+  virtual void evict();
+  /// How long an evicted session's peer has to read what is queued for it.
+  static constexpr uint64_t kEvictGraceMs = 5000;
 
  protected:
   Session() = default;

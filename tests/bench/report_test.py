@@ -6,11 +6,9 @@ error, no script and nothing fetched from elsewhere. CTest runs it."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +18,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 import report  # noqa: E402  (bench/report.py)
+from chromium import Browser  # noqa: E402  (tests/support/chromium.py)
 
 
 def png(width: int, height: int) -> bytes:
@@ -44,72 +44,6 @@ def make_run(folder: Path) -> None:
         (folder / "plots" / f"{name}.png").write_bytes(png(40, 30))
     (folder / "cases" / "libuv-idle-0.csv").write_text("model\nlibuv\n")
     (folder / "histograms" / "libuv-idle-0.hgrm").write_text("       Value   Percentile\n")
-
-
-class Browser:
-    """Chromium driven over --remote-debugging-pipe: JSON messages ending in NUL, written
-    to its fd 3 and read from its fd 4."""
-
-    def __init__(self, binary: str, profile: Path):
-        to_child_r, self.to_child = os.pipe()
-        self.from_child, from_child_w = os.pipe()
-        # The child's 3 and 4 must be these pipes: a shell puts them there, then execs.
-        self.proc = subprocess.Popen(
-            ["sh", "-c", f'exec "$0" "$@" 3<&{to_child_r} 4>&{from_child_w}', binary,
-             "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
-            pass_fds=(to_child_r, from_child_w),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self.buffer = b""
-        self.next_id = 0
-        self.events: list[dict] = []
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None,
-             timeout_s: float = 20) -> dict:
-        self.next_id += 1
-        message = {"id": self.next_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self.to_child, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            reply = self.read(deadline)
-            if reply is None:
-                break
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-            self.events.append(reply)
-        raise RuntimeError(f"{method}: no answer from chromium in {timeout_s} s")
-
-    def read(self, deadline: float) -> dict | None:
-        import select
-        while b"\0" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.from_child], [], [], left)[0]:
-                return None
-            data = os.read(self.from_child, 65536)
-            if not data:
-                return None
-            self.buffer += data
-        message, _, self.buffer = self.buffer.partition(b"\0")
-        return json.loads(message)
-
-    def close(self):
-        try:
-            os.write(self.to_child, json.dumps({"id": 0, "method": "Browser.close"}).encode() + b"\0")
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.to_child)
-        os.close(self.from_child)
 
 
 class ReportTest(unittest.TestCase):

@@ -37,7 +37,7 @@ class ServersLayout(unittest.TestCase):
         for folder in ("io", "models"):
             for path in sources(folder):
                 for number, code in code_lines(path):
-                    self.assertIsNone(re.search(r"http|Http", code),
+                    self.assertIsNone(re.search(r"http|Http|\bws\b|\bWs|[Ww]eb[Ss]ocket", code),
                                       f"{path.relative_to(SERVERS)}:{number}: {code.strip()}")
 
     def test_a_protocol_includes_only_protocols(self):
@@ -51,7 +51,7 @@ class ServersLayout(unittest.TestCase):
     def test_each_folder_includes_what_its_readme_allows(self):
         forbidden = {
             "io": ("servers/models/", "servers/cli/", "servers/protocol/echo",
-                   "servers/protocol/http"),
+                   "servers/protocol/http", "servers/protocol/ws"),
             "models": ("servers/models/", "servers/cli/", "servers/protocol/"),
             "cli": ("servers/io/", "servers/models/"),
         }

@@ -1,0 +1,408 @@
+#include "servers/protocol/ws.hpp"
+
+#include <nettle/base64.h>
+#include <nettle/sha1.h>
+#include <sys/types.h>
+#include <wslay/wslay.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <new>
+
+namespace cb::servers {
+namespace {
+
+constexpr std::string_view kAcceptMagic = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+constexpr size_t kMaxRoomBytes = 64;
+constexpr uint16_t kPolicyViolation = 1008;
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool equal_ignoring_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
+}
+
+std::string_view trimmed(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// True when the comma-separated `list` holds `token` (case-insensitive): Connection's
+// value may be "keep-alive, Upgrade".
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    if (equal_ignoring_case(trimmed(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// A Sec-WebSocket-Key is 16 bytes in base64: 22 characters of the alphabet and "==".
+bool valid_key(std::string_view key) {
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  return std::all_of(key.begin(), key.begin() + 22, [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '+' || c == '/';
+  });
+}
+
+bool valid_room(std::string_view room) {
+  return !room.empty() && room.size() <= kMaxRoomBytes &&
+         std::all_of(room.begin(), room.end(), [](char c) {
+           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+         });
+}
+
+// The room named by a /chat query ("room=NAME", among other parameters or alone), or
+// the default; empty when the name is not a valid one.
+std::string room_of(std::string_view query) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view param = query.substr(0, amp);
+    if (param.substr(0, 5) == "room=") {
+      const std::string_view name = param.substr(5);
+      return valid_room(name) ? std::string(name) : std::string();
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::string(WsSession::kDefaultRoom);
+}
+
+std::string accept_value(std::string_view key) {
+  sha1_ctx sha;
+  sha1_init(&sha);
+  sha1_update(&sha, key.size(), reinterpret_cast<const uint8_t*>(key.data()));
+  sha1_update(&sha, kAcceptMagic.size(), reinterpret_cast<const uint8_t*>(kAcceptMagic.data()));
+  uint8_t digest[SHA1_DIGEST_SIZE];
+  sha1_digest(&sha, sizeof(digest), digest);
+  char encoded[BASE64_ENCODE_RAW_LENGTH(SHA1_DIGEST_SIZE)];
+  base64_encode_raw(encoded, sizeof(digest), digest);
+  return std::string(encoded, sizeof(encoded));
+}
+
+// The chat page: a name, a room, a message box and the conversation. It connects to
+// /chat?room=NAME on the server that served it and sends each message as JSON
+// {"name", "text"}; the server relays it untouched.
+constexpr std::string_view kChatPage = R"html(<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>chat</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<style>
+body{font:15px system-ui,sans-serif;max-width:40em;margin:1em auto;padding:0 1em;color:#222}
+h1{font-size:1.3em}input,button{font:inherit;padding:.3em}
+#log{border:1px solid #bbb;height:18em;overflow-y:auto;padding:.4em;margin:.6em 0;background:#fafafa}
+#log p{margin:.15em 0}#log b{color:#2457a6}#status{color:#666}
+</style></head><body>
+<h1>chat</h1>
+<form id="joinform">name <input id="name" size="12" value="guest" required>
+room <input id="room" size="12" value="lobby" pattern="[A-Za-z0-9._\-]{1,64}" required>
+<button id="join">join</button> <span id="status">not connected</span></form>
+<div id="log"></div>
+<form id="sendform"><input id="text" size="40" autocomplete="off" placeholder="message">
+<button id="send">send</button></form>
+<script>
+"use strict";
+let ws = null;
+const $ = (id) => document.getElementById(id);
+function line(who, text) {
+  const p = document.createElement("p");
+  if (who) { const b = document.createElement("b"); b.textContent = who + ": "; p.append(b); }
+  p.append(text);
+  $("log").append(p);
+  $("log").scrollTop = $("log").scrollHeight;
+}
+$("joinform").onsubmit = (e) => {
+  e.preventDefault();
+  if (ws) ws.close(1000);
+  const room = $("room").value;
+  const sock = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") +
+                             location.host + "/chat?room=" + encodeURIComponent(room));
+  ws = sock;
+  $("status").textContent = "connecting";
+  sock.onopen = () => { $("status").textContent = "in room " + room; };
+  sock.onclose = (ev) => {
+    if (ws === sock) { ws = null; $("status").textContent = "closed (" + ev.code + ")"; }
+  };
+  sock.onmessage = (ev) => {
+    let m;
+    try { m = JSON.parse(ev.data); } catch (err) { m = {name: "?", text: String(ev.data)}; }
+    line(String(m.name), String(m.text));
+  };
+};
+$("sendform").onsubmit = (e) => {
+  e.preventDefault();
+  const text = $("text").value;
+  if (!ws || ws.readyState !== WebSocket.OPEN || text === "") return;
+  ws.send(JSON.stringify({name: $("name").value, text: text}));
+  $("text").value = "";
+};
+</script></body></html>
+)html";
+
+}  // namespace
+
+std::string_view ws_chat_page() { return kChatPage; }
+
+void append_ws_frame(std::string& out, uint8_t opcode, std::span<const char> payload) {
+  char head[10];
+  size_t head_bytes = 2;
+  head[0] = static_cast<char>(0x80 | (opcode & 0x0f));
+  const uint64_t size = payload.size();
+  if (size < 126) {
+    head[1] = static_cast<char>(size);
+  } else if (size <= 0xffff) {
+    head[1] = 126;
+    head[2] = static_cast<char>(size >> 8);
+    head[3] = static_cast<char>(size);
+    head_bytes = 4;
+  } else {
+    head[1] = 127;
+    for (int i = 0; i < 8; ++i) head[2 + i] = static_cast<char>(size >> (8 * (7 - i)));
+    head_bytes = 10;
+  }
+  out.append(head, head_bytes);
+  out.append(payload.data(), payload.size());
+}
+
+// wslay's callbacks: they read what on_read() was given and append to output(), so
+// wslay never touches a socket.
+struct WsCallbacks {
+  static ssize_t recv(wslay_event_context_ptr ctx, uint8_t* buf, size_t len, int,
+                      void* user_data) {
+    WsSession& self = *static_cast<WsSession*>(user_data);
+    if (self.input_.empty()) {
+      wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+      return -1;
+    }
+    const size_t n = std::min(len, self.input_.size());
+    std::memcpy(buf, self.input_.data(), n);
+    self.input_ = self.input_.subspan(n);
+    return static_cast<ssize_t>(n);
+  }
+
+  static ssize_t send(wslay_event_context_ptr, const uint8_t* data, size_t len, int,
+                      void* user_data) {
+    WsSession& self = *static_cast<WsSession*>(user_data);
+    self.output_.append(reinterpret_cast<const char*>(data), len);
+    return static_cast<ssize_t>(len);
+  }
+
+  static void message(wslay_event_context_ptr ctx, const wslay_event_on_msg_recv_arg* arg,
+                      void* user_data) {
+    WsSession& self = *static_cast<WsSession*>(user_data);
+    if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) return;
+    if (self.closing_) return;
+    ++self.taken_;
+    if (!self.chat_) {
+      const wslay_event_msg echo{arg->opcode, arg->msg, arg->msg_length};
+      if (wslay_event_queue_msg(ctx, &echo) != 0) self.closing_ = true;
+      return;
+    }
+    if (!self.in_room_) return;
+    std::string frame;
+    append_ws_frame(frame, arg->opcode,
+                    {reinterpret_cast<const char*>(arg->msg), arg->msg_length});
+    self.rooms_->publish(self, frame);
+  }
+};
+
+namespace {
+
+const wslay_event_callbacks kCallbacks{
+    .recv_callback = WsCallbacks::recv,
+    .send_callback = WsCallbacks::send,
+    .genmask_callback = nullptr,
+    .on_frame_recv_start_callback = nullptr,
+    .on_frame_recv_chunk_callback = nullptr,
+    .on_frame_recv_end_callback = nullptr,
+    .on_msg_recv_callback = WsCallbacks::message,
+};
+
+}  // namespace
+
+WsSession::WsSession(const SessionLimits& limits)
+    : rooms_(limits.rooms), max_message_bytes_(limits.max_message_bytes) {}
+
+WsSession::~WsSession() {
+  leave_room();
+  if (ws_ != nullptr) wslay_event_context_free(ws_);
+}
+
+void WsSession::leave_room() {
+  if (in_room_) rooms_->leave(*this);
+  in_room_ = false;
+}
+
+Reply WsSession::on_read(std::span<const char> input) {
+  taken_ = 0;
+  if (state_ == State::kHandshake && !closing_) read_head(input);
+  if (state_ == State::kOpen && !closing_ && !input.empty()) read_frames(input);
+  if (closing_) leave_room();
+  return {.send_input = false, .messages = taken_};
+}
+
+void WsSession::read_head(std::span<const char>& input) {
+  const size_t searched = head_.size() < 3 ? 0 : head_.size() - 3;
+  const size_t room = kMaxHeadBytes - head_.size();
+  const size_t taken = std::min(input.size(), room);
+  head_.append(input.data(), taken);
+  const size_t end = head_.find("\r\n\r\n", searched);
+  if (end == std::string::npos) {
+    input = input.subspan(taken);
+    if (head_.size() >= kMaxHeadBytes) respond(431, "Request Header Fields Too Large");
+    return;
+  }
+  // What follows the head (frames a client sent at once) goes back to the caller.
+  const size_t head_bytes = end + 4;
+  const size_t from_input = head_bytes - (head_.size() - taken);
+  input = input.subspan(from_input);
+  head_.resize(head_bytes);
+  answer_head(head_);
+  clear_buffer(head_, 0);
+}
+
+void WsSession::answer_head(std::string_view head) {
+  // The request line: METHOD SP TARGET SP VERSION.
+  const size_t line_end = head.find("\r\n");
+  const std::string_view line = head.substr(0, line_end);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos) return respond(400, "Bad Request");
+  const std::string_view method = line.substr(0, sp1);
+  const std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string_view version = line.substr(sp2 + 1);
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") return respond(400, "Bad Request");
+
+  std::string_view upgrade, connection, key, ws_version;
+  std::string_view rest = head.substr(line_end + 2);
+  while (!rest.empty()) {
+    const size_t eol = rest.find("\r\n");
+    const std::string_view header = rest.substr(0, eol);
+    rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 2);
+    if (header.empty()) break;
+    const size_t colon = header.find(':');
+    if (colon == std::string_view::npos || colon == 0) return respond(400, "Bad Request");
+    const std::string_view name = header.substr(0, colon);
+    const std::string_view value = trimmed(header.substr(colon + 1));
+    if (equal_ignoring_case(name, "upgrade")) upgrade = value;
+    if (equal_ignoring_case(name, "connection")) connection = value;
+    if (equal_ignoring_case(name, "sec-websocket-key")) key = value;
+    if (equal_ignoring_case(name, "sec-websocket-version")) ws_version = value;
+  }
+
+  const size_t question = target.find('?');
+  const std::string_view path = target.substr(0, question);
+  const std::string_view query =
+      question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+  const bool head_only = method == "HEAD";
+  if (method != "GET" && !head_only) return respond(405, "Method Not Allowed", "Allow: GET\r\n");
+  if (path == "/") {
+    return respond(200, "OK", {}, "text/html; charset=utf-8", kChatPage, head_only);
+  }
+  if (path != "/echo" && path != "/chat") return respond(404, "Not Found");
+  const bool wants_upgrade = has_token(connection, "upgrade") && has_token(upgrade, "websocket");
+  if (!wants_upgrade || head_only)
+    return respond(426, "Upgrade Required", "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+  if (ws_version != "13")
+    return respond(426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n");
+  if (!valid_key(key)) return respond(400, "Bad Request");
+  if (path == "/chat") {
+    if (rooms_ == nullptr) return respond(501, "Not Implemented", {}, "text/plain",
+                                          "this model relays no rooms: /chat is not served, "
+                                          "/echo is\n");
+    room_ = room_of(query);
+    if (room_.empty()) return respond(400, "Bad Request");
+    chat_ = true;
+  }
+  if (!accept(key)) return;
+  if (chat_) {
+    in_room_ = rooms_->join(*this, room_);
+    if (!in_room_) {
+      // The 101 is out: the refusal is a close frame.
+      const char reason[] = {static_cast<char>(1011 >> 8), static_cast<char>(1011 & 0xff)};
+      append_ws_frame(output_, WSLAY_CONNECTION_CLOSE, reason);
+      closing_ = true;
+    }
+  }
+}
+
+void WsSession::respond(int status, std::string_view reason, std::string_view extra_headers,
+                        std::string_view content_type, std::string_view body,
+                        bool head_only) {
+  const std::string text = body.empty() ? std::string(reason) + "\n" : std::string();
+  const std::string_view content = body.empty() ? std::string_view(text) : body;
+  output_ += "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+  output_ += extra_headers;
+  output_ += "Content-Type: " + std::string(content_type) +
+             "\r\nContent-Length: " + std::to_string(content.size()) +
+             "\r\nConnection: close\r\n\r\n";
+  if (!head_only) output_ += content;
+  closing_ = true;
+  state_ = State::kDone;
+}
+
+bool WsSession::accept(std::string_view key) {
+  const wslay_event_callbacks callbacks = kCallbacks;
+  if (wslay_event_context_server_init(&ws_, &callbacks, this) != 0) {
+    ws_ = nullptr;
+    respond(503, "Service Unavailable");
+    return false;
+  }
+  wslay_event_config_set_max_recv_msg_length(ws_, max_message_bytes_);
+  output_ +=
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      accept_value(key) + "\r\n\r\n";
+  state_ = State::kOpen;
+  return true;
+}
+
+uint32_t WsSession::read_frames(std::span<const char> input) {
+  input_ = input;
+  const int received = wslay_event_recv(ws_);
+  input_ = {};
+  if (received != 0) {
+    // wslay answers most bad frames with a close of its own, but gives up on some (a
+    // control frame fragmented or over 125 bytes) with an error: those get 1002 here.
+    // Out of memory, nothing more can be said.
+    if (received != WSLAY_ERR_NOMEM && !wslay_event_get_close_sent(ws_)) {
+      wslay_event_send(ws_);  // what it queued before the bad frame goes first
+      const char code[] = {static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR >> 8),
+                           static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR & 0xff)};
+      append_ws_frame(output_, WSLAY_CONNECTION_CLOSE, code);
+    }
+    closing_ = true;
+    return taken_;
+  }
+  // An eviction during the read (this session's own publish) queued the last frame.
+  if (closing_) return taken_;
+  if (wslay_event_send(ws_) != 0) closing_ = true;
+  // Both closes are through (or a bad frame was answered with its close): done.
+  if (!wslay_event_want_read(ws_) && !wslay_event_want_write(ws_)) closing_ = true;
+  return taken_;
+}
+
+void WsSession::evict() {
+  leave_room();
+  if (state_ == State::kOpen) {
+    const char payload[] = {static_cast<char>(kPolicyViolation >> 8),
+                            static_cast<char>(kPolicyViolation & 0xff), 'b', 'a', 'c', 'k',
+                            'l', 'o', 'g'};
+    append_ws_frame(output_, WSLAY_CONNECTION_CLOSE, payload);
+  }
+  Session::evict();
+}
+
+std::unique_ptr<Session> make_ws_session(const SessionLimits& limits) {
+  return std::unique_ptr<Session>(new (std::nothrow) WsSession(limits));
+}
+
+}  // namespace cb::servers
