@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from statistics import median
 
 import generator as generator_scenario
 import http_scenario
@@ -22,6 +23,7 @@ import machine
 import report
 import servers
 import targets
+import uring_scenario
 from results import Results, describe_result
 from scenarios import HTTP_ROUNDS, TARGET_ROUNDS, Scenario, parse_duration_s
 from servers import (LOADGEN, PLOT, SERVER_ARGS, Server, cpu_count, max_connections_guard,
@@ -104,9 +106,12 @@ class Bench:
                                hist_path, server.sampling_args())
         cmd += scenario.loadgen_flags()
         budget_s = duration_s + parse_duration_s(warmup) + 300
+        idle_cpu_s = self.measure_idle_cpu(server, model, scenario, warmup, suffix)
         drops_before = udp_rcvbuf_errors()
         outcome, row = self.run_loadgen(pinned(cmd, loadgen_cpu), csv_path, budget_s)
         drops_after = udp_rcvbuf_errors()
+        if row is not None and scenario.idle_cpu_window_s:
+            row["idle_cpu_s"] = idle_cpu_s
         server.note_children()
         stop_error, summary = server.stop()
         if scenario.protocol == "udp" and row is not None:
@@ -117,6 +122,26 @@ class Bench:
             if drops_before is not None and drops_after is not None:
                 row["kernel_udp_rcvbuf_errors"] = str(drops_after - drops_before)
         return with_error(outcome, stop_error), row
+
+    def measure_idle_cpu(self, server: Server, model: str, scenario: Scenario, warmup: str,
+                         suffix: str) -> str:
+        """The server's CPU seconds over the scenario's quiet run (idle_cpu_window_s with
+        its slow clients connected and nothing else, after the same warm-up, measured as
+        every case measures the server); '' when it has none or the run failed."""
+        if not scenario.idle_cpu_window_s or not scenario.slow_clients:
+            return ""
+        label = f"{scenario.name}-quiet"
+        csv_path = self.out / "cases" / f"{model}-{label}{suffix}.csv"
+        cmd = self.loadgen_cmd(server.port, scenario.protocol, 0, scenario.idle_cpu_window_s,
+                               warmup, label, csv_path, None, server.sampling_args())
+        cmd += ["--slow-clients", str(scenario.slow_clients), "--slow-mode", scenario.slow_mode]
+        budget_s = scenario.idle_cpu_window_s + parse_duration_s(warmup) + 300
+        loadgen_cpu = self.loadgen_cpu if scenario.pinned else None
+        outcome, row = self.run_loadgen(pinned(cmd, loadgen_cpu), csv_path, budget_s)
+        if outcome != "ok" or row is None:
+            print(f"  {model} {label}: no idle CPU ({outcome})", file=sys.stderr, flush=True)
+            return ""
+        return row.get("server_cpu_s") or ""
 
     def run_loadgen(self, cmd: list[str], csv_path: Path,
                     budget_s: float) -> tuple[str, dict[str, str] | None]:
@@ -244,6 +269,8 @@ def run(bench: Bench) -> int:
                             args.slo_p99_us, args.model_list, args.repeat)
     elif first.name == "generator":
         lines = generator_scenario.run(bench, Server, TARGET_ROUNDS, args.duration_s)
+    elif first.name == "io_uring":
+        lines = uring_scenario.run(bench, args.duration_s)
     elif first.protocol == "http":
         lines = http_scenario.run(bench, args.duration_s)
     else:
@@ -254,7 +281,8 @@ def run(bench: Bench) -> int:
     if first.protocol in ("http", "udp"):
         print(f"plots: none for the {first.protocol} scenario (summary.txt has its table)",
               flush=True)
-    elif first.name != "generator" and not args.no_plots:  # its ratios are its whole result
+    elif first.name not in ("generator", "io_uring") and not args.no_plots:
+        # (those two: their ratios are their whole result)
         subprocess.run([str(PLOT), str(bench.out / "results.csv"), str(bench.out / "plots")])
     index = report.write_index(bench.out, f"bench run {bench.run_id}", args.command)
     print(f"report: {index}", flush=True)
@@ -267,7 +295,7 @@ def prepare(bench: Bench) -> None:
     bench.out.mkdir(parents=True, exist_ok=True)
     (bench.out / "cases").mkdir(exist_ok=True)
     (bench.out / "histograms").mkdir(exist_ok=True)
-    if first.name in ("generator", "latency"):
+    if first.name in ("generator", "latency", "io_uring"):
         print(f"bench: the {first.name} scenario, {args.duration_s:g} s runs, results in "
               f"{bench.out}", flush=True)
     else:
@@ -297,6 +325,7 @@ def run_matrix(bench: Bench) -> list[str]:
     bench.repeat = 1
     target_lines = targets.run(bench, args.duration_s) if args.targets else []
     lines = matrix_table(bench.results, models, scenarios, args.repeat)
+    lines += idle_cpu_lines(bench.results, models, scenarios)
     lines += udp_lines(bench.results) + unpinned_lines(bench.results, models, scenarios)
     if target_lines:
         lines += ["", "performance targets (ratios measured in this run):"]
@@ -336,6 +365,26 @@ def matrix_table(results: Results, models: list[str], scenarios: list[Scenario],
     lines.append("(* = some fast connections starved: completed no request; "
                  "(-) = no request completed, so no latency; ! = loadgen judged itself the "
                  "bottleneck (its verdict column): the figure is partly loadgen's limit)")
+    return lines
+
+
+def idle_cpu_lines(results: Results, models: list[str], scenarios: list[Scenario]) -> list[str]:
+    """Each model's CPU seconds holding a scenario's slow clients with no load (median and
+    range over the repeats), for the scenarios with a quiet run."""
+    lines = []
+    for s in scenarios:
+        if not s.idle_cpu_window_s:
+            continue
+        lines += ["", f"{s.name}: server CPU seconds (process tree) over {s.idle_cpu_window_s:g} s "
+                      f"with {s.slow_clients:,} idle clients and no load (idle_cpu_s):"]
+        for m in models:
+            values = [float(r["idle_cpu_s"]) for r in results.rows
+                      if r["model"] == m and r["scenario"] == s.name and r.get("idle_cpu_s")]
+            if not values:
+                lines.append(f"  {m:<12} not measured")
+                continue
+            spread = f" (runs {min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
+            lines.append(f"  {m:<12} {median(values):6.2f} s{spread}")
     return lines
 
 

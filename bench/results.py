@@ -12,7 +12,8 @@ from pathlib import Path
 from statistics import median
 
 EXTRA_COLUMNS = ["run_id", "model", "scenario", "floor_rtt_us", "git_rev", "outcome",
-                 "server_dropped", "kernel_udp_rcvbuf_errors", "repeat", "server_args"]
+                 "server_dropped", "kernel_udp_rcvbuf_errors", "repeat", "server_args",
+                 "idle_cpu_s"]
 
 
 def describe_result(row: dict[str, str]) -> str:

@@ -16,6 +16,7 @@ FAST_CONNECTIONS = 16
 TARGET_ROUNDS = 3  # runs of each side of a performance-target ratio
 HTTP_CONNECTIONS = 50  # wrk's and loadgen's connections in the http scenario
 HTTP_ROUNDS = 2  # runs of each generator against each server, alternating
+IDLE_CPU_WINDOW_S = 10  # the c10k scenario's quiet run: idle clients, no load
 
 
 class UsageError(Exception):
@@ -34,6 +35,9 @@ class Scenario:
     pinned: bool = True  # False: server and loadgen may use every CPU (the cores scenario)
     protocol: str = "tcp"
     extra: list[str] = field(default_factory=list)
+    # Seconds of a quiet run before the loaded one: the slow clients alone, no load,
+    # and the server's CPU over it (results.csv's idle_cpu_s); 0: none.
+    idle_cpu_window_s: float = 0
 
     def describe(self) -> str:
         parts = [] if self.protocol == "tcp" else [self.protocol]
@@ -49,6 +53,8 @@ class Scenario:
             parts.append(f"{self.requests_per_connection} req/conn")
         if self.extra:
             parts.append(" ".join(self.extra))
+        if self.idle_cpu_window_s:
+            parts.append(f"after a quiet run ({self.idle_cpu_window_s:g} s, no load: idle CPU)")
         return " ".join(parts)
 
     def loadgen_flags(self) -> list[str]:
@@ -67,8 +73,11 @@ def matrix(kind: str) -> list[Scenario]:
         return [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 1000)]
     if kind == "c10k":
         # The kernel completes the handshakes, but a model may need seconds to accept
-        # 10,000 clients (fork: one fork each); measure it once it has taken them.
-        return [Scenario("idle-10000", slow_clients=10000, warmup="10s")]
+        # 10,000 clients (fork: one fork each); measure it once it has taken them. First,
+        # what the model burns holding them with nothing to do (a timer-driven loop or a
+        # busy poll shows there).
+        return [Scenario("idle-10000", slow_clients=10000, warmup="10s",
+                         idle_cpu_window_s=IDLE_CPU_WINDOW_S)]
     if kind == "cores":
         # What a second core buys: the one-loop models against the multi-loop ones with
         # 64 busy connections. Nothing is pinned, so loadgen competes for the same
@@ -94,6 +103,9 @@ def matrix(kind: str) -> list[Scenario]:
     if kind == "latency":
         # Run by latency.run: steps at fractions of each model's own capacity.
         return [Scenario("latency", connections=latency.CONNECTIONS)]
+    if kind == "io_uring":
+        # Run by uring_scenario.run: io_uring and epoll alternating, as ratios.
+        return [Scenario("io_uring")]
     if kind == "default":
         cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
         cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
@@ -102,7 +114,7 @@ def matrix(kind: str) -> list[Scenario]:
         cases.append(Scenario("churn", requests_per_connection=1))
         return cases
     raise UsageError(f"--scenario: unknown scenario '{kind}' "
-                     "(quick, default, c10k, cores, udp, http, generator, latency)")
+                     "(quick, default, c10k, cores, udp, http, generator, latency, io_uring)")
 
 
 def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[str]:
@@ -111,6 +123,8 @@ def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[s
         return [m for m in ("epoll", "libuv", "reactors", "prefork") if m in known]
     if kind == "http":
         return ["libuv"]
+    if kind == "io_uring":
+        return [m for m in ("io_uring", "epoll") if m in known]
     if kind == "latency" and quick:
         return [m for m in latency.QUICK_MODELS if m in known]
     return list(known)
@@ -143,6 +157,10 @@ def list_lines(args) -> list[str]:
                 f"{', '.join(f'{f:.0%}' for f in latency.FRACTIONS)} of it and "
                 f"{latency.BISECT_STEPS} bisection steps, about {steps} runs of "
                 f"{args.duration_s:g} s (+ {args.warmup} warm-up) each"]
+    if args.scenarios[0].name == "io_uring":
+        import uring_scenario  # it imports this module
+        return [f"{uring_scenario.describe()}; {args.duration_s:g} s runs (+ {args.warmup} "
+                "warm-up; 10 s with 10,000 idle clients)"]
     if args.scenarios[0].name == "generator":
         return [f"the generator scenario: {TARGET_ROUNDS} alternating rounds of loadgen runs "
                 f"({args.duration_s:g} s each + {args.warmup} warm-up) against epoll (tcp), "
