@@ -383,8 +383,8 @@ def idle_cpu_lines(results: Results, models: list[str], scenarios: list[Scenario
             if not values:
                 lines.append(f"  {m:<12} not measured")
                 continue
-            spread = f" (runs {min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
-            lines.append(f"  {m:<12} {median(values):6.2f} s{spread}")
+            spread = f" (runs {min(values):.3f}-{max(values):.3f})" if len(values) > 1 else ""
+            lines.append(f"  {m:<12} {median(values):7.3f} s{spread}")
     return lines
 
 
