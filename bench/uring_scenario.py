@@ -10,6 +10,9 @@ with the rounds' range; the memory case as io_uring's peak RSS minus epoll's:
 - 16 connections, 64 KiB messages (>= 1.0x);
 - 16 connections beside 10,000 idle clients: peak RSS (io_uring <= epoll + 8 MB).
 
+Beside each ratio: the server's CPU per request, io_uring's over epoll's, and how many
+runs loadgen judged itself the bottleneck of (its verdict column).
+
 Run by bench/cases.py (--scenario io_uring); standard library only."""
 
 from __future__ import annotations
@@ -98,9 +101,35 @@ def summary(rows) -> list[str]:
             text += f" (target >= {case.target:.1f}x): " + ("met" if ratio >= case.target
                                                              else "MISSED")
         lines.append(text)
+        lines.append(cost_line(rows, name))
         if not case.target:
             lines.append(rss_line(paired(rows, name, "server_rss_peak_kb")))
     return lines
+
+
+def cpu_per_request_us(row: dict[str, str] | None) -> float | None:
+    try:
+        return float(row["server_cpu_s"]) / float(row["requests"]) * 1e6
+    except (TypeError, KeyError, ValueError, ZeroDivisionError):
+        return None
+
+
+def cost_line(rows, name: str) -> str:
+    """What the throughput ratio alone does not say: the server's CPU per request, round
+    by round, and how many runs loadgen judged itself the bottleneck of (on two CPUs a
+    fast server can outrun it, and the ratio is then partly loadgen's)."""
+    ours, theirs = rows.get((MODELS[0], name), []), rows.get((MODELS[1], name), [])
+    pairs = [(cpu_per_request_us(a), cpu_per_request_us(b)) for a, b in zip(ours, theirs)]
+    pairs = [(a, b) for a, b in pairs if a and b]
+    bound = sum(1 for row in ours + theirs if row and row.get("verdict") == "generator-bound")
+    runs = sum(1 for row in ours + theirs if row)
+    verdicts = f"loadgen the bottleneck in {bound} of {runs} runs"
+    if not pairs:
+        return f"    server CPU per request: not measured; {verdicts}"
+    ratios = [a / b for a, b in pairs]
+    return (f"    server CPU per request {median(a for a, _ in pairs):.2f} / "
+            f"{median(b for _, b in pairs):.2f} us = {median(ratios):.2f}x "
+            f"[{min(ratios):.2f}-{max(ratios):.2f}] (lower is cheaper); {verdicts}")
 
 
 def rss_line(pairs: list[tuple[float, float]]) -> str:

@@ -33,7 +33,12 @@ class FakeBench:
         value = self.rps[key][self.repeat - 1]
         if value is None:
             return {"outcome": "server not ready"}
-        row = {"outcome": "ok", "throughput_rps": str(value)}
+        # CPU per request: 10 us for epoll, 8 us for io_uring; loadgen bound in epoll's runs.
+        requests = 1000
+        cpu = (8 if model == "io_uring" else 10) * requests / 1e6
+        row = {"outcome": "ok", "throughput_rps": str(value), "requests": str(requests),
+               "server_cpu_s": str(cpu),
+               "verdict": "generator-bound" if model == "epoll" else "ok"}
         if key in self.rss_kb:
             row["server_rss_peak_kb"] = str(self.rss_kb[key][self.repeat - 1])
         return row
@@ -71,6 +76,11 @@ class UringScenario(unittest.TestCase):
         trickle = line_with(lines, "1,000 trickling")
         self.assertIn("1.20x [1.10-1.30]", trickle)
         self.assertIn("met", trickle)
+        cost = lines[lines.index(conns) + 1]
+        self.assertIn("8.00 / 10.00 us = 0.80x [0.80-0.80]", cost)
+        self.assertIn("loadgen the bottleneck in 3 of 6 runs", cost)
+        # The trickle case's failed round counts as a run of neither.
+        self.assertIn("in 3 of 5 runs", lines[lines.index(trickle) + 1])
         rss = line_with(lines, "peak RSS")
         # +10, +2, +4 MB: the median +4, within the 8 MB margin.
         self.assertIn("+4.0 MB [+2.0 to +10.0]", rss)
