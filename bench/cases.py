@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from statistics import median
 
 import accept_modes
 import chat_scenario
@@ -26,6 +27,7 @@ import machine
 import report
 import servers
 import targets
+import uring_scenario
 from results import Results, describe_result
 from scenarios import HTTP_ROUNDS, TARGET_ROUNDS, Scenario, parse_duration_s
 from servers import (LOADGEN, MPI_ENV, PLOT, SERVER_ARGS, TARGET, Server, cpu_count,
@@ -109,9 +111,12 @@ class Bench:
         cmd += scenario.loadgen_flags()
         cmd = self.under_mpirun(cmd, scenario.ranks)
         budget_s = duration_s + parse_duration_s(warmup) + 300
+        idle_cpu_s = self.measure_idle_cpu(server, model, scenario, warmup, suffix)
         drops_before = udp_rcvbuf_errors()
         outcome, row = self.run_loadgen(pinned(cmd, loadgen_cpu), csv_path, budget_s)
         drops_after = udp_rcvbuf_errors()
+        if row is not None and scenario.idle_cpu_window_s:
+            row["idle_cpu_s"] = idle_cpu_s
         server.note_children()
         stop_error, summary = server.stop()
         if row is not None:
@@ -130,6 +135,26 @@ class Bench:
         """A whole loadgen command as mpirun runs it: `ranks` ranks (a scale-out case), or
         --mpi-np's; as it is when neither asks."""
         return under_mpirun(cmd, ranks or self.args.mpi_np, self.args.hostfile)
+
+    def measure_idle_cpu(self, server: Server, model: str, scenario: Scenario, warmup: str,
+                         suffix: str) -> str:
+        """The server's CPU seconds over the scenario's quiet run (idle_cpu_window_s with
+        its slow clients connected and nothing else, after the same warm-up, measured as
+        every case measures the server); '' when it has none or the run failed."""
+        if not scenario.idle_cpu_window_s or not scenario.slow_clients:
+            return ""
+        label = f"{scenario.name}-quiet"
+        csv_path = self.out / "cases" / f"{model}-{label}{suffix}.csv"
+        cmd = self.loadgen_cmd(server.port, scenario.protocol, 0, scenario.idle_cpu_window_s,
+                               warmup, label, csv_path, None, server.sampling_args())
+        cmd += ["--slow-clients", str(scenario.slow_clients), "--slow-mode", scenario.slow_mode]
+        budget_s = scenario.idle_cpu_window_s + parse_duration_s(warmup) + 300
+        loadgen_cpu = self.loadgen_cpu if scenario.pinned else None
+        outcome, row = self.run_loadgen(pinned(cmd, loadgen_cpu), csv_path, budget_s)
+        if outcome != "ok" or row is None:
+            print(f"  {model} {label}: no idle CPU ({outcome})", file=sys.stderr, flush=True)
+            return ""
+        return row.get("server_cpu_s") or ""
 
     def run_loadgen(self, cmd: list[str], csv_path: Path,
                     budget_s: float) -> tuple[str, dict[str, str] | None]:
@@ -262,6 +287,8 @@ def run(bench: Bench) -> int:
                             args.slo_p99_us, args.model_list, args.repeat)
     elif first.name == "generator":
         lines = generator_scenario.run(bench, Server, TARGET_ROUNDS, args.duration_s)
+    elif first.name == "io_uring":
+        lines = uring_scenario.run(bench, args.duration_s)
     elif first.protocol == "http":
         lines = http_scenario.run(bench, args.duration_s)
     elif first.name == "chat":
@@ -276,7 +303,8 @@ def run(bench: Bench) -> int:
               flush=True)
     elif first.ranks:
         print("plots: none for the scale-out scenario (summary.txt has its table)", flush=True)
-    elif first.name != "generator" and not args.no_plots:  # its ratios are its whole result
+    elif first.name not in ("generator", "io_uring") and not args.no_plots:
+        # (those two: their ratios are their whole result)
         subprocess.run([str(PLOT), str(bench.out / "results.csv"), str(bench.out / "plots")])
     index = report.write_index(bench.out, f"bench run {bench.run_id}", args.command)
     print(f"report: {index}", flush=True)
@@ -289,7 +317,7 @@ def prepare(bench: Bench) -> None:
     bench.out.mkdir(parents=True, exist_ok=True)
     (bench.out / "cases").mkdir(exist_ok=True)
     (bench.out / "histograms").mkdir(exist_ok=True)
-    if first.name in ("generator", "latency"):
+    if first.name in ("generator", "latency", "io_uring"):
         print(f"bench: the {first.name} scenario, {args.duration_s:g} s runs, results in "
               f"{bench.out}", flush=True)
     else:
@@ -323,6 +351,7 @@ def run_matrix(bench: Bench) -> list[str]:
     target_lines = targets.run(bench, args.duration_s) if args.targets else []
     lines = matrix_table(bench.results, models, scenarios, args.repeat)
     lines += scale_out_lines(bench.results, models, scenarios)
+    lines += idle_cpu_lines(bench.results, models, scenarios)
     lines += udp_lines(bench.results) + unpinned_lines(bench.results, models, scenarios)
     lines += accept_modes.summary_lines(bench.results.rows)
     if target_lines:
@@ -363,6 +392,26 @@ def matrix_table(results: Results, models: list[str], scenarios: list[Scenario],
     lines.append("(* = some fast connections starved: completed no request; "
                  "(-) = no request completed, so no latency; ! = loadgen judged itself the "
                  "bottleneck (its verdict column): the figure is partly loadgen's limit)")
+    return lines
+
+
+def idle_cpu_lines(results: Results, models: list[str], scenarios: list[Scenario]) -> list[str]:
+    """Each model's CPU seconds holding a scenario's slow clients with no load (median and
+    range over the repeats), for the scenarios with a quiet run."""
+    lines = []
+    for s in scenarios:
+        if not s.idle_cpu_window_s:
+            continue
+        lines += ["", f"{s.name}: server CPU seconds (process tree) over {s.idle_cpu_window_s:g} s "
+                      f"with {s.slow_clients:,} idle clients and no load (idle_cpu_s):"]
+        for m in models:
+            values = [float(r["idle_cpu_s"]) for r in results.rows
+                      if r["model"] == m and r["scenario"] == s.name and r.get("idle_cpu_s")]
+            if not values:
+                lines.append(f"  {m:<12} not measured")
+                continue
+            spread = f" (runs {min(values):.3f}-{max(values):.3f})" if len(values) > 1 else ""
+            lines.append(f"  {m:<12} {median(values):7.3f} s{spread}")
     return lines
 
 

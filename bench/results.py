@@ -13,7 +13,7 @@ from statistics import median
 
 EXTRA_COLUMNS = ["run_id", "model", "scenario", "floor_rtt_us", "git_rev", "outcome",
                  "server_dropped", "kernel_udp_rcvbuf_errors", "repeat", "server_args",
-                 "server_per_worker", "server_empty_wakeups", "jain_index"]
+                 "server_per_worker", "server_empty_wakeups", "jain_index", "idle_cpu_s"]
 
 
 def describe_result(row: dict[str, str]) -> str:

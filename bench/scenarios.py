@@ -20,6 +20,7 @@ HTTP_CONNECTIONS = 50  # wrk's and loadgen's connections in the http scenario
 HTTP_ROUNDS = 2  # runs of each generator against each server, alternating
 SCALE_OUT_RANKS = (1, 2, 4)  # load ranks of the scale-out scenario
 SCALE_OUT_CONNECTIONS = 64
+IDLE_CPU_WINDOW_S = 10  # the c10k scenario's quiet run: idle clients, no load
 
 
 class UsageError(Exception):
@@ -40,6 +41,9 @@ class Scenario:
     extra: list[str] = field(default_factory=list)
     ranks: int = 0  # load ranks under mpirun (the scale-out scenario); 0: --mpi-np's
     server_flags: list[str] = field(default_factory=list)  # echo-server's, for this case
+    # Seconds of a quiet run before the loaded one: the slow clients alone, no load,
+    # and the server's CPU over it (results.csv's idle_cpu_s); 0: none.
+    idle_cpu_window_s: float = 0
 
     def describe(self) -> str:
         parts = [] if self.protocol == "tcp" else [self.protocol]
@@ -59,6 +63,8 @@ class Scenario:
             parts.append(f"{self.ranks} loadgen rank(s) under mpirun")
         if self.server_flags:
             parts.append("server " + " ".join(self.server_flags))
+        if self.idle_cpu_window_s:
+            parts.append(f"after a quiet run ({self.idle_cpu_window_s:g} s, no load: idle CPU)")
         return " ".join(parts)
 
     def loadgen_flags(self) -> list[str]:
@@ -88,8 +94,11 @@ def matrix(kind: str, accept_mode_names: list[str] | None = None) -> list[Scenar
         return [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 1000)]
     if kind == "c10k":
         # The kernel completes the handshakes, but a model may need seconds to accept
-        # 10,000 clients (fork: one fork each); measure it once it has taken them.
-        return [Scenario("idle-10000", slow_clients=10000, warmup="10s")]
+        # 10,000 clients (fork: one fork each); measure it once it has taken them. First,
+        # what the model burns holding them with nothing to do (a timer-driven loop or a
+        # busy poll shows there).
+        return [Scenario("idle-10000", slow_clients=10000, warmup="10s",
+                         idle_cpu_window_s=IDLE_CPU_WINDOW_S)]
     if kind == "cores":
         # What a second core buys: the one-loop models against the multi-loop ones with
         # 64 busy connections. Nothing is pinned, so loadgen competes for the same
@@ -127,6 +136,9 @@ def matrix(kind: str, accept_mode_names: list[str] | None = None) -> list[Scenar
                          extra=["--threads", "1"]) for k in SCALE_OUT_RANKS]
     if kind == "accept":
         return [accept_scenario(case) for case in accept_modes.cases(accept_mode_names or [])]
+    if kind == "io_uring":
+        # Run by uring_scenario.run: io_uring and epoll alternating, as ratios.
+        return [Scenario("io_uring")]
     if kind == "default":
         cases = [Scenario(f"idle-{n}", slow_clients=n) for n in (0, 10, 100, 1000, 5000)]
         cases += [Scenario(f"trickle-{n}", slow_clients=n, slow_mode="trickle")
@@ -136,7 +148,7 @@ def matrix(kind: str, accept_mode_names: list[str] | None = None) -> list[Scenar
         return cases
     raise UsageError(f"--scenario: unknown scenario '{kind}' "
                      "(quick, default, c10k, cores, udp, http, generator, latency, chat, "
-                     "scale-out, accept)")
+                     "scale-out, accept, io_uring)")
 
 
 def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[str]:
@@ -147,6 +159,8 @@ def default_models(kind: str, quick: bool, known: dict[str, set[str]]) -> list[s
         return ["libuv"]
     if kind == "scale-out":
         return [m for m in ("epoll",) if m in known]
+    if kind == "io_uring":
+        return [m for m in ("io_uring", "epoll") if m in known]
     if kind == "latency" and quick:
         return [m for m in latency.QUICK_MODELS if m in known]
     return list(known)
@@ -188,6 +202,10 @@ def list_lines(args) -> list[str]:
         if left_out:
             lines.append(f"  left out (ws without rooms of more than one): {', '.join(left_out)}")
         return lines
+    if args.scenarios[0].name == "io_uring":
+        import uring_scenario  # it imports this module
+        return [f"{uring_scenario.describe()}; {args.duration_s:g} s runs (+ {args.warmup} "
+                "warm-up; 10 s with 10,000 idle clients)"]
     if args.scenarios[0].name == "generator":
         return [f"the generator scenario: {TARGET_ROUNDS} alternating rounds of loadgen runs "
                 f"({args.duration_s:g} s each + {args.warmup} warm-up) against epoll (tcp), "

@@ -57,6 +57,7 @@ struct ServerOptions {
   int workers = 0;
   AcceptMode accept = AcceptMode::kShared;  ///< how workers share the listener (stream only)
   bool epoll_level = false;  ///< level-triggered instead of edge-triggered
+  bool sqpoll = false;       ///< io_uring: a kernel thread polls the submission queue
   size_t queue_length = 64;  ///< accepted connections waiting for a pool's worker
   // The session options, for the protocols whose row honours them (SessionLimits).
   /// The most bytes all sessions together hold for messages not yet complete
@@ -98,13 +99,18 @@ struct ServeContext {
   /// each loop's context when its protocol relays: the libuv engine then keeps rooms
   /// and joins them to the other loops' through it.
   RoomsLink* hub = nullptr;
+  /// Where ready() leaves its note for on_ready to announce; may be null.
+  std::string* ready_note = nullptr;
 
   /// Every serve function calls this once, on any thread, when it holds everything it
   /// needs to serve (its loops, buffers, workers, threads) and before it serves
   /// anyone; a serve function that fails before then returns without calling it. So
   /// nothing is announced that is not ready, and a burst of clients right after the
-  /// announcement cannot find a resource still to be made.
-  void ready() const {
+  /// announcement cannot find a resource still to be made. `note`, when not empty, is
+  /// what the model chose at start that the machine decided (KEY=VALUE words, such as
+  /// the kernel features io_uring found): the announcement carries it.
+  void ready(std::string_view note = {}) const {
+    if (ready_note != nullptr) ready_note->assign(note);
     if (on_ready) on_ready();
   }
 };
@@ -172,6 +178,7 @@ enum ModelFlag : unsigned {
   kAcceptFlag = 2,       ///< --accept
   kEpollLevelFlag = 4,   ///< --epoll-level
   kQueueLengthFlag = 8,  ///< --queue-length
+  kSqpollFlag = 16,      ///< --sqpoll
 };
 
 /// A model-specific flag as echo-server's command line, its --help and the tests know

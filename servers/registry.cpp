@@ -107,8 +107,10 @@ constexpr std::array kModels{
           .cost = {.default_workers = 8, .buffers_per_worker = 1}},
 #ifdef __linux__
     Model{.name = "io_uring",
-          .summary = "one thread, one io_uring (liburing): multishot accept, recv and send",
+          .summary = "one thread, one io_uring (liburing): multishot accept and recv into "
+                     "a buffer ring all connections share, batched submits",
           .serve = serve_io_uring,
+          .flags = kSqpollFlag,
           .platform = Platform::kLinux,
           // Its engine is its own and has no rooms yet; ws waits for them.
           .refuses = "ws",
@@ -155,6 +157,13 @@ constexpr std::array kModelFlags{
              .target = &ServerOptions::queue_length,
              .min = 1,
              .max = 1000000},
+    FlagSpec{.flag = kSqpollFlag,
+             .name = "--sqpoll",
+             .help = "a kernel thread of the server polls the submission queue, so submitting "
+                     "costs no system call; it spins for up to 100 ms after the last "
+                     "submission, and its CPU is the server's",
+             .target = &ServerOptions::sqpoll,
+             .variant_suffix = "_sqpoll"},
 };
 
 std::string_view clients_word(Clients clients) {

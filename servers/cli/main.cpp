@@ -78,9 +78,11 @@ int run(const servers::Model& model, const servers::ServerOptions& options) {
     servers::ServerStats& stats = servers::make_shared_stats();
     servers::ServeContext ctx{listener, *bound, options, stop, stats};
     // Announced only once the model holds everything it serves with.
+    std::string note;  // what the model says of its start (ServeContext::ready)
+    ctx.ready_note = &note;
     ctx.on_ready = [&] {
       std::cout << "listening on " << bound->to_string() << " model=" << model.name
-                << protocol_tag << accept_tag << std::endl;
+                << protocol_tag << accept_tag << (note.empty() ? "" : " ") << note << std::endl;
     };
     const int rc = datagrams ? model.serve_datagrams(ctx, error) : model.serve(ctx, error);
     listener.reset();
