@@ -1,9 +1,8 @@
-// WebSocket as a client speaks it, with no I/O (see ws_frame.hpp). SHA-1 and base64 come
-// from nettle.
+// WebSocket as a client speaks it, with no I/O (see ws_frame.hpp). The handshake's
+// arithmetic is common/ws_handshake.hpp's, shared with echo-server.
 #include "loadgen/protocol/ws_frame.hpp"
 
-#include <nettle/base64.h>
-#include <nettle/sha1.h>
+#include "common/ws_handshake.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -11,41 +10,9 @@
 namespace cb::loadgen::ws {
 namespace {
 
-// RFC 6455 section 1.3: the GUID a server appends to the key before hashing it.
-constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 // An answer's head longer than this is not a WebSocket server's.
 constexpr size_t kMaxHeadBytes = 8192;
 constexpr uint64_t kMaxControlBytes = 125;
-
-std::string base64(const uint8_t* data, size_t length_bytes) {
-  std::string text(BASE64_ENCODE_RAW_LENGTH(length_bytes), '\0');
-  base64_encode_raw(text.data(), length_bytes, data);
-  return text;
-}
-
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool equal_ignoring_case(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
-/// Whether the comma-separated list `value` holds `token` (case-insensitive).
-bool has_token(std::string_view value, std::string_view token) {
-  while (!value.empty()) {
-    const size_t comma = value.find(',');
-    if (equal_ignoring_case(trim(value.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
-}
 
 void put_le(char* out, uint64_t value, size_t bytes) {
   for (size_t i = 0; i < bytes; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
@@ -59,17 +26,11 @@ uint64_t get_le(const char* in, size_t bytes) {
 
 }  // namespace
 
-std::string make_key(const unsigned char (&nonce)[16]) { return base64(nonce, sizeof nonce); }
-
-std::string accept_for(std::string_view key) {
-  sha1_ctx context{};
-  sha1_init(&context);
-  sha1_update(&context, key.size(), reinterpret_cast<const uint8_t*>(key.data()));
-  sha1_update(&context, kGuid.size(), reinterpret_cast<const uint8_t*>(kGuid.data()));
-  uint8_t digest[SHA1_DIGEST_SIZE];
-  sha1_digest(&context, sizeof digest, digest);
-  return base64(digest, sizeof digest);
+std::string make_key(const unsigned char (&nonce)[16]) {
+  return websocket::base64(nonce, sizeof nonce);
 }
+
+std::string accept_for(std::string_view key) { return websocket::accept_for(key); }
 
 std::string handshake_request(std::string_view host, std::string_view target,
                               std::string_view key) {
@@ -127,11 +88,15 @@ HandshakeReader::Outcome HandshakeReader::judge() {
     head.remove_prefix(line_end + 2);
     const size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;
-    const std::string_view name = trim(line.substr(0, colon));
-    const std::string_view value = trim(line.substr(colon + 1));
-    if (equal_ignoring_case(name, "upgrade")) upgrade = has_token(value, "websocket");
-    if (equal_ignoring_case(name, "connection")) connection = has_token(value, "upgrade");
-    if (equal_ignoring_case(name, "sec-websocket-accept")) {
+    const std::string_view name = websocket::trim_blanks(line.substr(0, colon));
+    const std::string_view value = websocket::trim_blanks(line.substr(colon + 1));
+    if (websocket::equal_ignoring_case(name, "upgrade")) {
+      upgrade = websocket::has_token(value, "websocket");
+    }
+    if (websocket::equal_ignoring_case(name, "connection")) {
+      connection = websocket::has_token(value, "upgrade");
+    }
+    if (websocket::equal_ignoring_case(name, "sec-websocket-accept")) {
       accept = std::string(value.substr(0, 64));
       accept_seen = true;
     }

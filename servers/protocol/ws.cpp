@@ -1,7 +1,7 @@
 #include "servers/protocol/ws.hpp"
 
-#include <nettle/base64.h>
-#include <nettle/sha1.h>
+#include "common/ws_handshake.hpp"
+
 #include <sys/types.h>
 #include <wslay/wslay.h>
 
@@ -14,34 +14,8 @@
 namespace cb::servers {
 namespace {
 
-constexpr std::string_view kAcceptMagic = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 constexpr size_t kMaxRoomBytes = 64;
 constexpr uint16_t kPolicyViolation = 1008;
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool equal_ignoring_case(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
-}
-
-std::string_view trimmed(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
-// True when the comma-separated `list` holds `token` (case-insensitive): Connection's
-// value may be "keep-alive, Upgrade".
-bool has_token(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    const size_t comma = list.find(',');
-    if (equal_ignoring_case(trimmed(list.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
-}
 
 // A Sec-WebSocket-Key is 16 bytes in base64: 22 characters of the alphabet and "==".
 bool valid_key(std::string_view key) {
@@ -74,18 +48,6 @@ std::string room_of(std::string_view query) {
     query.remove_prefix(amp + 1);
   }
   return std::string(WsSession::kDefaultRoom);
-}
-
-std::string accept_value(std::string_view key) {
-  sha1_ctx sha;
-  sha1_init(&sha);
-  sha1_update(&sha, key.size(), reinterpret_cast<const uint8_t*>(key.data()));
-  sha1_update(&sha, kAcceptMagic.size(), reinterpret_cast<const uint8_t*>(kAcceptMagic.data()));
-  uint8_t digest[SHA1_DIGEST_SIZE];
-  sha1_digest(&sha, sizeof(digest), digest);
-  char encoded[BASE64_ENCODE_RAW_LENGTH(SHA1_DIGEST_SIZE)];
-  base64_encode_raw(encoded, sizeof(digest), digest);
-  return std::string(encoded, sizeof(encoded));
 }
 
 // The chat page: a name, a room, a message box and the conversation. It connects to
@@ -291,11 +253,11 @@ void WsSession::answer_head(std::string_view head) {
     const size_t colon = header.find(':');
     if (colon == std::string_view::npos || colon == 0) return respond(400, "Bad Request");
     const std::string_view name = header.substr(0, colon);
-    const std::string_view value = trimmed(header.substr(colon + 1));
-    if (equal_ignoring_case(name, "upgrade")) upgrade = value;
-    if (equal_ignoring_case(name, "connection")) connection = value;
-    if (equal_ignoring_case(name, "sec-websocket-key")) key = value;
-    if (equal_ignoring_case(name, "sec-websocket-version")) ws_version = value;
+    const std::string_view value = websocket::trim_blanks(header.substr(colon + 1));
+    if (websocket::equal_ignoring_case(name, "upgrade")) upgrade = value;
+    if (websocket::equal_ignoring_case(name, "connection")) connection = value;
+    if (websocket::equal_ignoring_case(name, "sec-websocket-key")) key = value;
+    if (websocket::equal_ignoring_case(name, "sec-websocket-version")) ws_version = value;
   }
 
   const size_t question = target.find('?');
@@ -308,7 +270,8 @@ void WsSession::answer_head(std::string_view head) {
     return respond(200, "OK", {}, "text/html; charset=utf-8", kChatPage, head_only);
   }
   if (path != "/echo" && path != "/chat") return respond(404, "Not Found");
-  const bool wants_upgrade = has_token(connection, "upgrade") && has_token(upgrade, "websocket");
+  const bool wants_upgrade =
+      websocket::has_token(connection, "upgrade") && websocket::has_token(upgrade, "websocket");
   if (!wants_upgrade || head_only)
     return respond(426, "Upgrade Required", "Upgrade: websocket\r\nConnection: Upgrade\r\n");
   if (ws_version != "13")
@@ -360,7 +323,7 @@ bool WsSession::accept(std::string_view key) {
   output_ +=
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: " +
-      accept_value(key) + "\r\n\r\n";
+      websocket::accept_for(key) + "\r\n\r\n";
   state_ = State::kOpen;
   return true;
 }
