@@ -274,12 +274,16 @@ class WsChat(unittest.TestCase):
 
     def check_room(self, server: Server, total_order: bool) -> None:
         members = [Client(server.port, "/chat?room=r") for _ in range(3)]
+        # A member that reads and never sends: no read of its own ever asks the server
+        # to write to it, so it gets the room's messages only if the model sends them
+        # unasked.
+        listener = Client(server.port, "/chat?room=r")
         outsider = Client(server.port, "/chat?room=other")
         idle = Client(server.port, "/chat?room=r", rcvbuf=4096)
         # 6.7 MB: past the idle member's backlog and its socket buffers, which the kernel
         # grows up to 4 MiB (net.ipv4.tcp_wmem) even for a peer that never reads.
         count = 420
-        readers = [Reader(member, count) for member in members]
+        readers = [Reader(member, count) for member in members + [listener]]
         for reader in readers:
             reader.start()
         start = time.monotonic()
@@ -307,7 +311,7 @@ class WsChat(unittest.TestCase):
         # The outsider got nothing: a ping is answered first.
         outsider.send(9, b"?")
         self.assertEqual(outsider.recv(), (10, b"?"))
-        for client in members + [outsider, idle]:
+        for client in members + [listener, outsider, idle]:
             client.close()
         self.assertIn(" evicted=1", server.stop())
 
