@@ -259,7 +259,7 @@ using ServeFunction = int (*)(const ServeContext& ctx, std::string& error);
 struct Model {
   std::string_view name;     ///< the --model name, the same as its file's
   std::string_view summary;  ///< the line --list-models prints
-  /// The stream protocols (tcp, http) on ctx.listener, a listening TCP socket; its
+  /// The stream protocols (tcp, http, ws) on ctx.listener, a listening TCP socket; its
   /// engine makes each connection's session from ctx.options.protocol.
   ServeFunction serve = nullptr;
   /// The datagram protocols (udp) on ctx.listener, a bound UDP socket; nullptr when
@@ -271,9 +271,6 @@ struct Model {
   WorkerKind workers = WorkerKind::kNone;  ///< not kNone exactly when it takes kWorkersFlag
   Platform platform = Platform::kPosix;
   RoomKind rooms = RoomKind::kNone;
-  /// Stream protocols this model does not serve although it has a serve(), one word
-  /// each, separated by commas ("ws"): refused as for any protocol it does not serve.
-  std::string_view refuses = {};
   /// Optional, for models the kernel may refuse: checks that this machine can run the
   /// model, before echo-server binds or announces anything, so that nobody reads a
   /// "listening on" line from a server about to give up. Returns false with `error`
@@ -283,20 +280,8 @@ struct Model {
 
   constexpr bool takes(ModelFlag flag) const { return (flags & flag) != 0; }
   constexpr bool serves(const Protocol& protocol) const {
-    return protocol.transport == Transport::kStream ? serve != nullptr && !refuses_(protocol.name)
+    return protocol.transport == Transport::kStream ? serve != nullptr
                                                     : serve_datagrams != nullptr;
-  }
-
- private:
-  constexpr bool refuses_(std::string_view protocol) const {
-    std::string_view rest = refuses;
-    while (!rest.empty()) {
-      const size_t comma = rest.find(',');
-      if (rest.substr(0, comma) == protocol) return true;
-      if (comma == std::string_view::npos) break;
-      rest.remove_prefix(comma + 1);
-    }
-    return false;
   }
 };
 

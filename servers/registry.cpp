@@ -112,8 +112,7 @@ constexpr std::array kModels{
           .serve = serve_io_uring,
           .flags = kSqpollFlag,
           .platform = Platform::kLinux,
-          // Its engine is its own and has no rooms yet; ws waits for them.
-          .refuses = "ws",
+          .rooms = RoomKind::kOneLoop,
           .available = io_uring_available},
 #endif
 };

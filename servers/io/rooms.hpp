@@ -1,9 +1,9 @@
 // The rooms of the models that relay between their connections (ws's /chat). LoopRooms
 // and SoloRooms are kept by the one thread that serves all their members, so neither
 // needs a lock: LoopRooms for a loop that serves many connections (select, poll, epoll,
-// libuv), whose publish walks the room's members and appends to each one's output, and
-// SoloRooms for a model that serves one connection at a time (iterative), whose every
-// room has one member. SharedRooms is shared by threads that each serve their own
+// libuv, io_uring), whose publish walks the room's members and appends to each one's
+// output, and SoloRooms for a model that serves one connection at a time (iterative),
+// whose every room has one member. SharedRooms is shared by threads that each serve their own
 // members (thread, threadpool): a lock and a bounded mailbox per member.
 #pragma once
 

@@ -14,6 +14,12 @@
 // keeps receiving while its send is in flight: the bytes that arrive meanwhile wait
 // in its queue, and once more than output_limit_bytes() waits, its recv is cancelled
 // until the queue drains, which bounds what a client that never reads can cost.
+// Rooms (ws's /chat) are walked by the loop: a message read is appended to every
+// member's output at once, so all members see one total order, and every member given
+// output gets a send started at the end of the round, the idle ones too (no read of
+// theirs would start it). What waits for a member beside its send in flight is bounded
+// by --max-backlog: past it the member is evicted. Without rooms (tcp, http) none of
+// this runs.
 #include <liburing.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -31,11 +37,13 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "net/fd.hpp"
 #include "net/socket.hpp"
+#include "servers/io/rooms.hpp"
 #include "servers/model.hpp"
 
 namespace cb::servers {
@@ -163,7 +171,8 @@ struct Connection {
 class Server {
  public:
   explicit Server(const ServeContext& ctx)
-      : ctx_(ctx),
+      : rooms_(ctx.options.max_backlog_bytes, ctx.stats.evicted, /*track_touched=*/true),
+        ctx_(relaying_context(ctx, rooms_)),
         acceptor_(/*nonblocking=*/true),
         output_limit_(output_limit_bytes(ctx.options.buffer_bytes)) {}
   Server(const Server&) = delete;
@@ -212,6 +221,8 @@ class Server {
   void settle(Connection& connection);
 
   void handle_completions();
+  /// Starts a send for every member the rooms gave output this round, and settles it.
+  void serve_touched();
   void on_completion(uint64_t user_data, int res, unsigned flags);
   void on_accept(int res, unsigned flags);
   void add_connection(net::Fd fd);
@@ -228,7 +239,8 @@ class Server {
   /// Records the first fatal error and stops.
   void fail(const std::string& what, int err);
 
-  const ServeContext& ctx_;
+  LoopRooms rooms_;  // outlives the connections, whose sessions may be members
+  const ServeContext ctx_;  // with rooms_ when the protocol relays (ws)
   net::Acceptor acceptor_;  // sheds a connection when out of descriptors
   const size_t output_limit_;
   io_uring ring_{};
@@ -247,6 +259,9 @@ class Server {
   std::vector<Connection*> starved_;  // recvs ended by ENOBUFS, armed again at round end
 
   std::list<Connection> connections_;  // a list: requests point at their node
+  // With rooms: each open connection, by its session, for the rooms' deliveries.
+  std::unordered_map<const Session*, Connection*> connection_of_;
+  std::vector<Session*> touched_;  // serve_touched()'s, kept for its memory
   uint64_t in_flight_ = 0;             // requests submitted whose last completion is due
   bool multishot_accept_ = true;       // false once the kernel refused multishot accept
   bool multishot_recv_ = true;         // false once the kernel refused multishot recv
@@ -534,7 +549,22 @@ void Server::handle_completions() {
     on_completion(io_uring_cqe_get_data64(cqe), cqe->res, cqe->flags);
   }
   io_uring_cq_advance(&ring_, seen);
+  // What this round published goes out now, to every member of each room.
+  if (ctx_.rooms != nullptr && rooms_.has_touched()) serve_touched();
   end_round();
+}
+
+void Server::serve_touched() {
+  rooms_.take_touched(touched_);
+  for (Session* member : touched_) {
+    // The rooms forget a member whose session goes, and its connection is remembered
+    // until then; settle() may free only the connection it is given.
+    const auto found = connection_of_.find(member);
+    if (found == connection_of_.end()) continue;
+    Connection& connection = *found->second;
+    send_next(connection);
+    settle(connection);
+  }
 }
 
 void Server::on_completion(uint64_t user_data, int res, unsigned flags) {
@@ -612,6 +642,7 @@ void Server::add_connection(net::Fd fd) {
   ctx_.stats.on_open();
   connection.session = open_session(ctx_);
   if (!connection.session) return close(connection, /*failed=*/true);  // out of memory
+  if (ctx_.rooms != nullptr) connection_of_[connection.session.get()] = &connection;
   arm_recv(connection);
 }
 
@@ -713,7 +744,8 @@ void Server::free_if_done(Connection& connection) {
   if (connection.recv_armed || connection.send_armed) return;
   if (connection.held_buffer >= 0) give_back(static_cast<unsigned>(connection.held_buffer));
   if (connection.starved) std::erase(starved_, &connection);
-  connections_.erase(connection.self);  // closes the descriptor
+  if (ctx_.rooms != nullptr && connection.session) connection_of_.erase(connection.session.get());
+  connections_.erase(connection.self);  // closes the descriptor; its session leaves its room
   ctx_.stats.on_close();
 }
 
