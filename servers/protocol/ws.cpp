@@ -157,21 +157,25 @@ struct WsCallbacks {
     return static_cast<ssize_t>(len);
   }
 
-  static void message(wslay_event_context_ptr ctx, const wslay_event_on_msg_recv_arg* arg,
+  // A message's echo (or its relay) is written here, at once, not queued in wslay: wslay
+  // sends its control frames first, so a close that came in the same read as messages
+  // would otherwise be answered before their echoes, which then never went out. wslay
+  // reads nothing after a close or a bad frame, so nothing is written after its close.
+  static void message(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg,
                       void* user_data) {
     WsSession& self = *static_cast<WsSession*>(user_data);
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) return;
     if (self.closing_) return;
     ++self.taken_;
+    const std::span<const char> payload(reinterpret_cast<const char*>(arg->msg),
+                                        arg->msg_length);
     if (!self.chat_) {
-      const wslay_event_msg echo{arg->opcode, arg->msg, arg->msg_length};
-      if (wslay_event_queue_msg(ctx, &echo) != 0) self.closing_ = true;
+      append_ws_frame(self.output_, arg->opcode, payload);
       return;
     }
     if (!self.in_room_) return;
     std::string frame;
-    append_ws_frame(frame, arg->opcode,
-                    {reinterpret_cast<const char*>(arg->msg), arg->msg_length});
+    append_ws_frame(frame, arg->opcode, payload);
     self.rooms_->publish(self, frame);
   }
 };
