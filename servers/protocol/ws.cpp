@@ -159,14 +159,20 @@ struct WsCallbacks {
 
   // A message's echo (or its relay) is written here, at once, not queued in wslay: wslay
   // sends its control frames first, so a close that came in the same read as messages
-  // would otherwise be answered before their echoes, which then never went out. wslay
-  // reads nothing after a close or a bad frame, so nothing is written after its close.
-  static void message(wslay_event_context_ptr, const wslay_event_on_msg_recv_arg* arg,
+  // would otherwise be answered before their echoes, which then never went out. What
+  // wslay holds (pongs of earlier pings) goes out first, so answers keep the order of
+  // what they answer. wslay reads nothing after a close or a bad frame, so nothing is
+  // written after its close.
+  static void message(wslay_event_context_ptr ctx, const wslay_event_on_msg_recv_arg* arg,
                       void* user_data) {
     WsSession& self = *static_cast<WsSession*>(user_data);
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) return;
     if (self.closing_) return;
     ++self.taken_;
+    if (wslay_event_want_write(ctx) && wslay_event_send(ctx) != 0) {
+      self.closing_ = true;
+      return;
+    }
     const std::span<const char> payload(reinterpret_cast<const char*>(arg->msg),
                                         arg->msg_length);
     if (!self.chat_) {

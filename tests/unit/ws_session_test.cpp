@@ -224,13 +224,12 @@ TEST(WsSession, EchoesTextAndBinaryOfEverySizeInAnyPieces) {
 TEST(WsSession, FragmentsAreOneMessageAndPingsBetweenThemAreAnswered) {
   const Echoed result = echo(client_frame(1, "Hel", /*fin=*/false) + client_frame(9, "p!") +
                              client_frame(0, "lo, ", false) + client_frame(0, "world"));
-  // The pong goes out with this read's answer, after the echo the same read completed.
   ASSERT_EQ(result.sent.frames.size(), 2u);
-  EXPECT_EQ(result.sent.frames[0].opcode, 1);
-  EXPECT_TRUE(result.sent.frames[0].fin);
-  EXPECT_EQ(result.sent.frames[0].payload, "Hello, world");
-  EXPECT_EQ(result.sent.frames[1].opcode, 10);
-  EXPECT_EQ(result.sent.frames[1].payload, "p!");
+  EXPECT_EQ(result.sent.frames[0].opcode, 10);  // the pong, before the echo it preceded
+  EXPECT_EQ(result.sent.frames[0].payload, "p!");
+  EXPECT_EQ(result.sent.frames[1].opcode, 1);
+  EXPECT_TRUE(result.sent.frames[1].fin);
+  EXPECT_EQ(result.sent.frames[1].payload, "Hello, world");
   EXPECT_EQ(result.messages, 1u);
 }
 
