@@ -348,9 +348,7 @@ uint32_t WsSession::read_frames(std::span<const char> input) {
     // Out of memory, nothing more can be said.
     if (received != WSLAY_ERR_NOMEM && !wslay_event_get_close_sent(ws_)) {
       wslay_event_send(ws_);  // what it queued before the bad frame goes first
-      const char code[] = {static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR >> 8),
-                           static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR & 0xff)};
-      append_ws_frame(output_, WSLAY_CONNECTION_CLOSE, code);
+      close_for_protocol_error();
     }
     closing_ = true;
     return taken_;
@@ -358,9 +356,20 @@ uint32_t WsSession::read_frames(std::span<const char> input) {
   // An eviction during the read (this session's own publish) queued the last frame.
   if (closing_) return taken_;
   if (wslay_event_send(ws_) != 0) closing_ = true;
-  // Both closes are through (or a bad frame was answered with its close): done.
-  if (!wslay_event_want_read(ws_) && !wslay_event_want_write(ws_)) closing_ = true;
+  // wslay reads nothing more once a close came or it failed a frame, so the connection
+  // is done once its answer is out. A bad close frame cut over reads can leave wslay
+  // neither reading nor writing its answer: that answer is 1002, here.
+  if (!wslay_event_want_read(ws_)) {
+    if (!wslay_event_get_close_sent(ws_)) close_for_protocol_error();
+    closing_ = true;
+  }
   return taken_;
+}
+
+void WsSession::close_for_protocol_error() {
+  const char code[] = {static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR >> 8),
+                       static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR & 0xff)};
+  append_ws_frame(output_, WSLAY_CONNECTION_CLOSE, code);
 }
 
 void WsSession::evict() {

@@ -4,9 +4,10 @@
 // upgrade to /echo, to /chat, or to a room the rooms refuse) and --max-message; the
 // rest follows the opening. The whole is fed in pieces and again at once, and what the
 // session wrote is read back with loadgen's frame reader: the same response head, the
-// same messages and close codes, the same count of messages taken, either way, as it
-// must be however the network splits a client's bytes (pongs may go out earlier or
-// later, so they are not compared). Its room holds a second, quiet member, and a member
+// same messages, the same count of messages taken, as it must be however the network
+// splits a client's bytes (pongs may go out earlier or later, and wslay may fail a bad
+// close frame before its end when more of it came in one read, so closes and whether
+// the session ends on input cut short are not compared). Its room holds a second, quiet member, and a member
 // past a small total of deliveries is evicted as the engines evict past --max-backlog,
 // so the publish, eviction and leave paths run under the fuzzer too. Once a session is
 // closing() it writes nothing more; what it writes begins with an HTTP status line; no
@@ -91,8 +92,12 @@ struct Heard final : cb::loadgen::ws::FrameListener {
     events.push_back("m" + std::to_string(opcode) + ":" + std::string(data, length));
     return true;
   }
-  bool on_close(unsigned code, std::string_view reason) override {
-    events.push_back("c" + std::to_string(code) + ":" + std::string(reason));
+  bool on_close(unsigned, std::string_view) override {
+    // Which close answers a bad close frame depends on where the reads cut it (wslay
+    // answers a reason that is not UTF-8 with 1007 when the frame comes whole, and may
+    // answer nothing when it comes split; the session closes either way), so the close
+    // ends the reading and is compared no further (a client's own code comes back as
+    // it sent it, whatever it is).
     return false;
   }
   bool on_ping(const char*, size_t) override { __builtin_trap(); }  // a server never pings
@@ -105,11 +110,17 @@ std::vector<std::string> read_back(std::string_view written, bool has_head) {
     events.emplace_back(written.substr(0, end));
     if (end == std::string_view::npos) return events;
     written.remove_prefix(end + 4);
+    if (events[0].rfind("HTTP/1.1 101 ", 0) != 0) {  // an HTTP answer: its body
+      events.emplace_back(written);
+      return events;
+    }
   }
   Heard heard;
   cb::loadgen::ws::FrameReader reader(heard, UINT64_MAX);
-  const auto outcome = reader.feed(written.data(), written.size());
-  heard.events.push_back("end" + std::to_string(static_cast<int>(outcome)) + reader.error());
+  // What a server writes is always well framed.
+  if (reader.feed(written.data(), written.size()) == cb::loadgen::ws::FrameReader::Outcome::kError) {
+    __builtin_trap();
+  }
   events.insert(events.end(), heard.events.begin(), heard.events.end());
   return events;
 }
@@ -177,8 +188,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Outcome whole = feed(input, nullptr, 0, limit);
   if (read_back(pieces.written, true) != read_back(whole.written, true) ||
       read_back(pieces.heard, false) != read_back(whole.heard, false) ||
-      pieces.messages != whole.messages || pieces.closing != whole.closing ||
-      pieces.upgraded != whole.upgraded) {
+      pieces.messages != whole.messages || pieces.upgraded != whole.upgraded) {
     __builtin_trap();
   }
   if (!whole.written.empty() && whole.written.rfind("HTTP/1.1 ", 0) != 0) __builtin_trap();
