@@ -157,21 +157,31 @@ struct WsCallbacks {
     return static_cast<ssize_t>(len);
   }
 
+  // A message's echo (or its relay) is written here, at once, not queued in wslay: wslay
+  // sends its control frames first, so a close that came in the same read as messages
+  // would otherwise be answered before their echoes, which then never went out. What
+  // wslay holds (pongs of earlier pings) goes out first, so answers keep the order of
+  // what they answer. wslay reads nothing after a close or a bad frame, so nothing is
+  // written after its close.
   static void message(wslay_event_context_ptr ctx, const wslay_event_on_msg_recv_arg* arg,
                       void* user_data) {
     WsSession& self = *static_cast<WsSession*>(user_data);
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) return;
     if (self.closing_) return;
     ++self.taken_;
+    if (wslay_event_want_write(ctx) && wslay_event_send(ctx) != 0) {
+      self.closing_ = true;
+      return;
+    }
+    const std::span<const char> payload(reinterpret_cast<const char*>(arg->msg),
+                                        arg->msg_length);
     if (!self.chat_) {
-      const wslay_event_msg echo{arg->opcode, arg->msg, arg->msg_length};
-      if (wslay_event_queue_msg(ctx, &echo) != 0) self.closing_ = true;
+      append_ws_frame(self.output_, arg->opcode, payload);
       return;
     }
     if (!self.in_room_) return;
     std::string frame;
-    append_ws_frame(frame, arg->opcode,
-                    {reinterpret_cast<const char*>(arg->msg), arg->msg_length});
+    append_ws_frame(frame, arg->opcode, payload);
     self.rooms_->publish(self, frame);
   }
 };
@@ -338,9 +348,7 @@ uint32_t WsSession::read_frames(std::span<const char> input) {
     // Out of memory, nothing more can be said.
     if (received != WSLAY_ERR_NOMEM && !wslay_event_get_close_sent(ws_)) {
       wslay_event_send(ws_);  // what it queued before the bad frame goes first
-      const char code[] = {static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR >> 8),
-                           static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR & 0xff)};
-      append_ws_frame(output_, WSLAY_CONNECTION_CLOSE, code);
+      close_for_protocol_error();
     }
     closing_ = true;
     return taken_;
@@ -348,9 +356,20 @@ uint32_t WsSession::read_frames(std::span<const char> input) {
   // An eviction during the read (this session's own publish) queued the last frame.
   if (closing_) return taken_;
   if (wslay_event_send(ws_) != 0) closing_ = true;
-  // Both closes are through (or a bad frame was answered with its close): done.
-  if (!wslay_event_want_read(ws_) && !wslay_event_want_write(ws_)) closing_ = true;
+  // wslay reads nothing more once a close came or it failed a frame, so the connection
+  // is done once its answer is out. A bad close frame cut over reads can leave wslay
+  // neither reading nor writing its answer: that answer is 1002, here.
+  if (!wslay_event_want_read(ws_)) {
+    if (!wslay_event_get_close_sent(ws_)) close_for_protocol_error();
+    closing_ = true;
+  }
   return taken_;
+}
+
+void WsSession::close_for_protocol_error() {
+  const char code[] = {static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR >> 8),
+                       static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR & 0xff)};
+  append_ws_frame(output_, WSLAY_CONNECTION_CLOSE, code);
 }
 
 void WsSession::evict() {

@@ -80,6 +80,8 @@ class WsSession final : public Session {
   /// Hands `input` to wslay and appends what it sends.
   uint32_t read_frames(std::span<const char> input);
   void leave_room();
+  /// Appends a close frame with 1002 (a bad frame).
+  void close_for_protocol_error();
 
   /// wslay's callbacks, which read input_ and append to output_.
   friend struct WsCallbacks;

@@ -225,12 +225,28 @@ TEST(WsSession, FragmentsAreOneMessageAndPingsBetweenThemAreAnswered) {
   const Echoed result = echo(client_frame(1, "Hel", /*fin=*/false) + client_frame(9, "p!") +
                              client_frame(0, "lo, ", false) + client_frame(0, "world"));
   ASSERT_EQ(result.sent.frames.size(), 2u);
-  EXPECT_EQ(result.sent.frames[0].opcode, 10);  // the pong, at once
+  EXPECT_EQ(result.sent.frames[0].opcode, 10);  // the pong, before the echo it preceded
   EXPECT_EQ(result.sent.frames[0].payload, "p!");
   EXPECT_EQ(result.sent.frames[1].opcode, 1);
   EXPECT_TRUE(result.sent.frames[1].fin);
   EXPECT_EQ(result.sent.frames[1].payload, "Hello, world");
   EXPECT_EQ(result.messages, 1u);
+}
+
+// A client that sends its last messages and its close in one write (send, then close)
+// gets every echo before the close's answer, as it would if they came in separate reads.
+TEST(WsSession, MessagesReadWithACloseAreEchoedBeforeIt) {
+  for (const size_t piece : {size_t{0}, size_t{1}}) {
+    const Echoed result = echo(client_frame(1, "last") + client_frame(2, "words") +
+                                   client_frame(8, close_payload(1000)),
+                               piece);
+    ASSERT_EQ(result.sent.frames.size(), 3u) << "in pieces of " << piece;
+    EXPECT_EQ(result.sent.frames[0].payload, "last");
+    EXPECT_EQ(result.sent.frames[1].payload, "words");
+    EXPECT_EQ(result.sent.frames[2].close_code(), 1000);
+    EXPECT_EQ(result.messages, 2u);
+    EXPECT_TRUE(result.closing);
+  }
 }
 
 TEST(WsSession, CloseIsAnsweredWithItsCodeAndEndsTheSession) {

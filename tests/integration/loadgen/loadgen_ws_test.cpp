@@ -5,7 +5,9 @@
 // with a code. Checks the deliveries loadgen counts against what such a peer must have
 // done: with nobody slow, every message reaches every member (delivered == expected,
 // each message once per member of its room); an idle or trickling member is closed by
-// the peer and reported, and costs the others nothing. Skipped only when node is missing;
+// the peer and reported, and costs the others nothing. A relay with a known delay and
+// known faults (ws_fault_relay.js) checks the fan-out latency against that delay, and
+// that one message dropped and one duplicated are counted as exactly that. Skipped only when node is missing;
 // the peer's package is installed with npm ci when its node_modules is not there.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -58,6 +60,13 @@ class LoadgenWs : public ::testing::Test {
 
   StartedServer start_peer(const std::vector<std::string>& flags = {}) {
     std::vector<std::string> argv{node_, kPeerDir + "/server.js", "--port", "0"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return start_server_or_throw(argv);
+  }
+  /// ws_fault_relay.js: a /chat relay with a known delay and injected faults.
+  StartedServer start_relay(const std::vector<std::string>& flags) {
+    std::vector<std::string> argv{node_, CB_SOURCE_DIR "/tests/integration/loadgen/ws_fault_relay.js",
+                                  kPeerDir};
     argv.insert(argv.end(), flags.begin(), flags.end());
     return start_server_or_throw(argv);
   }
@@ -149,6 +158,43 @@ TEST_F(LoadgenWs, ChatInOpenLoopKeepsTheRateOverTwoThreads) {
   const std::string dump = report->dump(2);
   EXPECT_NEAR(number(*report, "offered_rps"), 1000.0, 50.0) << dump;
   EXPECT_NEAR(number(*report, "deliveries_per_s"), 5000.0, 5000.0 * 0.1) << dump;
+}
+
+// Every message waits exactly 40 ms in the relay: no delivery can be faster (the fan-out
+// latency runs from the intended send time, before the relay got it), and on an idle
+// loopback the median is not much slower.
+TEST_F(LoadgenWs, FanOutLatencyIsTheRelaysDelayAndLittleMore) {
+  constexpr double kDelayUs = 40'000;
+  auto relay = start_relay({"--delay-ms", "40"});
+  auto report = measure(relay, {"--path", "/chat", "--connections", "4", "--duration", "2s",
+                                "--timeout", "1s"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  // Closed loop, one message in flight per member: about 4 / 40 ms.
+  EXPECT_GT(number(*report, "requests"), 100.0) << dump;
+  EXPECT_EQ(number(*report, "deliveries"), 4 * number(*report, "requests")) << dump;
+  EXPECT_EQ(number(*report, "deliveries_lost"), 0.0) << dump;
+  EXPECT_GE(number(*report, "latency_min_us"), kDelayUs) << dump;
+  EXPECT_GE(number(*report, "latency_p50_us"), kDelayUs) << dump;
+  EXPECT_LE(number(*report, "latency_p50_us"), kDelayUs + 20'000) << dump;
+}
+
+// The relay drops its 30th message for one member and sends its 60th twice to one
+// member (never the sender, whose own copy completes its request): loadgen reports one
+// delivery lost and one duplicated, and nothing else amiss.
+TEST_F(LoadgenWs, OneLossAndOneDuplicateAreCountedAsInjected) {
+  auto relay = start_relay({"--drop", "30", "--duplicate", "60"});
+  auto report = measure(relay, {"--path", "/chat", "--connections", "3", "--duration", "1s",
+                                "--timeout", "500ms"});
+  ASSERT_TRUE(report);
+  const std::string dump = report->dump(2);
+  EXPECT_GT(number(*report, "requests"), 100.0) << dump;
+  EXPECT_EQ(number(*report, "deliveries_lost"), 1.0) << dump;
+  EXPECT_EQ(number(*report, "deliveries_duplicated"), 1.0) << dump;
+  EXPECT_EQ(number(*report, "deliveries"), number(*report, "deliveries_expected") - 1) << dump;
+  EXPECT_EQ(number(*report, "deliveries_out_of_order"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "deliveries_late"), 0.0) << dump;
+  EXPECT_EQ(number(*report, "errors"), 0.0) << dump;
 }
 
 // Slow members who stop reading fill the kernel's buffers, then the peer's backlog for
