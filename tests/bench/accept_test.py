@@ -85,6 +85,9 @@ class Scenario(unittest.TestCase):
         self.assertIn(f"not a model with --accept: {without[0]}", result.stderr)
 
     def test_a_short_run_end_to_end(self):
+        if not servers.FLOOR.exists():
+            # The sanitizer presets build no benchmarks; the Release run covers this one.
+            self.skipTest(f"{servers.FLOOR} is not built in this preset")
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "run"
             # One model, the first that takes --accept, keeps it short.

@@ -29,8 +29,14 @@ import time
 
 SKIP = 77
 # Open MPI refuses to run as root unless told; the tests run as whoever runs CTest.
+# Open MPI does not free all it allocates by MPI_Finalize (in libmpi and its dlopen'ed
+# components, no frame of ours), which LeakSanitizer would report from every rank of a
+# sanitizer build: leak checking is off for the ranks only (a loadgen run without
+# mpirun is checked by the other tests).
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_btl_base_warn_component_unused="0")
+               OMPI_MCA_btl_base_warn_component_unused="0",
+               ASAN_OPTIONS=":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                   "detect_leaks=0"])))
 
 
 def skip_unless_mpi(loadgen):
@@ -257,7 +263,7 @@ def test_namespaces(loadgen, echo_server):
     before = (netns_names(), bridges()) if shutil.which("ip") else None
     command = [script, "--build", build, "--ranks", "2", "--", "--connections", "8",
                "--duration", "2s", "--per-rank", "--json"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120, env=MPI_ENV)
     run.command = " ".join(command)
     if run.returncode == SKIP:
         print(run.stderr.strip().replace("mpi-hosts: SKIPPED", "SKIPPED"))
