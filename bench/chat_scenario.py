@@ -16,7 +16,7 @@ from __future__ import annotations
 from statistics import median
 
 import peers
-from results import describe_result
+from results import column_values, describe_result
 from servers import LIVE_SERVERS, Server, model_traits, pinned
 
 PEER = "node-ws"
@@ -131,13 +131,7 @@ def describe_deliveries(row: dict[str, str]) -> str:
 
 
 def med(rows: list[dict[str, str]], key: str) -> float | None:
-    values = []
-    for row in rows:
-        try:
-            if row.get("outcome") == "ok":
-                values.append(float(row[key]))
-        except (KeyError, TypeError, ValueError):
-            pass
+    values = column_values([row for row in rows if row.get("outcome") == "ok"], key)
     return median(values) if values else None
 
 
