@@ -15,8 +15,8 @@ namespace cb::servers {
 int serve_libuv_stream(const ServeContext& ctx, std::string& error);
 
 /// serve_libuv_stream, with rooms shared by the loop's connections (LoopRooms): what a
-/// session publishes is appended to every member's output and written at once, in the
-/// same callback. For a loop that serves every connection of the server (the libuv
+/// session publishes is appended to every member's output at once, and written in the
+/// loop's check phase, one write per member for all of a turn's messages. For a loop that serves every connection of the server (the libuv
 /// model); the loops of prefork and reactors would each see part of a room.
 int serve_libuv_stream_with_rooms(const ServeContext& ctx, std::string& error);
 

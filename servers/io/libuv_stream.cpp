@@ -164,6 +164,9 @@ class Server {
   }
   /// Writes what the rooms gave their members since the last call.
   void deliver();
+  /// The loop's check phase, after every read of the turn: one write per member that
+  /// got output, however many messages the turn's reads published to it.
+  static void deliver_cb(uv_check_t* check);
 
  private:
   static void listener_cb(uv_poll_t* poll, int status, int events);
@@ -206,6 +209,7 @@ class Server {
   /// takes it out and puts it back itself; `paused_` while it is out.
   bool exclusive_ = false;
   bool paused_ = false;
+  uv_check_t deliver_{};  ///< with rooms: runs deliver_cb once a turn
   uv_async_t hub_wake_{};  ///< with ctx_.hub: woken when another loop posts
   uv_poll_t hub_poll_{};   ///< with ctx_.hub's watch_fd(): readable when posts wait
   std::vector<RoomsLink::Posted> posted_;  ///< hub_cb's, kept for its memory
@@ -284,8 +288,8 @@ void Connection::on_read(std::unique_ptr<char[]> data, size_t length_bytes) {
   const Reply reply = session_->on_read({data.get(), length_bytes});
   if (reply.messages > 0)
     server_.ctx().stats.messages.fetch_add(reply.messages, std::memory_order_relaxed);
-  // What this read published goes to every member of its room now, this one included.
-  if (server_.ctx().rooms != nullptr) server_.deliver();
+  // What this read published is in every member's output now, this one's included; the
+  // others' goes out once this turn of the loop has read everything ready (deliver_cb).
   if (reply.send_input) return send_input(std::move(data), length_bytes);
   server_.buffers().give_back(std::move(data));  // the session keeps what it needs
   // Whatever the peer sends after the message that ends the connection goes unread.
@@ -614,8 +618,10 @@ void Server::hub_poll_cb(uv_poll_t* poll, int, int) {
 void Server::take_posts() {
   ctx_.hub->take(static_cast<size_t>(ctx_.worker_index), posted_);
   for (const RoomsLink::Posted& posted : posted_) rooms_.deliver(posted.room, posted.bytes);
-  deliver();
+  // Written by deliver_cb, later in this turn.
 }
+
+void Server::deliver_cb(uv_check_t* check) { static_cast<Server*>(check->data)->deliver(); }
 
 void Server::close_everything() {
   // No other loop may wake this one once its handles close.
@@ -649,6 +655,19 @@ int Server::setup(std::string& error) {
     rc = uv_timer_start(&sweep_, sweep_cb, kDeadlineSweepMs, kDeadlineSweepMs);
     if (rc < 0) {
       error = uv_failure("uv_timer_start", rc);
+      return 1;
+    }
+  }
+
+  if (ctx_.rooms != nullptr) {
+    // A check handle never keeps the loop from waiting, so an idle room costs nothing.
+    rc = uv_check_init(&loop_, &deliver_);
+    if (rc == 0) {
+      deliver_.data = this;
+      rc = uv_check_start(&deliver_, deliver_cb);
+    }
+    if (rc < 0) {
+      error = uv_failure("uv_check_start", rc);
       return 1;
     }
   }

@@ -5,7 +5,8 @@
 // holds a uv_udp_t on the bound socket. The loop itself is the shared libuv engine
 // (servers/io/libuv_loop.hpp), which prefork and reactors run in every worker. Its
 // rooms (ws's /chat) are walked by the loop: a message read is appended to every
-// member's output and written in the same callback, so all members see one order.
+// member's output, and each member's share of a turn's messages goes out in one write
+// in the loop's check phase; one thread publishes, so all members see one order.
 #include "servers/io/libuv_loop.hpp"
 
 namespace cb::servers {
