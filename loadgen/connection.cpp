@@ -177,7 +177,15 @@ void Connection::received(ssize_t nread, const uv_buf_t* buf) {
   settle(on_data(buf->base, static_cast<size_t>(nread), now_ns));
 }
 
-Step Connection::on_read_error(int, uint64_t now_ns) {
+Step Connection::on_read_error(int status, uint64_t now_ns) {
+  // Before its handshake was answered: a server that accepts and then closes or resets
+  // (one that refuses past its capacity) failed the handshake, and says so.
+  if (handshakes() && !counted_) {
+    return handshake_failed(status == UV_EOF ? "closed the connection before the handshake was answered"
+                                             : std::string(uv_strerror(status)) +
+                                                   " before the handshake was answered",
+                            now_ns);
+  }
   // EOF included: the server closed a connection loadgen was still using.
   return fail(ErrorKind::kRead, now_ns);
 }
@@ -275,6 +283,12 @@ void Connection::close_socket(bool reopen, bool pause) {
   if (state_ == State::kConnected && counted_) {
     ProgressCounters::bump(worker_.progress().established, -1);
     if (slow_) ProgressCounters::bump(worker_.progress().slow_established, -1);
+  }
+  if (state_ == State::kConnected && !counted_ && initial_attempt_) {
+    // Closed with its handshake unfinished (a write that failed, say): the first attempt
+    // is over all the same, or the run would wait for it before its window for ever.
+    initial_attempt_ = false;
+    worker_.first_attempt_done(slow_);
   }
   counted_ = false;
   state_ = State::kClosing;

@@ -242,6 +242,22 @@ TEST_F(LoadgenWs, ServerThatDoesNotUpgradeIsOneClearError) {
       << run.describe();
 }
 
+// A server that takes connections and closes them unanswered (one refusing past its
+// capacity does): each join is a failed handshake, not a wait for ever before the window.
+TEST_F(LoadgenWs, ServerThatClosesBeforeTheHandshakeIsOneClearError) {
+  for (const char* close : {"s.end()", "s.resetAndDestroy()"}) {
+    SCOPED_TRACE(close);
+    auto server = start_script(std::string("s => { s.on('error', () => {}); ") + close + "; }");
+    RunResult run = run_loadgen(target(server) + std::vector<std::string>{
+                                                     "--path", "/chat", "--connections", "4",
+                                                     "--duration", "1s", "--timeout", "1s"});
+    EXPECT_EQ(run.code(), 1) << run.describe();
+    ASSERT_EQ(run.err_lines.size(), 1u) << run.describe();
+    EXPECT_NE(run.err_lines[0].find("before the handshake was answered"), std::string::npos)
+        << run.describe();
+  }
+}
+
 TEST_F(LoadgenWs, WrongAcceptHeaderIsOneClearError) {
   auto server = start_script(
       "s => s.once('data', () => s.write("
