@@ -5,7 +5,8 @@ ROOM_SIZES members, and the middle size again with IDLE_MEMBERS idle slow member
 join and never read; each case a fresh server pinned apart from loadgen. Every message
 goes to every member, so a room of N members owes N deliveries per message: the
 summary sets deliveries/s and the p99 fan-out latency side by side, states our ratios
-to the Node peer, and what the idle members did to the others' p99.
+to the Node peer, what the idle members did to the others' p99, how many of them each
+server evicted (server_evicted, from its last line) and what they cost it in memory.
 
 Bounded: each case is --duration (+ --warmup) plus the drain of DRAIN (the time a
 message has to reach every member before it counts as lost). Run by cases.run through
@@ -13,6 +14,7 @@ the bench's loadgen command and row recording; standard library only."""
 
 from __future__ import annotations
 
+import re
 from statistics import median
 
 import peers
@@ -26,6 +28,7 @@ IDLE_ROOM = 100
 PAYLOAD_BYTES = 64
 DRAIN = "2s"
 MAX_BACKLOG = "1MiB"  # the peer's, the same as echo-server's default --max-backlog
+MAX_BACKLOG_KB = 1024
 
 
 # The --list-models traits of a model whose rooms hold more than one member: one loop
@@ -108,17 +111,28 @@ def run_case(bench, tag: str, server: str, scenario: str, members: int, idle: in
         outcome, row = bench.run_loadgen(pinned(cmd, bench.loadgen_cpu), csv_path, budget_s)
     if handle in LIVE_SERVERS:
         LIVE_SERVERS.remove(handle)
-    stop_error, _ = handle.stop()
+    stop_error, stopped = handle.stop()
     if stop_error and not error:
         outcome = stop_error if outcome == "ok" else f"{outcome}; {stop_error}"
+    closed_by_server = {"server_evicted": evicted(stopped)}
+    if row is not None:
+        row.update(closed_by_server)
     row = bench.record_row(row, {"label": scenario, "protocol": "ws",
                                  "connections": str(members), "slow_clients": str(idle),
-                                 "slow_mode": "idle", "payload_bytes": str(PAYLOAD_BYTES)},
+                                 "slow_mode": "idle", "payload_bytes": str(PAYLOAD_BYTES),
+                                 **closed_by_server},
                            server, scenario, outcome)
     extra = "" if outcome == "ok" else f"  [{outcome}]"
     print(f"[{tag}] {server:<8} {scenario:<18} {describe_deliveries(row)}"
           f"  ({describe_result(row)}){extra}", flush=True)
     return row
+
+
+def evicted(stopped: str) -> str:
+    """The members the server closed past --max-backlog, from its last line: echo-server's
+    "stopped ... evicted=N", the peer's "closed N members past the backlog"; "" if neither."""
+    found = re.search(r"\bevicted=(\d+)", stopped) or re.match(r"closed (\d+) members", stopped)
+    return found.group(1) if found else ""
 
 
 def describe_deliveries(row: dict[str, str]) -> str:
@@ -141,22 +155,39 @@ def summary(servers: list[str], plan, rows) -> list[str]:
              f"and p99 fan-out latency (intended send to receipt), "
              f"{'median of ' + str(repeats) + ' runs' if repeats > 1 else 'one run'} each",
              f"  {'case':<20}{'server':<10}{'deliveries/s':>14}{'p99 us':>14}{'lost':>12}"
-             f"{'slow closed':>13}"]
+             f"{'evicted':>10}{'peak RSS MiB':>14}"]
     for name, _, _ in plan:
         for server in servers:
             got = rows.get((server, name), [])
             rate, p99 = med(got, "deliveries_per_s"), med(got, "latency_p99_us")
-            lost, closed = med(got, "deliveries_lost"), med(got, "slow_closed")
+            lost, closed = med(got, "deliveries_lost"), med(got, "server_evicted")
+            rss = med(got, "server_rss_peak_kb")
             if rate is None:
                 lines.append(f"  {name:<20}{server:<10}{'failed':>14}")
                 continue
             lines.append(f"  {name:<20}{server:<10}{rate:>14,.0f}"
                          f"{(f'{p99:,.0f}' if p99 is not None else '-'):>14}"
                          f"{(f'{lost:,.0f}' if lost is not None else '-'):>12}"
-                         f"{(f'{closed:,.0f}' if closed is not None else ''):>13}")
+                         f"{(f'{closed:,.0f}' if closed is not None else '-'):>10}"
+                         f"{(f'{rss / 1024:,.1f}' if rss is not None else '-'):>14}")
     lines.append("")
     lines += ratio_lines(servers, plan, rows)
     return lines
+
+
+def memory_line(server: str, calm_rows, idle_rows) -> list[str]:
+    """The server's peak RSS with the idle members against without, per idle member,
+    against what a backlog of MAX_BACKLOG_KB can hold: twice that, a growing buffer's
+    capacity being at most double what it holds."""
+    calm, idle = med(calm_rows, "server_rss_peak_kb"), med(idle_rows, "server_rss_peak_kb")
+    if not calm or not idle:
+        return []
+    each = (idle - calm) / IDLE_MEMBERS
+    verdict = "within" if each <= 2 * MAX_BACKLOG_KB else "OVER"
+    return [f"{server}: peak RSS with {IDLE_MEMBERS} idle members {idle / 1024:,.1f} MiB, "
+            f"without {calm / 1024:,.1f} MiB: {each / 1024:,.2f} MiB per idle member (bound: "
+            f"its {MAX_BACKLOG} backlog, at most {2 * MAX_BACKLOG_KB // 1024} MiB with the "
+            f"buffer's spare capacity): {verdict}"]
 
 
 def ratio_lines(servers: list[str], plan, rows) -> list[str]:
@@ -180,15 +211,19 @@ def ratio_lines(servers: list[str], plan, rows) -> list[str]:
                      "alone was measured, and no ratio can be stated")
     idle_name = f"chat-{IDLE_ROOM}-idle-{IDLE_MEMBERS}"
     for server in servers:
-        calm = med(rows.get((server, f"chat-{IDLE_ROOM}"), []), "latency_p99_us")
-        idle = med(rows.get((server, idle_name), []), "latency_p99_us")
-        closed = med(rows.get((server, idle_name), []), "slow_closed")
+        calm_rows, idle_rows = rows.get((server, f"chat-{IDLE_ROOM}"), []), rows.get((server, idle_name), [])
+        calm, idle = med(calm_rows, "latency_p99_us"), med(idle_rows, "latency_p99_us")
+        closed = med(idle_rows, "server_evicted")
+        closed_text = f"; idle members it evicted: {closed:.0f}" if closed is not None else ""
         if calm and idle:
             verdict = "met" if idle / calm <= 2.0 else "MISSED"
-            closed_text = f"; idle members it closed: {closed:.0f}" if closed is not None else ""
             lines.append(f"{server}: p99 with {IDLE_MEMBERS} idle members {idle:,.0f} us over "
                          f"{calm:,.0f} us without = {idle / calm:.2f}x (target <= 2x): "
                          f"{verdict}{closed_text}")
+        elif calm and not med(idle_rows, "deliveries_per_s"):
+            lines.append(f"{server}: with {IDLE_MEMBERS} idle members nothing was delivered "
+                         f"(target: p99 <= 2x of {calm:,.0f} us): MISSED{closed_text}")
+        lines += memory_line(server, calm_rows, idle_rows)
     if "libuv" in servers:
         name = f"chat-{ROOM_SIZES[-1]}"
         got = rows.get(("libuv", name), [])

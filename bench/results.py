@@ -13,7 +13,8 @@ from statistics import median
 
 EXTRA_COLUMNS = ["run_id", "model", "scenario", "floor_rtt_us", "git_rev", "outcome",
                  "server_dropped", "kernel_udp_rcvbuf_errors", "repeat", "server_args",
-                 "server_per_worker", "server_empty_wakeups", "jain_index", "idle_cpu_s"]
+                 "server_per_worker", "server_empty_wakeups", "jain_index", "idle_cpu_s",
+                 "server_evicted"]
 
 
 def describe_result(row: dict[str, str]) -> str:
