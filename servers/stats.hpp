@@ -24,8 +24,8 @@ struct ServerStats {
   std::atomic<uint64_t> messages{0};
   /// udp: datagrams received whose echo was given up because the socket's send buffer
   /// (or the model's send queue) stayed full, or the server stopped before it went out.
-  /// ws: room messages the relay between processes (fork, prefork) gave up for a
-  /// process whose link stayed full (Relay::kMaxQueuedBytes), once per process.
+  /// ws: room messages prefork's relay gave up for a worker whose link stayed full
+  /// (Relay::kMaxQueuedBytes), once per worker (fork's relay evicts instead).
   std::atomic<uint64_t> dropped{0};
   /// Bytes every session holds now for messages not yet complete (bounded by
   /// --max-request-memory: HeldBytesBudget), and messages refused because of that bound.

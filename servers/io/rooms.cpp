@@ -201,7 +201,13 @@ void Relay::close_in_child() const {
 }
 
 void Relay::flush(End& end) {
-  while (!end.out.empty()) {
+  for (;;) {
+    // A worker that fell behind gets its notice once what was queued before is out.
+    if (end.evicting && !end.notified && end.out.empty()) {
+      relay_frame(end.out, {}, {});
+      end.notified = true;
+    }
+    if (end.out.empty()) return;
     const ssize_t n =
         ::send(end.socket.get(), end.out.data(), end.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
@@ -231,12 +237,17 @@ void Relay::serve(const std::vector<pollfd>& fds, size_t first) {
       gone = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);  // the worker died
       break;
     }
-    // Whole frames go to every other worker, in the order this one sent them.
+    // Whole frames go to every other worker (every worker, with members' ends), in the
+    // order this one sent them.
     size_t at = 0;
     while (const size_t size = relay_frame_size(std::string_view(from.in).substr(at))) {
       for (size_t j = 0; j < ends_.size(); ++j) {
         End& to = ends_[j];
-        if (j == i || !to.socket.valid()) continue;
+        if ((j == i && !members_) || !to.socket.valid() || to.evicting) continue;
+        if (members_ && to.out.size() + size > backlog_bytes_) {
+          to.evicting = true;  // flush() queues the notice once the rest is out
+          continue;
+        }
         if (to.out.size() + size > kMaxQueuedBytes) {
           dropped_.fetch_add(1, std::memory_order_relaxed);
           continue;
@@ -382,8 +393,7 @@ bool ChildRooms::join(Session&, std::string_view room) {
 
 void ChildRooms::publish(Session&, std::span<const char> bytes) {
   if (room_.empty()) return;
-  link_.post(0, room_, bytes);
-  keep(bytes);  // the sender is a member too
+  link_.post(0, room_, bytes);  // the relay sends it back too: the sender is a member
 }
 
 void ChildRooms::keep(std::span<const char> bytes) {
@@ -399,8 +409,16 @@ void ChildRooms::keep(std::span<const char> bytes) {
 
 void ChildRooms::read_link() {
   link_.take(0, posted_);
-  for (const RoomsLink::Posted& posted : posted_)
-    if (!room_.empty() && posted.room == room_) keep(posted.bytes);
+  for (const RoomsLink::Posted& posted : posted_) {
+    if (posted.room.empty() && !evicted_now_) {
+      // The relay's notice: this member fell its backlog behind there.
+      evicted_now_ = true;
+      evicted_.fetch_add(1, std::memory_order_relaxed);
+      room_.clear();
+    } else if (!room_.empty() && posted.room == room_) {
+      keep(posted.bytes);
+    }
+  }
 }
 
 bool ChildRooms::drain_wakeup(const Session&) {

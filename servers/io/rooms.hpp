@@ -140,6 +140,8 @@ class ProcessLink final : public RoomsLink {
   void attach(size_t, std::function<void()>) override {}
   void detach(size_t) override {}
   void post(size_t from, std::string_view room, std::span<const char> bytes) override;
+  /// What the relay sent; an eviction notice (fork's Relay) is a Posted with an empty
+  /// room.
   void take(size_t index, std::vector<Posted>& out) override;
   int watch_fd() const override { return socket_; }
 
@@ -156,16 +158,27 @@ void relay_frame(std::string& out, std::string_view room, std::span<const char> 
 size_t relay_frame_size(std::string_view in);
 
 /// The relay a master process runs between its workers' ProcessLinks (prefork's
-/// workers, fork's children): every frame a
-/// worker sends is queued for every other worker, and written without ever blocking.
-/// What waits for one worker is bounded by kMaxQueuedBytes: past it, frames for that
-/// worker are dropped and counted in `dropped` (one per frame and worker). For the
-/// master's one thread.
+/// workers, fork's children): every frame a worker sends is queued for the workers,
+/// and written without ever blocking. What waits for one worker is bounded. Its ends
+/// are either of two kinds:
+/// - kWorkers (prefork): a worker serves many members and delivers its own members'
+///   messages itself, so a frame goes to every other worker; past kMaxQueuedBytes,
+///   frames for a worker are dropped and counted in `dropped` (one per frame and
+///   worker).
+/// - kMembers (fork): a worker is one member, and a frame goes to every worker, the
+///   sender's included, so that a member's own copy comes back at the pace of the
+///   room's and a closed-loop sender cannot outrun the relay. A worker that falls
+///   `backlog_bytes` behind is that member past its backlog: it gets what is queued,
+///   then an eviction notice (a frame with an empty room), on which its ChildRooms
+///   evicts the member with 1008.
+/// For the master's one thread.
 class Relay {
  public:
   static constexpr size_t kMaxQueuedBytes = size_t{64} << 20;
+  enum class Ends { kWorkers, kMembers };
 
-  explicit Relay(std::atomic<uint64_t>& dropped) : dropped_(dropped) {}
+  Relay(std::atomic<uint64_t>& dropped, Ends ends, size_t backlog_bytes = 0)
+      : dropped_(dropped), members_(ends == Ends::kMembers), backlog_bytes_(backlog_bytes) {}
 
   /// Worker `index`'s end (non-blocking), replacing any former one.
   void set(size_t index, net::Fd socket);
@@ -188,11 +201,15 @@ class Relay {
     net::Fd socket;
     std::string in;   ///< read, not yet a whole frame
     std::string out;  ///< to write
+    bool evicting = false;  ///< fell behind: gets what is queued, then the notice
+    bool notified = false;  ///< the eviction notice is queued
   };
   void flush(End& end);
 
   std::vector<End> ends_;
   std::atomic<uint64_t>& dropped_;
+  const bool members_;          ///< Ends::kMembers
+  const size_t backlog_bytes_;  ///< with members_: a member's bound
 };
 
 /// What the blocking connection asks of its model's rooms (the models with a thread or

@@ -3,10 +3,13 @@
 // process. The parent never reads: it counts, reaps children and, on stop, waits for
 // them (killing any that linger) before it returns. Rooms (ws's /chat) span the
 // children, which share no memory: each child sends what its member publishes to the
-// parent over a Unix socket, and the parent relays it to every other child while it
-// waits for connections; a child keeps what is for its room in a mailbox bounded by
-// --max-backlog. Each sender's messages reach every member in the order sent, but two
-// members may see two senders' messages in different orders: no total order.
+// parent over a Unix socket, and the parent relays it to every child, the sender's
+// too (its member's own copy comes back at the room's pace), while it waits for
+// connections; a child keeps what is for its room in a mailbox bounded by
+// --max-backlog, and a child that falls --max-backlog behind at the relay (a process
+// the CPU cannot keep up with) is evicted too, so neither end holds more. Each
+// sender's messages reach every member in the order sent, but two members may see two
+// senders' messages in different orders: no total order.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -35,7 +38,10 @@ constexpr auto kReapInterval = std::chrono::milliseconds(5);
 class Children {
  public:
   explicit Children(const ServeContext& ctx)
-      : ctx_(ctx), buffer_(ctx.options.buffer_bytes), relay_(ctx.stats.dropped) {}
+      : ctx_(ctx),
+        buffer_(ctx.options.buffer_bytes),
+        relay_(ctx.stats.dropped, Relay::Ends::kMembers,
+               static_cast<size_t>(ctx.options.max_backlog_bytes)) {}
   Children(const Children&) = delete;
   Children& operator=(const Children&) = delete;
   ~Children() { stop_all(); }

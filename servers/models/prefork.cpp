@@ -74,7 +74,7 @@ std::string errno_text(const char* call, int err) {
 class Master {
  public:
   Master(const ServeContext& ctx, size_t worker_count)
-      : ctx_(ctx), workers_(worker_count), master_pid_(::getpid()), relay_(ctx.stats.dropped) {}
+      : ctx_(ctx), workers_(worker_count), master_pid_(::getpid()), relay_(ctx.stats.dropped, Relay::Ends::kWorkers) {}
   Master(const Master&) = delete;
   Master& operator=(const Master&) = delete;
   ~Master() { stop_workers(); }

@@ -3,7 +3,8 @@
 // on to other loops), SharedRooms (a mailbox per member, woken through a pipe, under
 // one lock), ChildRooms (a fork child's one member, its mail from the relay), LoopHub
 // (posts between the loops of a process) and the relay between processes
-// (ProcessLink frames through a Relay, to every worker but the sender).
+// (ProcessLink frames through a Relay: to every worker but the sender for prefork's
+// workers, to every member and a notice for one that falls behind for fork's).
 #include "servers/io/rooms.hpp"
 
 #include <gtest/gtest.h>
@@ -110,7 +111,7 @@ TEST(SharedRooms, MailboxesAreWokenTakenAndBounded) {
   EXPECT_EQ(rooms.wake_fd(a), -1);
 }
 
-TEST(ChildRooms, KeepsItsRoomsMailFromTheLinkAndItsOwn) {
+TEST(ChildRooms, KeepsItsRoomsMailFromTheLinkAndSendsItsOwnThere) {
   std::atomic<uint64_t> evicted{0};
   int ends[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, ends), 0);
@@ -120,9 +121,17 @@ TEST(ChildRooms, KeepsItsRoomsMailFromTheLinkAndItsOwn) {
   ASSERT_TRUE(rooms.open(me));
   ASSERT_TRUE(rooms.join(me, "r"));
   rooms.publish(me, bytes("mine"));
-  // What the relay sends: one frame for another room, one for this one.
+  // What it published went to the relay, and is not kept here: the relay sends the
+  // member's own copy back with everyone else's.
+  char sent[64];
+  const ssize_t n = ::recv(relay_end.get(), sent, sizeof sent, 0);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(relay_frame_size(std::string_view(sent, static_cast<size_t>(n))),
+            static_cast<size_t>(n));
+  // What the relay sends: one frame for another room, two for this one.
   std::string frames;
   relay_frame(frames, "other", bytes("no"));
+  relay_frame(frames, "r", bytes("mine"));
   relay_frame(frames, "r", bytes("yes"));
   ASSERT_EQ(::send(relay_end.get(), frames.data(), frames.size(), 0),
             static_cast<ssize_t>(frames.size()));
@@ -130,18 +139,36 @@ TEST(ChildRooms, KeepsItsRoomsMailFromTheLinkAndItsOwn) {
   std::string out;
   EXPECT_FALSE(rooms.take(me, out));
   EXPECT_EQ(out, "mineyes");
-  // What it published went to the relay.
-  char sent[64];
-  const ssize_t n = ::recv(relay_end.get(), sent, sizeof sent, 0);
-  ASSERT_GT(n, 0);
-  EXPECT_EQ(relay_frame_size(std::string_view(sent, static_cast<size_t>(n))),
-            static_cast<size_t>(n));
   // Past the backlog: evicted, counted, and nothing more kept.
-  rooms.publish(me, bytes("123456"));
-  rooms.publish(me, bytes("789012"));
+  frames.clear();
+  relay_frame(frames, "r", bytes("123456"));
+  relay_frame(frames, "r", bytes("789012"));
+  ASSERT_EQ(::send(relay_end.get(), frames.data(), frames.size(), 0),
+            static_cast<ssize_t>(frames.size()));
   out.clear();
   EXPECT_TRUE(rooms.take(me, out));
   EXPECT_EQ(out, "123456");
+  EXPECT_EQ(evicted.load(), 1u);
+}
+
+TEST(ChildRooms, TheRelaysNoticeEvictsTheMemberOnce) {
+  std::atomic<uint64_t> evicted{0};
+  int ends[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, ends), 0);
+  const net::Fd relay_end(ends[0]);
+  ChildRooms rooms(ends[1], /*max_backlog_bytes=*/1000, evicted);
+  Member me;
+  ASSERT_TRUE(rooms.open(me));
+  ASSERT_TRUE(rooms.join(me, "r"));
+  std::string frames;
+  relay_frame(frames, "r", bytes("last"));
+  relay_frame(frames, {}, {});  // the notice
+  relay_frame(frames, {}, {});
+  ASSERT_EQ(::send(relay_end.get(), frames.data(), frames.size(), 0),
+            static_cast<ssize_t>(frames.size()));
+  std::string out;
+  EXPECT_TRUE(rooms.take(me, out));
+  EXPECT_EQ(out, "last");
   EXPECT_EQ(evicted.load(), 1u);
 }
 
@@ -169,7 +196,7 @@ TEST(LoopHub, PostsReachEveryOtherLoopAndWakeItOnce) {
 
 TEST(Relay, FramesGoToEveryWorkerButTheSenderInOrder) {
   std::atomic<uint64_t> dropped{0};
-  Relay relay(dropped);
+  Relay relay(dropped, Relay::Ends::kWorkers);
   std::vector<net::Fd> worker_ends;
   for (size_t i = 0; i < 3; ++i) {
     int ends[2];
@@ -201,6 +228,66 @@ TEST(Relay, FramesGoToEveryWorkerButTheSenderInOrder) {
   link0.take(0, posted);
   ASSERT_EQ(posted.size(), 1u);
   EXPECT_EQ(posted[0].bytes, "from 1");
+  EXPECT_EQ(dropped.load(), 0u);
+}
+
+// fork's relay: every frame to every member, the sender included; a member that falls
+// its backlog behind gets what was queued for it, then the notice, and nothing more.
+TEST(Relay, MembersGetEveryFrameAndOneFallingBehindIsNoticed) {
+  std::atomic<uint64_t> dropped{0};
+  constexpr size_t kBacklog = 64 * 1024;
+  Relay relay(dropped, Relay::Ends::kMembers, kBacklog);
+  std::vector<net::Fd> member_ends;
+  for (size_t i = 0; i < 2; ++i) {
+    int ends[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, ends), 0);
+    relay.set(i, net::Fd(ends[0]));
+    member_ends.emplace_back(ends[1]);
+  }
+  ProcessLink reader(member_ends[0].get()), idle(member_ends[1].get());
+  const std::string message(1000, 'm');
+  std::vector<RoomsLink::Posted> posted, got;
+  size_t sent = 0;
+  // Member 0 posts and reads; member 1 never reads, so its socket fills, then the
+  // relay's queue for it passes the backlog.
+  for (int round = 0; round < 2000 && sent < 5000; ++round) {
+    for (int i = 0; i < 10; ++i, ++sent) reader.post(0, "r", bytes(message));
+    std::vector<pollfd> fds;
+    const size_t first = relay.add_pollfds(fds);
+    ::poll(fds.data(), fds.size(), 0);
+    relay.serve(fds, first);
+    reader.take(0, posted);
+    got.insert(got.end(), posted.begin(), posted.end());
+  }
+  for (int round = 0; round < 50 && got.size() < sent; ++round) {
+    std::vector<pollfd> fds;
+    const size_t first = relay.add_pollfds(fds);
+    ::poll(fds.data(), fds.size(), 10);
+    relay.serve(fds, first);
+    reader.take(0, posted);
+    got.insert(got.end(), posted.begin(), posted.end());
+  }
+  EXPECT_EQ(got.size(), sent) << "the sender gets its own copy of each";
+  // The idle member, reading at last: a prefix of the messages, then one notice.
+  size_t messages = 0, notices = 0;
+  for (int round = 0; round < 200; ++round) {
+    std::vector<pollfd> fds;
+    const size_t first = relay.add_pollfds(fds);
+    ::poll(fds.data(), fds.size(), 1);
+    relay.serve(fds, first);
+    idle.take(1, posted);
+    for (const auto& p : posted) {
+      EXPECT_EQ(notices, 0u) << "nothing after the notice";
+      if (p.room.empty()) {
+        ++notices;
+      } else {
+        ++messages;
+      }
+    }
+  }
+  EXPECT_EQ(notices, 1u);
+  EXPECT_GT(messages, 0u);
+  EXPECT_LT(messages, sent);
   EXPECT_EQ(dropped.load(), 0u);
 }
 
