@@ -113,6 +113,42 @@ $("sendform").onsubmit = (e) => {
 
 std::string_view ws_chat_page() { return kChatPage; }
 
+bool valid_utf8(std::span<const char> text) {
+  const auto* at = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* const end = at + text.size();
+  while (at < end) {
+    const unsigned char lead = *at;
+    if (lead < 0x80) {
+      ++at;
+      continue;
+    }
+    // The lead byte says how many continuation bytes follow (0x80-0xbf each); the first
+    // of them is narrower where that rules out overlong forms (e0, f0), surrogates (ed)
+    // and code points past U+10FFFF (f4). c0, c1 and f5-ff never appear.
+    size_t follow = 0;
+    unsigned char low = 0x80, high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) {
+      follow = 1;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+      follow = 2;
+      if (lead == 0xe0) low = 0xa0;
+      if (lead == 0xed) high = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      follow = 3;
+      if (lead == 0xf0) low = 0x90;
+      if (lead == 0xf4) high = 0x8f;
+    } else {
+      return false;
+    }
+    if (static_cast<size_t>(end - at) <= follow) return false;
+    if (at[1] < low || at[1] > high) return false;
+    for (size_t i = 2; i <= follow; ++i)
+      if ((at[i] & 0xc0) != 0x80) return false;
+    at += follow + 1;
+  }
+  return true;
+}
+
 void append_ws_frame(std::string& out, uint8_t opcode, std::span<const char> payload) {
   char head[10];
   size_t head_bytes = 2;
@@ -168,13 +204,20 @@ struct WsCallbacks {
     WsSession& self = *static_cast<WsSession*>(user_data);
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) return;
     if (self.closing_) return;
-    ++self.taken_;
     if (wslay_event_want_write(ctx) && wslay_event_send(ctx) != 0) {
       self.closing_ = true;
       return;
     }
     const std::span<const char> payload(reinterpret_cast<const char*>(arg->msg),
                                         arg->msg_length);
+    // wslay does not look inside text; the whole message is checked, as a code point
+    // may span fragments. Nothing after it is taken.
+    if (arg->opcode == WSLAY_TEXT_FRAME && !valid_utf8(payload)) {
+      self.close_with(WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA);
+      self.closing_ = true;
+      return;
+    }
+    ++self.taken_;
     if (!self.chat_) {
       append_ws_frame(self.output_, arg->opcode, payload);
       return;
@@ -348,7 +391,7 @@ uint32_t WsSession::read_frames(std::span<const char> input) {
     // Out of memory, nothing more can be said.
     if (received != WSLAY_ERR_NOMEM && !wslay_event_get_close_sent(ws_)) {
       wslay_event_send(ws_);  // what it queued before the bad frame goes first
-      close_for_protocol_error();
+      close_with(WSLAY_CODE_PROTOCOL_ERROR);
     }
     closing_ = true;
     return taken_;
@@ -360,16 +403,15 @@ uint32_t WsSession::read_frames(std::span<const char> input) {
   // is done once its answer is out. A bad close frame cut over reads can leave wslay
   // neither reading nor writing its answer: that answer is 1002, here.
   if (!wslay_event_want_read(ws_)) {
-    if (!wslay_event_get_close_sent(ws_)) close_for_protocol_error();
+    if (!wslay_event_get_close_sent(ws_)) close_with(WSLAY_CODE_PROTOCOL_ERROR);
     closing_ = true;
   }
   return taken_;
 }
 
-void WsSession::close_for_protocol_error() {
-  const char code[] = {static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR >> 8),
-                       static_cast<char>(WSLAY_CODE_PROTOCOL_ERROR & 0xff)};
-  append_ws_frame(output_, WSLAY_CONNECTION_CLOSE, code);
+void WsSession::close_with(uint16_t code) {
+  const char payload[] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+  append_ws_frame(output_, WSLAY_CONNECTION_CLOSE, payload);
 }
 
 void WsSession::evict() {

@@ -23,6 +23,10 @@ namespace cb::servers {
 /// The chat page `GET /` returns.
 std::string_view ws_chat_page();
 
+/// Whether `text` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
+/// nothing past U+10FFFF), as a text message's payload must be.
+bool valid_utf8(std::span<const char> text);
+
 /// Appends to `out` one unmasked, final frame of `opcode` (1 text, 2 binary, 8 close...)
 /// carrying `payload`, as a server sends it.
 void append_ws_frame(std::string& out, uint8_t opcode, std::span<const char> payload);
@@ -33,7 +37,8 @@ void append_ws_frame(std::string& out, uint8_t opcode, std::span<const char> pay
 /// to its room, the sender included. Text and binary messages, fragmented or not, up
 /// to the limits' max_message_bytes (beyond: close 1009); pings are answered with
 /// pongs; a close is answered with the same status code, then the connection closes;
-/// an unmasked client frame or any other bad frame is closed with 1002. The handshake
+/// an unmasked client frame or any other bad frame is closed with 1002, a text message
+/// that is not UTF-8 with 1007. The handshake
 /// answers 400 (a bad request or key), 404 (another path), 405 (not GET), 426 (not an
 /// upgrade to /echo or /chat, or a version other than 13), 431 (a head over
 /// kMaxHeadBytes) and 501 (/chat where the model has no rooms), each closing the
@@ -80,8 +85,9 @@ class WsSession final : public Session {
   /// Hands `input` to wslay and appends what it sends.
   uint32_t read_frames(std::span<const char> input);
   void leave_room();
-  /// Appends a close frame with 1002 (a bad frame).
-  void close_for_protocol_error();
+  /// Appends a close frame with `code`: 1002 (a bad frame), 1007 (a text message that
+  /// is not UTF-8).
+  void close_with(uint16_t code);
 
   /// wslay's callbacks, which read input_ and append to output_.
   friend struct WsCallbacks;

@@ -2,8 +2,8 @@
 // (the library most Node servers and clients use), not the project's own framing code.
 // Checks, one connection at a time (so that a model serving one connection at a time
 // passes too): the handshake; echo of text and binary messages up to LIMIT bytes, and
-// close 1009 one byte past it; a fragmented message (ws's send with fin: false) comes
-// back whole; a ping gets its pong; a normal close gets 1000 back; an unmasked frame
+// close 1009 one byte past it; close 1007 for text that is not UTF-8; a fragmented
+// message (ws's send with fin: false) comes back whole; a ping gets its pong; a normal close gets 1000 back; an unmasked frame
 // written raw after a handshake gets 1002; a missing Sec-WebSocket-Key gets 400 and a
 // Sec-WebSocket-Version other than 13 gets 426. With "chat": three members of one
 // /chat room each send messages and every member receives every message, each
@@ -96,6 +96,14 @@ async function echo() {
   ws.close(1000, "bye");
   const code = await within(5000, "close", ws.closed);
   if (code !== 1000) fail(`a normal close got ${code}, not 1000`);
+}
+
+// A text message that is not UTF-8 (ws sends a Buffer as text without looking): 1007.
+async function notUtf8() {
+  const ws = await open("/echo");
+  ws.send(Buffer.from([0x68, 0xc3, 0x28]), { binary: false });
+  const code = await within(5000, "close after text that is not UTF-8", ws.closed);
+  if (code !== 1007) fail(`text that is not UTF-8 got close ${code}, not 1007`);
 }
 
 async function tooBig() {
@@ -199,6 +207,7 @@ async function chat() {
 (async () => {
   await echo();
   await tooBig();
+  await notUtf8();
   await badInput();
   if (mode === "chat") await chat();
 })().then(

@@ -2,9 +2,9 @@
 // the handshake (whole and byte by byte), the HTTP answers that are not an upgrade
 // (the chat page, 404, 426, 400...), then frames: echo of text and binary, fragments,
 // ping, the close handshake, and the closes a bad peer earns (1002 for an unmasked or
-// malformed frame, 1009 past the size limit). Then /chat with a loop's rooms: every
-// member of a room gets each message, no one outside it does, and a member whose
-// output is past the backlog is evicted with 1008.
+// malformed frame, 1007 for text that is not UTF-8, 1009 past the size limit). Then
+// /chat with a loop's rooms: every member of a room gets each message, no one outside
+// it does, and a member whose output is past the backlog is evicted with 1008.
 #include "servers/protocol/ws.hpp"
 
 #include <gtest/gtest.h>
@@ -286,6 +286,44 @@ TEST(WsSession, MessagesPastTheLimitAreClosedWith1009) {
                                  client_frame(0, std::string(60, 'y')),
                              0, 100)),
             1009);
+}
+
+TEST(WsUtf8, WellFormedTextPassesAndEveryKindOfMalformedFails) {
+  const auto ok = [](std::string_view text) { return valid_utf8(std::span(text)); };
+  EXPECT_TRUE(ok(""));
+  EXPECT_TRUE(ok("plain ascii"));
+  EXPECT_TRUE(ok("h\xc3\xa9llo"));                // U+00E9
+  EXPECT_TRUE(ok("\xe2\x82\xac"));                // U+20AC
+  EXPECT_TRUE(ok("\xed\x9f\xbf"));                // U+D7FF, the last before the surrogates
+  EXPECT_TRUE(ok("\xf0\x9f\x98\x80"));            // U+1F600
+  EXPECT_TRUE(ok("\xf4\x8f\xbf\xbf"));            // U+10FFFF, the last code point
+  EXPECT_FALSE(ok("\x80"));                        // a continuation byte alone
+  EXPECT_FALSE(ok("\xc3"));                        // cut short
+  EXPECT_FALSE(ok("\xe2\x82"));                    // cut short
+  EXPECT_FALSE(ok("\xc0\xaf"));                    // overlong '/'
+  EXPECT_FALSE(ok("\xe0\x80\xaf"));                // overlong '/'
+  EXPECT_FALSE(ok("\xf0\x80\x80\xaf"));            // overlong '/'
+  EXPECT_FALSE(ok("\xed\xa0\x80"));                // U+D800, a surrogate
+  EXPECT_FALSE(ok("\xf4\x90\x80\x80"));            // U+110000
+  EXPECT_FALSE(ok("\xf5\x80\x80\x80"));            // no such lead byte
+  EXPECT_FALSE(ok("\xc3\x28"));                    // a lead byte, then no continuation
+  EXPECT_FALSE(ok("ok \xff"));
+}
+
+// A text message is checked whole: a code point split over fragments is fine, and a
+// text message that is not UTF-8 is closed with 1007 and not echoed; binary is never
+// looked into.
+TEST(WsSession, TextThatIsNotUtf8IsClosedWith1007) {
+  const Echoed split = echo(client_frame(1, "\xe2\x82", false) + client_frame(0, "\xac"));
+  ASSERT_EQ(split.sent.frames.size(), 1u);
+  EXPECT_EQ(split.sent.frames[0].payload, "\xe2\x82\xac");
+  const Echoed bad = echo(client_frame(1, "fine") + client_frame(1, "\xc3\x28") +
+                          client_frame(1, "late"));
+  EXPECT_EQ(closed_with(bad), 1007);
+  ASSERT_EQ(bad.sent.frames.size(), 2u);
+  EXPECT_EQ(bad.sent.frames[0].payload, "fine");
+  EXPECT_EQ(bad.messages, 1u);
+  EXPECT_EQ(echo(client_frame(2, "\xc3\x28")).sent.frames[0].payload, "\xc3\x28");
 }
 
 // /chat with a loop's rooms: sessions as members.
