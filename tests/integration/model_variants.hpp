@@ -28,9 +28,12 @@ inline std::vector<std::pair<std::string, std::vector<std::string>>> flag_varian
   std::vector<std::pair<std::string, std::vector<std::string>>> variants;
   if (!spec.variant_suffix.empty())
     variants.push_back({std::string(spec.variant_suffix), {std::string(spec.name)}});
-  for (size_t i = 1; i < spec.choices.size(); ++i)
-    variants.push_back({"_" + std::string(spec.choices[i]),
-                        {std::string(spec.name), std::string(spec.choices[i])}});
+  for (size_t i = 1; i < spec.choices.size(); ++i) {
+    // Appended rather than "_" + string: GCC 12 warns (-Wrestrict) on that form falsely.
+    std::string suffix = "_";
+    suffix.append(spec.choices[i]);
+    variants.push_back({suffix, {std::string(spec.name), std::string(spec.choices[i])}});
+  }
   return variants;
 }
 
