@@ -211,7 +211,8 @@ def ratio_lines(servers: list[str], plan, rows) -> list[str]:
                      "alone was measured, and no ratio can be stated")
     idle_name = f"chat-{IDLE_ROOM}-idle-{IDLE_MEMBERS}"
     for server in servers:
-        calm_rows, idle_rows = rows.get((server, f"chat-{IDLE_ROOM}"), []), rows.get((server, idle_name), [])
+        calm_rows = rows.get((server, f"chat-{IDLE_ROOM}"), [])
+        idle_rows = rows.get((server, idle_name), [])
         calm, idle = med(calm_rows, "latency_p99_us"), med(idle_rows, "latency_p99_us")
         closed = med(idle_rows, "server_evicted")
         closed_text = f"; idle members it evicted: {closed:.0f}" if closed is not None else ""

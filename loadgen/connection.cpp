@@ -181,10 +181,8 @@ Step Connection::on_read_error(int status, uint64_t now_ns) {
   // Before its handshake was answered: a server that accepts and then closes or resets
   // (one that refuses past its capacity) failed the handshake, and says so.
   if (handshakes() && !counted_) {
-    return handshake_failed(status == UV_EOF ? "closed the connection before the handshake was answered"
-                                             : std::string(uv_strerror(status)) +
-                                                   " before the handshake was answered",
-                            now_ns);
+    const std::string what = status == UV_EOF ? "closed the connection" : uv_strerror(status);
+    return handshake_failed(what + " before the handshake was answered", now_ns);
   }
   // EOF included: the server closed a connection loadgen was still using.
   return fail(ErrorKind::kRead, now_ns);

@@ -105,8 +105,8 @@ class ChatScenario(unittest.TestCase):
         self.assertIsNone(error)
         self.assertEqual(summary, "closed 0 members past the backlog")
         self.assertEqual(chat_scenario.evicted(summary), "0")
-        self.assertEqual(chat_scenario.evicted("stopped model=epoll protocol=ws evicted=7 dropped=0"),
-                         "7")
+        stopped = "stopped model=epoll protocol=ws evicted=7 dropped=0"
+        self.assertEqual(chat_scenario.evicted(stopped), "7")
 
 
 if __name__ == "__main__":
