@@ -27,8 +27,8 @@ IDLE_MEMBERS = 100
 IDLE_ROOM = 100
 PAYLOAD_BYTES = 64
 DRAIN = "2s"
-MAX_BACKLOG = "1MiB"  # the peer's, the same as echo-server's default --max-backlog
-MAX_BACKLOG_KB = 1024
+MAX_BACKLOG_KB = 1024  # the peer's, the same as echo-server's default --max-backlog
+MAX_BACKLOG = f"{MAX_BACKLOG_KB // 1024}MiB"
 
 
 # The --list-models traits of a model whose rooms hold more than one member: one loop

@@ -398,23 +398,22 @@ void ChildRooms::publish(Session&, std::span<const char> bytes) {
 
 void ChildRooms::keep(std::span<const char> bytes) {
   if (evicted_now_) return;
-  if (queued_.size() + bytes.size() > max_backlog_bytes_) {
-    evicted_now_ = true;
-    evicted_.fetch_add(1, std::memory_order_relaxed);
-    room_.clear();
-    return;
-  }
+  if (queued_.size() + bytes.size() > max_backlog_bytes_) return evict_now();
   queued_.append(bytes.data(), bytes.size());
+}
+
+void ChildRooms::evict_now() {
+  if (evicted_now_) return;
+  evicted_now_ = true;
+  evicted_.fetch_add(1, std::memory_order_relaxed);
+  room_.clear();
 }
 
 void ChildRooms::read_link() {
   link_.take(0, posted_);
   for (const RoomsLink::Posted& posted : posted_) {
-    if (posted.room.empty() && !evicted_now_) {
-      // The relay's notice: this member fell its backlog behind there.
-      evicted_now_ = true;
-      evicted_.fetch_add(1, std::memory_order_relaxed);
-      room_.clear();
+    if (posted.room.empty()) {
+      evict_now();  // the relay's notice: this member fell its backlog behind there
     } else if (!room_.empty() && posted.room == room_) {
       keep(posted.bytes);
     }

@@ -300,6 +300,8 @@ class ChildRooms final : public Rooms, public Mailroom {
   /// Reads what the relay sent and keeps what is for this member's room.
   void read_link();
   void keep(std::span<const char> bytes);
+  /// Past the backlog (here or at the relay): counted once, and nothing more kept.
+  void evict_now();
 
   ProcessLink link_;
   const uint64_t max_backlog_bytes_;
